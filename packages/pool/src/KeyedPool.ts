@@ -1,0 +1,260 @@
+/**
+ * A pool of resources per key (a tenant, a `user × upstream` pair, a target
+ * host), with per-key and total limits, idle expiry, credential-aware reuse
+ * and leases that end only by closing scopes.
+ *
+ * ```ts
+ * import { Context, Effect } from "effect"
+ * import { KeyedPool } from "@cistern/pool"
+ *
+ * class Upstreams extends Context.Tag("app/Upstreams")<
+ *   Upstreams,
+ *   KeyedPool.KeyedPool<string, Connection, ConnectError>
+ * >() {}
+ *
+ * const UpstreamsLive = KeyedPool.layer(Upstreams, {
+ *   acquire: (host) => connect(host), // its finalizer closes the connection
+ *   maxPerKey: 10,
+ *   maxTotal: 100,
+ *   idleTimeout: "5 minutes"
+ * })
+ *
+ * const program = Effect.gen(function* () {
+ *   const pool = yield* Upstreams
+ *   return yield* pool.use("db-1", (conn) => query(conn, "select 1"))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import * as Layer from "effect/Layer"
+import type { Pipeable } from "effect/Pipeable"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type * as Types from "effect/Types"
+import * as internal from "./internal/keyedPool.js"
+import type * as PoolConfig from "./PoolConfig.js"
+import type { PoolError } from "./PoolError.js"
+import type { CleanupReport, PoolStats } from "./PoolStats.js"
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: unique symbol = internal.TypeId as TypeId_
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export type TypeId = typeof TypeId
+
+type TypeId_ = typeof TypeId
+
+/**
+ * A keyed pool of `A`s whose acquisition may fail with `E`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
+  readonly [TypeId]: {
+    readonly _K: Types.Contravariant<K>
+    readonly _A: Types.Invariant<A>
+    readonly _E: Types.Covariant<E>
+  }
+
+  /**
+   * Leases an item of `key` for as long as the caller's scope stays open.
+   * Closing the scope (on success, failure or interruption) gives it back, or
+   * destroys it when it was invalidated, outlived `maxLifetime`, or its
+   * credentials changed.
+   */
+  readonly get: (key: K) => Effect.Effect<A, E | PoolError, Scope.Scope>
+
+  /**
+   * Leases an item of `key` for the duration of `f`. Cheaper than
+   * `Effect.scoped(get(key))`: no scope is allocated.
+   */
+  readonly use: <B, E2, R2>(key: K, f: (a: A) => Effect.Effect<B, E2, R2>) => Effect.Effect<B, E | E2 | PoolError, R2>
+
+  /**
+   * A stream that holds a lease of `key` until it ends, fails or is
+   * interrupted (a client disconnect, a `Stream.take`, a timeout).
+   */
+  readonly stream: <B, E2, R2>(
+    key: K,
+    f: (a: A) => Stream.Stream<B, E2, R2>
+  ) => Stream.Stream<B, E | E2 | PoolError, R2>
+
+  /**
+   * Marks an item as broken: if leased, it is destroyed instead of returned
+   * when its lease ends; if idle, it is destroyed now. O(1); unknown items are
+   * ignored.
+   */
+  readonly invalidate: (item: A) => Effect.Effect<void>
+
+  /** Totals, per-key counts and the configuration in force. */
+  readonly stats: Effect.Effect<PoolStats>
+
+  /**
+   * Expires idle items now (what the cleanup fiber does every
+   * `cleanupInterval`) and reports the pool size before and after.
+   */
+  readonly cleanup: Effect.Effect<CleanupReport>
+}
+
+/**
+ * How to make a keyed pool: how to acquire an item, and its limits and timings
+ * (see {@link PoolConfig.Settings} for the defaults).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKey"> {
+  /**
+   * Creates an item for `key`. Its finalizers (added to the provided `Scope`,
+   * e.g. with `Effect.acquireRelease`) destroy it; they run exactly once.
+   */
+  readonly acquire: (key: K) => Effect.Effect<A, E, R>
+  /** Items per key; a function sets a different limit per key. Default 10. */
+  readonly maxPerKey?: number | ((key: K) => number) | undefined
+  /**
+   * Groups keys: keys with the same id share items and limits. Default: the
+   * key itself, compared with `Equal` (so `Data` structs work as keys).
+   */
+  readonly keyId?: ((key: K) => string) | undefined
+  /**
+   * The credential version of a key (for example a hash of its token). When a
+   * key of the same group comes back with another fingerprint, items of the
+   * old one are never handed out again and are destroyed once returned.
+   */
+  readonly fingerprint?: ((key: K) => string) | undefined
+  /**
+   * How stats, errors and logs show a key. Default: a short stable hash of its
+   * id, so credentials in keys never leak.
+   */
+  readonly describeKey?: ((key: K) => string) | undefined
+  /** The pool's name in stats. Default `"pool"`. */
+  readonly name?: string | undefined
+}
+
+/**
+ * Makes a keyed pool owned by the current scope. Closing that scope shuts it
+ * down: new callers and waiters fail with `PoolClosed`, idle items are
+ * destroyed, leases get `drainTimeout` to come back before their fibers are
+ * interrupted, and every item's finalizer runs exactly once.
+ *
+ * Invalid options (a zero limit, a negative duration) are programmer errors: a
+ * defect with a `RangeError` naming the option and value.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: <K, A, E, R>(
+  options: Options<K, A, E, R>
+) => Effect.Effect<KeyedPool<K, A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> = internal.make
+
+/**
+ * Provides a keyed pool as the service `tag`, for the lifetime of the layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <I, K, A, E, R>(
+  tag: Context.Tag<I, KeyedPool<K, A, E>>,
+  options: Options<K, A, E, R>
+): Layer.Layer<I, never, Exclude<R, Scope.Scope>> => Layer.scoped(tag, make(options))
+
+/**
+ * Options for {@link layerConfig}: the functions, plus the settings read from
+ * `Config` (validated, naming the bad variable and value). Settings given here
+ * directly are defaults that the config overrides when its variable is set.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConfigOptions<K, A, E, R> extends Options<K, A, E, R> {
+  readonly config: Config.Config<PoolConfig.Settings>
+}
+
+/**
+ * Like {@link layer}, with settings read from `Config`:
+ *
+ * ```ts
+ * KeyedPool.layerConfig(Upstreams, {
+ *   acquire: connect,
+ *   config: PoolConfig.settings({ maxPerKey: "MAX_CONNECTIONS_PER_USER", maxTotal: "MAX_TOTAL_CONNECTIONS" })
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = <I, K, A, E, R>(
+  tag: Context.Tag<I, KeyedPool<K, A, E>>,
+  options: ConfigOptions<K, A, E, R>
+): Layer.Layer<I, ConfigError.ConfigError, Exclude<R, Scope.Scope>> =>
+  Layer.scoped(
+    tag,
+    Effect.flatMap(Config.unwrap(options.config), (settings) => make({ ...options, ...definedOnly(settings) }))
+  )
+
+const definedOnly = (settings: PoolConfig.Settings): PoolConfig.Settings =>
+  Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined))
+
+/**
+ * Leases an item of `key` for the caller's scope. See {@link KeyedPool.get}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const get: {
+  <K>(key: K): <A, E>(self: KeyedPool<K, A, E>) => Effect.Effect<A, E | PoolError, Scope.Scope>
+  <K, A, E>(self: KeyedPool<K, A, E>, key: K): Effect.Effect<A, E | PoolError, Scope.Scope>
+} = dual(2, <K, A, E>(self: KeyedPool<K, A, E>, key: K) => self.get(key))
+
+/**
+ * Leases an item of `key` for the duration of `f`. See {@link KeyedPool.use}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const use: {
+  <K, A, B, E2, R2>(
+    key: K,
+    f: (a: A) => Effect.Effect<B, E2, R2>
+  ): <E>(self: KeyedPool<K, A, E>) => Effect.Effect<B, E | E2 | PoolError, R2>
+  <K, A, E, B, E2, R2>(
+    self: KeyedPool<K, A, E>,
+    key: K,
+    f: (a: A) => Effect.Effect<B, E2, R2>
+  ): Effect.Effect<B, E | E2 | PoolError, R2>
+} = dual(
+  3,
+  <K, A, E, B, E2, R2>(self: KeyedPool<K, A, E>, key: K, f: (a: A) => Effect.Effect<B, E2, R2>) => self.use(key, f)
+)
+
+/**
+ * Marks an item as broken. See {@link KeyedPool.invalidate}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const invalidate: {
+  <A>(item: A): <K, E>(self: KeyedPool<K, A, E>) => Effect.Effect<void>
+  <K, A, E>(self: KeyedPool<K, A, E>, item: A): Effect.Effect<void>
+} = dual(2, <K, A, E>(self: KeyedPool<K, A, E>, item: A) => self.invalidate(item))
+
+/**
+ * Whether a value is a keyed pool.
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isKeyedPool: (u: unknown) => u is KeyedPool<unknown, unknown, unknown> = internal.isKeyedPool

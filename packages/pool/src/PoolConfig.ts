@@ -1,0 +1,168 @@
+/**
+ * The numeric and time settings of a pool, their defaults, and `Config`
+ * readers that validate them and name the bad variable and value.
+ *
+ * ```ts
+ * // the MCP gateway's variables (seed 001): CONNECTION_TIMEOUT there is an idle timeout
+ * const settings = PoolConfig.settings({
+ *   maxPerKey: "MAX_CONNECTIONS_PER_USER",
+ *   maxTotal: "MAX_TOTAL_CONNECTIONS",
+ *   idleTimeout: "CONNECTION_TIMEOUT",
+ *   cleanupInterval: "CLEANUP_INTERVAL"
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+
+/**
+ * A pool's limits and timings. Every field is optional: what is missing takes
+ * its value from {@link defaults}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settings {
+  /** Items per key, counting those being created. Default 10. */
+  readonly maxPerKey?: number | undefined
+  /** Items across all keys, counting those being created. Default 100. */
+  readonly maxTotal?: number | undefined
+  /** Distinct live keys. Beyond it an entirely idle key is evicted, else the caller fails fast. Default 10,000. */
+  readonly maxKeys?: number | undefined
+  /** Idle items per key that idle expiry keeps. Default 0. */
+  readonly minIdlePerKey?: number | undefined
+  /** An item idle longer than this is destroyed within one `cleanupInterval`. Default 10 minutes. */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  /** An item older than this is retired when its lease ends. Default: infinity. */
+  readonly maxLifetime?: Duration.DurationInput | undefined
+  /** How long a caller may wait for an item (including its creation). Default 30 seconds. */
+  readonly acquireTimeout?: Duration.DurationInput | undefined
+  /** How often the single cleanup fiber expires idle items. Default 1 minute. */
+  readonly cleanupInterval?: Duration.DurationInput | undefined
+  /** On shutdown, how long leases get to come back before they are interrupted. Default 10 seconds. */
+  readonly drainTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * The value each setting takes when it is not given.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  maxPerKey: 10,
+  maxTotal: 100,
+  maxKeys: 10_000,
+  minIdlePerKey: 0,
+  idleTimeout: Duration.minutes(10),
+  maxLifetime: Duration.infinity,
+  acquireTimeout: Duration.seconds(30),
+  cleanupInterval: Duration.minutes(1),
+  drainTimeout: Duration.seconds(10)
+} as const satisfies { readonly [K in keyof Settings]-?: NonNullable<Settings[K]> }
+
+/**
+ * The variable each setting is read from by {@link settings} unless renamed.
+ * Nest the whole config (`Config.nested(settings(), "UPSTREAMS")`) to prefix
+ * them all (`UPSTREAMS_MAX_PER_KEY` with the environment provider).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const variables: { readonly [K in keyof Settings]-?: string } = {
+  maxPerKey: "MAX_PER_KEY",
+  maxTotal: "MAX_TOTAL",
+  maxKeys: "MAX_KEYS",
+  minIdlePerKey: "MIN_IDLE_PER_KEY",
+  idleTimeout: "IDLE_TIMEOUT",
+  maxLifetime: "MAX_LIFETIME",
+  acquireTimeout: "ACQUIRE_TIMEOUT",
+  cleanupInterval: "CLEANUP_INTERVAL",
+  drainTimeout: "DRAIN_TIMEOUT"
+}
+
+const unbounded = /^(unbounded|infinity|inf)$/i
+const integer = /^\d+$/
+const millis = /^\d+(\.\d+)?$/
+
+const parsed = <A>(name: string, parse: (raw: string) => Either.Either<A, string>): Config.Config<A> =>
+  Config.string(name).pipe(
+    Config.mapOrFail((raw) =>
+      Either.mapLeft(parse(raw.trim()), (why) =>
+        ConfigError.InvalidData([name], `${name}=${JSON.stringify(raw)}: ${why}`)
+      )
+    )
+  )
+
+/**
+ * A positive integer limit; `unbounded` (or `infinity`) lifts it.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const limit = (name: string): Config.Config<number> =>
+  parsed(name, (raw) =>
+    unbounded.test(raw)
+      ? Either.right(Number.POSITIVE_INFINITY)
+      : integer.test(raw) && Number(raw) >= 1
+        ? Either.right(Number(raw))
+        : Either.left("expected a positive integer or `unbounded`")
+  )
+
+/**
+ * A count that may be zero.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const count = (name: string): Config.Config<number> =>
+  parsed(name, (raw) => (integer.test(raw) ? Either.right(Number(raw)) : Either.left("expected a non-negative integer")))
+
+/**
+ * A duration: `"30 seconds"`, `"5 minutes"`, plain milliseconds (`"30000"`),
+ * or `infinity`.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const duration = (name: string): Config.Config<Duration.Duration> =>
+  parsed(name, (raw) => {
+    if (millis.test(raw)) return Either.right(Duration.millis(Number(raw)))
+    if (unbounded.test(raw)) return Either.right(Duration.infinity)
+    return Option.match(Duration.decodeUnknown(raw), {
+      onNone: () => Either.left('expected a duration such as "30 seconds", "5 minutes" or milliseconds'),
+      onSome: Either.right
+    })
+  })
+
+const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
+  Config.map(Config.option(config), Option.getOrUndefined)
+
+/**
+ * Reads every setting from its variable (see {@link variables}; rename any of
+ * them with `names`). Missing variables stay `undefined`, so the pool's own
+ * options or {@link defaults} apply; present but invalid ones fail with a
+ * `ConfigError` naming the variable and its value.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const settings = (names: { readonly [K in keyof Settings]?: string } = {}): Config.Config<Settings> => {
+  const name = (k: keyof Settings) => names[k] ?? variables[k]
+  return Config.all({
+    maxPerKey: optional(limit(name("maxPerKey"))),
+    maxTotal: optional(limit(name("maxTotal"))),
+    maxKeys: optional(limit(name("maxKeys"))),
+    minIdlePerKey: optional(count(name("minIdlePerKey"))),
+    idleTimeout: optional(duration(name("idleTimeout"))),
+    maxLifetime: optional(duration(name("maxLifetime"))),
+    acquireTimeout: optional(duration(name("acquireTimeout"))),
+    cleanupInterval: optional(duration(name("cleanupInterval"))),
+    drainTimeout: optional(duration(name("drainTimeout")))
+  })
+}

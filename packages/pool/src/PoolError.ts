@@ -1,0 +1,137 @@
+/**
+ * The errors a pool adds to the resource's own error type.
+ *
+ * They are `Schema.TaggedError`s so they can cross HTTP or storage intact, and
+ * each carries what a person needs to act on it: the key (as shown by
+ * `describeKey`, never raw credentials), how long the caller waited, the limits
+ * in force and a snapshot of the pool.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * How full a key and the whole pool were at one instant.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Occupancy = Schema.Struct({
+  size: Schema.Number,
+  idle: Schema.Number,
+  inUse: Schema.Number,
+  creating: Schema.Number,
+  waiting: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Occupancy extends Schema.Schema.Type<typeof Occupancy> {}
+
+/**
+ * The limits in force for a key; `null` means unbounded.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Limits = Schema.Struct({
+  maxPerKey: Schema.Number,
+  maxTotal: Schema.NullOr(Schema.Number),
+  acquireTimeoutMillis: Schema.NullOr(Schema.Number)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Limits extends Schema.Schema.Type<typeof Limits> {}
+
+/**
+ * The caller waited `acquireTimeout` without getting an item. Its place in the
+ * queue is gone: an item released later goes to the next live waiter.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolTimeout extends Schema.TaggedError<PoolTimeout>("@cistern/pool/PoolTimeout")("PoolTimeout", {
+  key: Schema.String,
+  waitedMillis: Schema.Number,
+  limits: Limits,
+  keySnapshot: Occupancy,
+  poolSnapshot: Occupancy
+}) {
+  override get message(): string {
+    const k = this.keySnapshot
+    const p = this.poolSnapshot
+    return (
+      `no item for key ${this.key} within ${this.waitedMillis} ms ` +
+      `(key: ${k.inUse} in use, ${k.creating} creating, ${k.waiting} waiting, limit ${this.limits.maxPerKey}; ` +
+      `pool: ${p.size} of ${this.limits.maxTotal ?? "unbounded"})`
+    )
+  }
+}
+
+/**
+ * The pool's scope has closed (or is closing): nothing more is handed out.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolClosed extends Schema.TaggedError<PoolClosed>("@cistern/pool/PoolClosed")("PoolClosed", {
+  key: Schema.String
+}) {
+  override get message(): string {
+    return `the pool is closed (key ${this.key})`
+  }
+}
+
+/**
+ * A new key was asked for while `maxKeys` distinct keys were live and none of
+ * them was entirely idle, so none could be evicted to make room.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class KeyLimitExceeded extends Schema.TaggedError<KeyLimitExceeded>("@cistern/pool/KeyLimitExceeded")(
+  "KeyLimitExceeded",
+  {
+    key: Schema.String,
+    maxKeys: Schema.Number,
+    poolSnapshot: Occupancy
+  }
+) {
+  override get message(): string {
+    return `cannot open key ${this.key}: ${this.maxKeys} keys are live and none is idle`
+  }
+}
+
+/**
+ * Every error a pool adds to the resource's own.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type PoolError = PoolTimeout | PoolClosed | KeyLimitExceeded
+
+/**
+ * The schema of {@link PoolError}, for APIs that send it over the wire.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const PoolError: Schema.Union<[typeof PoolTimeout, typeof PoolClosed, typeof KeyLimitExceeded]> = Schema.Union(
+  PoolTimeout,
+  PoolClosed,
+  KeyLimitExceeded
+)
+
+/**
+ * Whether a value is one of the pool's own errors.
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isPoolError = (u: unknown): u is PoolError =>
+  u instanceof PoolTimeout || u instanceof PoolClosed || u instanceof KeyLimitExceeded

@@ -1,0 +1,117 @@
+/**
+ * Snapshots of a pool: totals, per-key counts and the configuration in force.
+ *
+ * All are Schemas so an admin API can send them as they are. Times are epoch
+ * milliseconds read from the pool's `Clock`; `null` means unbounded / never.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * One key's counts. `size = idle + inUse + creating` at every instant.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const KeyStats = Schema.Struct({
+  /** The key as `describeKey` shows it. */
+  key: Schema.String,
+  /** This key's limit (`maxPerKey`, evaluated for the key). */
+  max: Schema.Number,
+  size: Schema.Number,
+  idle: Schema.Number,
+  inUse: Schema.Number,
+  creating: Schema.Number,
+  waiting: Schema.Number,
+  /** Items created / destroyed since the key was opened. */
+  created: Schema.Number,
+  destroyed: Schema.Number,
+  /** Callers that gave up after `acquireTimeout`. */
+  timeouts: Schema.Number,
+  /** Acquisitions that failed with the resource's own error (or a defect). */
+  failures: Schema.Number,
+  createdAt: Schema.Number,
+  lastUsed: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyStats extends Schema.Schema.Type<typeof KeyStats> {}
+
+/**
+ * The settings a pool runs with, as plain numbers (`null`: unbounded).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ConfigInForce = Schema.Struct({
+  /** `null` when the limit is a function of the key: see each key's `max`. */
+  maxPerKey: Schema.NullOr(Schema.Number),
+  maxTotal: Schema.NullOr(Schema.Number),
+  maxKeys: Schema.NullOr(Schema.Number),
+  minIdlePerKey: Schema.Number,
+  idleTimeoutMillis: Schema.NullOr(Schema.Number),
+  maxLifetimeMillis: Schema.NullOr(Schema.Number),
+  acquireTimeoutMillis: Schema.NullOr(Schema.Number),
+  cleanupIntervalMillis: Schema.NullOr(Schema.Number),
+  drainTimeoutMillis: Schema.NullOr(Schema.Number)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConfigInForce extends Schema.Schema.Type<typeof ConfigInForce> {}
+
+/**
+ * A whole pool. Totals are kept as counters, so reading them is O(1); the
+ * `perKey` list is O(keys).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const PoolStats = Schema.Struct({
+  name: Schema.String,
+  closed: Schema.Boolean,
+  keys: Schema.Number,
+  size: Schema.Number,
+  idle: Schema.Number,
+  inUse: Schema.Number,
+  creating: Schema.Number,
+  waiting: Schema.Number,
+  created: Schema.Number,
+  destroyed: Schema.Number,
+  timeouts: Schema.Number,
+  failures: Schema.Number,
+  perKey: Schema.Array(KeyStats),
+  config: ConfigInForce
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolStats extends Schema.Schema.Type<typeof PoolStats> {}
+
+/**
+ * What a `cleanup` did: pool size before and after, and how many idle items
+ * it destroyed (and keys it dropped).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const CleanupReport = Schema.Struct({
+  before: Schema.Number,
+  after: Schema.Number,
+  cleaned: Schema.Number,
+  keysDropped: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface CleanupReport extends Schema.Schema.Type<typeof CleanupReport> {}

@@ -1,0 +1,39 @@
+/**
+ * @since 0.1.0
+ */
+
+/**
+ * A pool of resources per key, with per-key and total limits, idle expiry,
+ * credential-aware reuse and scope-bound leases.
+ *
+ * @since 0.1.0
+ */
+export * as KeyedPool from "./KeyedPool.js"
+
+/**
+ * A pool of interchangeable resources: the single-key case of `KeyedPool`.
+ *
+ * @since 0.1.0
+ */
+export * as Pool from "./Pool.js"
+
+/**
+ * Settings, defaults and validated `Config` readers.
+ *
+ * @since 0.1.0
+ */
+export * as PoolConfig from "./PoolConfig.js"
+
+/**
+ * The errors a pool adds: `PoolTimeout`, `PoolClosed`, `KeyLimitExceeded`.
+ *
+ * @since 0.1.0
+ */
+export * as PoolError from "./PoolError.js"
+
+/**
+ * Stats and cleanup report models.
+ *
+ * @since 0.1.0
+ */
+export * as PoolStats from "./PoolStats.js"

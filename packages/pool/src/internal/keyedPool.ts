@@ -1,0 +1,860 @@
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import { pipeArguments } from "effect/Pipeable"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { KeyedPool, Options, TypeId as KeyedPoolTypeId } from "../KeyedPool.js"
+import { KeyLimitExceeded, type Occupancy, PoolClosed, type PoolError, PoolTimeout } from "../PoolError.js"
+import type { CleanupReport, KeyStats, PoolStats } from "../PoolStats.js"
+import { KeyIndex } from "./keyIndex.js"
+import { Link, LinkedList } from "./linkedList.js"
+import { configInForce, type Resolved, resolve } from "./settings.js"
+
+/** @internal */
+export const TypeId: KeyedPoolTypeId = Symbol.for("@cistern/pool/KeyedPool") as KeyedPoolTypeId
+
+type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
+
+/**
+ * One pooled resource. `scope` holds the finalizers its `acquire` added;
+ * closing it destroys the resource.
+ */
+class Item<K, A> {
+  state: "idle" | "leased" | "destroyed" = "leased"
+  /** Set by `invalidate` on a leased item: destroy instead of returning it. */
+  invalid = false
+  holder: AnyFiber | undefined
+  lastUsed: number
+  idleSince = 0
+  /** Membership in its key's idle stack. */
+  readonly keyLink = new Link<Item<K, A>>(this)
+  /** Membership in the pool-wide idle list, least recently released first. */
+  readonly lruLink = new Link<Item<K, A>>(this)
+  /** Built once so a lease costs no closure allocation for its release. */
+  readonly release: Effect.Effect<void>
+
+  constructor(
+    readonly slot: KeySlot<K, A>,
+    readonly value: A,
+    readonly scope: Scope.CloseableScope,
+    readonly fingerprint: string | undefined,
+    readonly createdAt: number,
+    pool: PoolState<K, A, any>
+  ) {
+    this.lastUsed = createdAt
+    this.release = Effect.suspend(() => pool.release(this))
+  }
+}
+
+/**
+ * A caller waiting for its turn. Whoever serves it writes the outcome here
+ * before waking it, so the caller's own fiber settles ownership whatever
+ * happened meanwhile (interruption, timeout, shutdown): nothing is lost.
+ */
+class Waiter<K, A> {
+  state: "waiting" | "item" | "create" | "timeout" | "closed" | "settled" = "waiting"
+  item: Item<K, A> | undefined
+  wake: ((effect: Effect.Effect<void>) => void) | undefined
+  readonly keyLink = new Link<Waiter<K, A>>(this)
+  readonly poolLink = new Link<Waiter<K, A>>(this)
+
+  constructor(
+    readonly slot: KeySlot<K, A>,
+    readonly key: K,
+    readonly fiber: AnyFiber,
+    /** Arrival order across the whole pool. */
+    readonly seq: number,
+    readonly since: number,
+    readonly deadline: number
+  ) {}
+}
+
+/** Everything the pool knows about one key (one `keyId` group). */
+class KeySlot<K, A> {
+  readonly idle = new LinkedList<Item<K, A>>()
+  readonly waiters = new LinkedList<Waiter<K, A>>()
+  inUse = 0
+  creating = 0
+  created = 0
+  destroyed = 0
+  timeouts = 0
+  failures = 0
+  lastUsed: number
+
+  constructor(
+    readonly id: unknown,
+    readonly description: string,
+    readonly max: number,
+    public fingerprint: string | undefined,
+    readonly createdAt: number
+  ) {
+    this.lastUsed = createdAt
+  }
+
+  get size(): number {
+    return this.idle.size + this.inUse + this.creating
+  }
+}
+
+const annotations = { package: "@cistern/pool", module: "KeyedPool" } as const
+
+/**
+ * The engine. All bookkeeping is synchronous and runs inside a single
+ * `Effect.sync`/`suspend` step, so each state change is atomic with respect to
+ * other fibers without locks; only resource creation and destruction (the
+ * user's effects) run asynchronously.
+ */
+class PoolState<K, A, E> {
+  readonly slots = new KeyIndex<unknown, KeySlot<K, A>>()
+  /** Idle items of every key, least recently released at the head. */
+  readonly lru = new LinkedList<Item<K, A>>()
+  /** Every waiter, oldest first: serves cross-key fairness and deadline expiry. */
+  readonly waiters = new LinkedList<Waiter<K, A>>()
+  /** Live items by value, for O(1) `invalidate`. */
+  readonly items = new Map<A, Item<K, A>>()
+  /** Fibers running a creation, interrupted if shutdown outlasts `drainTimeout`. */
+  readonly creators = new Set<AnyFiber>()
+  /** Items taken out of the pool by the current step, to be closed by the caller of that step. */
+  private doomed: Array<Item<K, A>> = []
+
+  idle = 0
+  inUse = 0
+  creating = 0
+  created = 0
+  destroyed = 0
+  timeouts = 0
+  failures = 0
+  keysDropped = 0
+  closed = false
+  private arrivals = 0
+  /** The key being admitted: kept even if it empties for a moment mid-step. */
+  private pinned: KeySlot<K, A> | undefined
+
+  /** Wakes the deadline fiber when the first waiter arrives. */
+  private wakeDeadlines: ((effect: Effect.Effect<void>) => void) | undefined
+
+  constructor(
+    readonly settings: Resolved<K>,
+    readonly acquire: (key: K) => Effect.Effect<A, E, Scope.Scope>,
+    readonly clock: Clock.Clock,
+    readonly drained: Deferred.Deferred<void>
+  ) {}
+
+  get size(): number {
+    return this.idle + this.inUse + this.creating
+  }
+
+  now(): number {
+    return this.clock.unsafeCurrentTimeMillis()
+  }
+
+  // ---------------------------------------------------------------------------
+  // admission
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Decides, in one synchronous step, what a `get` gets: an idle item (leased
+   * to `fiber`), a reservation to create one (the slot, with `creating` bumped),
+   * a place in the queue, or an error.
+   */
+  admit(key: K, fiber: AnyFiber): Item<K, A> | KeySlot<K, A> | Waiter<K, A> | PoolError {
+    if (this.closed) return new PoolClosed({ key: this.settings.describeKey(key) })
+    const now = this.now()
+    const slot = this.slotFor(key, now)
+    if (!(slot instanceof KeySlot)) return slot
+    this.pinned = slot
+    try {
+      const item = this.takeIdle(slot, now)
+      if (item !== undefined) {
+        this.lease(item, now, fiber)
+        return item
+      }
+      if (slot.size < slot.max && this.size >= this.settings.maxTotal) {
+        // The total is the bottleneck: make room by destroying the least
+        // recently used idle item (of another key: this key has none, or we
+        // would have taken it). Idle items never coexist with waiters that
+        // could create, so nobody is skipped.
+        const victim = this.lru.head?.value
+        if (victim !== undefined) this.destroy(victim)
+      }
+      if (slot.waiters.size === 0 && this.canCreate(slot)) {
+        this.reserve(slot)
+        return slot
+      }
+      return this.enqueue(slot, key, fiber, now)
+    } finally {
+      this.pinned = undefined
+    }
+  }
+
+  private slotFor(key: K, now: number): KeySlot<K, A> | KeyLimitExceeded {
+    const s = this.settings
+    const id = s.keyId(key)
+    const fingerprint = s.fingerprint?.(key)
+    let slot = this.slots.get(id)
+    if (slot === undefined) {
+      if (this.slots.size >= s.maxKeys && !this.evictIdleKey()) {
+        return new KeyLimitExceeded({
+          key: s.describeKey(key),
+          maxKeys: s.maxKeys,
+          poolSnapshot: this.occupancy()
+        })
+      }
+      slot = new KeySlot<K, A>(id, s.describeKey(key), s.maxPerKey(key), fingerprint, now)
+      this.slots.set(id, slot)
+    } else if (fingerprint !== slot.fingerprint) {
+      // Credentials changed: idle items of the old version go now, leased
+      // ones when they come back (see `release`).
+      slot.fingerprint = fingerprint
+      let stale: Item<K, A> | undefined
+      while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale)
+    }
+    return slot
+  }
+
+  /** Pops the most recently used idle item that is still fit to hand out. */
+  private takeIdle(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
+    let item: Item<K, A> | undefined
+    while ((item = slot.idle.tail?.value) !== undefined) {
+      if (this.isFit(item, now)) {
+        slot.idle.remove(item.keyLink)
+        this.lru.remove(item.lruLink)
+        this.idle--
+        return item
+      }
+      this.destroy(item)
+    }
+    return undefined
+  }
+
+  private isFit(item: Item<K, A>, now: number): boolean {
+    return (
+      !this.closed &&
+      !item.invalid &&
+      item.fingerprint === item.slot.fingerprint &&
+      now - item.createdAt < this.settings.maxLifetime
+    )
+  }
+
+  private canCreate(slot: KeySlot<K, A>): boolean {
+    return slot.size < slot.max && this.size < this.settings.maxTotal
+  }
+
+  private lease(item: Item<K, A>, now: number, fiber: AnyFiber): void {
+    item.state = "leased"
+    item.holder = fiber
+    item.lastUsed = now
+    item.slot.lastUsed = now
+    item.slot.inUse++
+    this.inUse++
+  }
+
+  private reserve(slot: KeySlot<K, A>): void {
+    slot.creating++
+    this.creating++
+  }
+
+  private enqueue(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, now: number): Waiter<K, A> {
+    const waiter = new Waiter(slot, key, fiber, this.arrivals++, now, now + this.settings.acquireTimeout)
+    slot.waiters.push(waiter.keyLink)
+    this.waiters.push(waiter.poolLink)
+    if (this.waiters.size === 1 && this.wakeDeadlines !== undefined) {
+      const wake = this.wakeDeadlines
+      this.wakeDeadlines = undefined
+      wake(Effect.void)
+    }
+    return waiter
+  }
+
+  private dequeue(waiter: Waiter<K, A>): void {
+    waiter.slot.waiters.remove(waiter.keyLink)
+    this.waiters.remove(waiter.poolLink)
+  }
+
+  // ---------------------------------------------------------------------------
+  // dispatch: who gets a returned item or a freed slot
+  // ---------------------------------------------------------------------------
+
+  /**
+   * The oldest waiter (of any key but `except`) whose key may still grow: the
+   * one a freed total slot belongs to. Walks past waiters of keys at their own
+   * limit, which only exist while the total is also exhausted.
+   */
+  private oldestCreatable(except: KeySlot<K, A> | undefined): Waiter<K, A> | undefined {
+    for (let link = this.waiters.head; link !== undefined; link = link.next) {
+      const slot = link.value.slot
+      if (slot !== except && slot.size < slot.max) return link.value
+    }
+    return undefined
+  }
+
+  /**
+   * A healthy leased item came back (still counted as in use): to its key's
+   * first waiter, to make room for an older waiter of another key, or to idle.
+   */
+  private returned(item: Item<K, A>, now: number): void {
+    const slot = item.slot
+    const mine = slot.waiters.head?.value
+    if (this.size >= this.settings.maxTotal && this.waiters.size > slot.waiters.size) {
+      const other = this.oldestCreatable(slot)
+      if (other !== undefined && (mine === undefined || other.seq < mine.seq)) {
+        // Fairness across keys: the total is exhausted and a waiter of another
+        // key came first; this item makes room for it.
+        this.destroy(item)
+        return
+      }
+    }
+    if (mine !== undefined) {
+      this.dequeue(mine)
+      item.holder = mine.fiber
+      mine.item = item
+      this.settleWaiter(mine, "item")
+      return
+    }
+    slot.inUse--
+    this.inUse--
+    item.state = "idle"
+    item.idleSince = now
+    item.holder = undefined
+    slot.idle.push(item.keyLink)
+    this.lru.push(item.lruLink)
+    this.idle++
+  }
+
+  /** A slot of `slot`'s key (and of the total) was freed. */
+  private freed(slot: KeySlot<K, A>): void {
+    if (!this.closed) {
+      const next = Number.isFinite(this.settings.maxTotal)
+        ? this.oldestCreatable(undefined)
+        : slot.waiters.head !== undefined && slot.size < slot.max
+          ? slot.waiters.head.value
+          : undefined
+      if (next !== undefined) {
+        this.dequeue(next)
+        this.reserve(next.slot)
+        this.settleWaiter(next, "create")
+      }
+    }
+    this.dropIfEmpty(slot)
+  }
+
+  private settleWaiter(waiter: Waiter<K, A>, state: "item" | "create" | "timeout" | "closed"): void {
+    waiter.state = state
+    const wake = waiter.wake
+    if (wake !== undefined) {
+      waiter.wake = undefined
+      wake(Effect.void)
+    }
+  }
+
+  private dropIfEmpty(slot: KeySlot<K, A>): void {
+    if (slot.size === 0 && slot.waiters.size === 0 && slot !== this.pinned && this.slots.get(slot.id) === slot) {
+      this.slots.delete(slot.id)
+      this.keysDropped++
+    }
+  }
+
+  /** Evicts a key whose items are all idle, least recently used first. */
+  private evictIdleKey(): boolean {
+    for (let link = this.lru.head; link !== undefined; link = link.next) {
+      const slot = link.value.slot
+      if (slot.inUse === 0 && slot.creating === 0 && slot.waiters.size === 0) {
+        let item: Item<K, A> | undefined
+        while ((item = slot.idle.head?.value) !== undefined) this.destroy(item)
+        return true
+      }
+    }
+    return false
+  }
+
+  // ---------------------------------------------------------------------------
+  // release and destruction
+  // ---------------------------------------------------------------------------
+
+  /** Ends a lease: the item goes back, or is destroyed when unfit. */
+  release(item: Item<K, A>): Effect.Effect<void> {
+    if (item.state !== "leased") return Effect.void
+    const now = this.now()
+    item.lastUsed = now
+    item.slot.lastUsed = now
+    if (this.isFit(item, now)) this.returned(item, now)
+    else this.destroy(item)
+    this.checkDrained()
+    return this.closeDoomed()
+  }
+
+  /**
+   * Takes an item out of the pool and frees its slot; its scope is closed by
+   * whoever runs the current step (see `closeDoomed`).
+   */
+  destroy(item: Item<K, A>): void {
+    const slot = item.slot
+    if (item.state === "destroyed") return
+    if (item.state === "idle") {
+      slot.idle.remove(item.keyLink)
+      this.lru.remove(item.lruLink)
+      this.idle--
+    } else {
+      slot.inUse--
+      this.inUse--
+    }
+    item.state = "destroyed"
+    item.holder = undefined
+    slot.destroyed++
+    this.destroyed++
+    this.items.delete(item.value)
+    this.doomed.push(item)
+    this.freed(slot)
+  }
+
+  /** Closes the scopes of the items the current step destroyed. */
+  closeDoomed(): Effect.Effect<void> {
+    if (this.doomed.length === 0) return Effect.void
+    const doomed = this.doomed
+    this.doomed = []
+    return Effect.forEach(doomed, closeItem, { discard: true })
+  }
+
+  private checkDrained(): void {
+    if (this.closed && this.inUse === 0 && this.creating === 0) Deferred.unsafeDone(this.drained, Exit.void)
+  }
+
+  // ---------------------------------------------------------------------------
+  // waiting and creating (the caller's own fiber runs both)
+  // ---------------------------------------------------------------------------
+
+  /** Parks until served; returns at once if it already was. */
+  park(waiter: Waiter<K, A>): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      if (waiter.state === "waiting") waiter.wake = resume
+      else resume(Effect.void)
+    })
+  }
+
+  /**
+   * After parking ended (served, timed out, closed or interrupted), settles
+   * what the waiter owns: an item or a reservation is used, or given back when
+   * the caller was interrupted.
+   */
+  settle(
+    waiter: Waiter<K, A>,
+    exit: Exit.Exit<void>,
+    restore: Restore
+  ): Effect.Effect<Item<K, A>, E | PoolError> {
+    const state = waiter.state
+    waiter.state = "settled"
+    waiter.wake = undefined
+    switch (state) {
+      case "item": {
+        const item = waiter.item!
+        waiter.item = undefined
+        return Exit.isSuccess(exit) ? Effect.succeed(item) : Effect.zipRight(this.release(item), Effect.failCause(exit.cause))
+      }
+      case "create": {
+        if (Exit.isFailure(exit) || this.closed) {
+          this.unreserve(waiter.slot)
+          const failure = Exit.isFailure(exit)
+            ? Effect.failCause(exit.cause)
+            : Effect.fail(new PoolClosed({ key: waiter.slot.description }))
+          return Effect.zipRight(this.closeDoomed(), failure)
+        }
+        return this.create(waiter.slot, waiter.key, waiter.fiber, waiter.since, restore)
+      }
+      case "timeout":
+        return Effect.fail(this.timeoutError(waiter.slot, waiter.key, waiter.since))
+      case "closed":
+        return Effect.fail(new PoolClosed({ key: waiter.slot.description }))
+      default: {
+        // Still queued: the caller was interrupted while waiting.
+        this.dequeue(waiter)
+        this.dropIfEmpty(waiter.slot)
+        return Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.dieMessage("a waiter woke unserved")
+      }
+    }
+  }
+
+  private unreserve(slot: KeySlot<K, A>): void {
+    slot.creating--
+    this.creating--
+    this.checkDrained()
+    this.freed(slot)
+  }
+
+  /**
+   * Runs `acquire` for a reservation, in a fresh scope that becomes the item's,
+   * bounded by what is left of the caller's deadline. Whatever happens, the
+   * reservation ends exactly once: as a leased item, or freed.
+   */
+  create(
+    slot: KeySlot<K, A>,
+    key: K,
+    fiber: AnyFiber,
+    since: number,
+    restore: Restore
+  ): Effect.Effect<Item<K, A>, E | PoolError> {
+    return Effect.flatMap(Scope.make(), (scope) => {
+      const deadline = since + this.settings.acquireTimeout
+      const outcome: { value: A; done: boolean } = { value: undefined as A, done: false }
+      const run = Effect.map(
+        Effect.provideService(this.acquire(key), Scope.Scope, scope),
+        (value) => {
+          outcome.value = value
+          outcome.done = true
+          return false
+        }
+      )
+      const remaining = deadline - this.now()
+      const bounded = Number.isFinite(remaining)
+        ? Effect.timeoutTo(run, { duration: Duration.millis(Math.max(0, remaining)), onSuccess: (_) => _, onTimeout: () => true })
+        : run
+      this.creators.add(fiber)
+      return Effect.flatMap(Effect.exit(restore(bounded)), (exit) => {
+        this.creators.delete(fiber)
+        if (outcome.done) {
+          // Created, even if the deadline or an interruption raced it: the item
+          // is the pool's now, so it is leased (and given back if we must fail).
+          const item = this.register(slot, outcome.value, scope, key, fiber)
+          return Exit.isSuccess(exit)
+            ? Effect.succeed(item)
+            : Effect.zipRight(this.release(item), Effect.failCause(exit.cause))
+        }
+        const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+        if (!interrupted) {
+          slot.failures++
+          this.failures++
+        }
+        this.unreserve(slot)
+        const failure: Effect.Effect<never, E | PoolError> = Exit.isSuccess(exit)
+          ? Effect.fail(this.timeoutError(slot, key, since))
+          : Effect.failCause(exit.cause)
+        return Effect.zipRight(
+          Effect.zipRight(this.closeDoomed(), closeScope(scope, Exit.isSuccess(exit) ? Exit.void : exit)),
+          failure
+        )
+      })
+    })
+  }
+
+  private register(slot: KeySlot<K, A>, value: A, scope: Scope.CloseableScope, key: K, fiber: AnyFiber): Item<K, A> {
+    const now = this.now()
+    const item = new Item(slot, value, scope, this.settings.fingerprint?.(key), now, this)
+    slot.creating--
+    this.creating--
+    slot.created++
+    this.created++
+    this.items.set(value, item)
+    this.lease(item, now, fiber)
+    return item
+  }
+
+  // ---------------------------------------------------------------------------
+  // background work: deadlines and idle expiry
+  // ---------------------------------------------------------------------------
+
+  /**
+   * One fiber expires waiters past their deadline. All waiters share one
+   * `acquireTimeout`, so deadlines follow arrival order: it sleeps until the
+   * oldest waiter's deadline, and parks when nobody waits.
+   */
+  readonly deadlines: Effect.Effect<never> = Effect.forever(
+    Effect.suspend((): Effect.Effect<void> => {
+      const oldest = this.waiters.head?.value
+      if (oldest === undefined) {
+        return Effect.async<void>((resume) => {
+          this.wakeDeadlines = resume
+        })
+      }
+      const now = this.now()
+      if (oldest.deadline > now) return Effect.sleep(Duration.millis(oldest.deadline - now))
+      let waiter: Waiter<K, A> | undefined
+      while ((waiter = this.waiters.head?.value) !== undefined && waiter.deadline <= now) {
+        this.dequeue(waiter)
+        waiter.slot.timeouts++
+        this.timeouts++
+        this.settleWaiter(waiter, "timeout")
+        this.dropIfEmpty(waiter.slot)
+      }
+      return Effect.void
+    })
+  )
+
+  /** Destroys idle items past `idleTimeout` (keeping `minIdlePerKey`) or `maxLifetime`. */
+  cleanup(): Effect.Effect<CleanupReport> {
+    return Effect.suspend(() => {
+      const { idleTimeout, maxLifetime, minIdlePerKey } = this.settings
+      const now = this.now()
+      const before = this.size
+      const dropped = this.keysDropped
+      let cleaned = 0
+      let link = this.lru.head
+      while (link !== undefined) {
+        const item = link.value
+        link = link.next
+        const idleTooLong = now - item.idleSince >= idleTimeout
+        if (!idleTooLong && !Number.isFinite(maxLifetime)) break // the rest were released later
+        const tooOld = now - item.createdAt >= maxLifetime
+        if (tooOld || (idleTooLong && item.slot.idle.size > minIdlePerKey)) {
+          this.destroy(item)
+          cleaned++
+        }
+      }
+      const report: CleanupReport = { before, after: this.size, cleaned, keysDropped: this.keysDropped - dropped }
+      return Effect.as(this.closeDoomed(), report)
+    })
+  }
+
+  // ---------------------------------------------------------------------------
+  // shutdown
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Closes the pool: refuses new callers, releases waiters with `PoolClosed`,
+   * destroys idle items, gives leases `drainTimeout` to come back, then
+   * interrupts their holders and destroys what is left. Every item's scope is
+   * closed exactly once.
+   */
+  shutdown(self: AnyFiber): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.closed = true
+      let waiter: Waiter<K, A> | undefined
+      while ((waiter = this.waiters.head?.value) !== undefined) {
+        this.dequeue(waiter)
+        this.settleWaiter(waiter, "closed")
+        this.dropIfEmpty(waiter.slot)
+      }
+      let idle: Item<K, A> | undefined
+      while ((idle = this.lru.head?.value) !== undefined) this.destroy(idle)
+      this.checkDrained()
+      const drain = Effect.timeoutTo(Deferred.await(this.drained), {
+        duration: Duration.millis(this.settings.drainTimeout),
+        onSuccess: () => true,
+        onTimeout: () => false
+      })
+      return this.closeDoomed().pipe(
+        Effect.zipRight(drain),
+        Effect.flatMap((drained) => (drained ? Effect.void : this.forceClose(self)))
+      )
+    })
+  }
+
+  private forceClose(self: AnyFiber): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const holders = new Set<AnyFiber>(this.creators)
+      for (const item of this.items.values()) {
+        if (item.state !== "leased") continue
+        if (item.holder !== undefined) holders.add(item.holder)
+        this.destroy(item)
+      }
+      holders.delete(self)
+      return Effect.logWarning(
+        `drain timeout: interrupting ${holders.size} fiber(s) still holding or creating items`
+      ).pipe(
+        Effect.zipRight(Effect.forEach(holders, (fiber) => fiber.interruptAsFork(self.id()), { discard: true })),
+        Effect.zipRight(this.closeDoomed())
+      )
+    })
+  }
+
+  // ---------------------------------------------------------------------------
+  // snapshots
+  // ---------------------------------------------------------------------------
+
+  occupancy(): Occupancy {
+    return {
+      size: this.size,
+      idle: this.idle,
+      inUse: this.inUse,
+      creating: this.creating,
+      waiting: this.waiters.size
+    }
+  }
+
+  private keyOccupancy(slot: KeySlot<K, A>): Occupancy {
+    return {
+      size: slot.size,
+      idle: slot.idle.size,
+      inUse: slot.inUse,
+      creating: slot.creating,
+      waiting: slot.waiters.size
+    }
+  }
+
+  timeoutError(slot: KeySlot<K, A>, key: K, since: number): PoolTimeout {
+    const s = this.settings
+    return new PoolTimeout({
+      key: s.describeKey(key),
+      waitedMillis: this.now() - since,
+      limits: {
+        maxPerKey: slot.max,
+        maxTotal: Number.isFinite(s.maxTotal) ? s.maxTotal : null,
+        acquireTimeoutMillis: Number.isFinite(s.acquireTimeout) ? s.acquireTimeout : null
+      },
+      keySnapshot: this.keyOccupancy(slot),
+      poolSnapshot: this.occupancy()
+    })
+  }
+
+  stats(): PoolStats {
+    const perKey: Array<KeyStats> = []
+    for (const slot of this.slots.values()) {
+      perKey.push({
+        key: slot.description,
+        max: slot.max,
+        ...this.keyOccupancy(slot),
+        created: slot.created,
+        destroyed: slot.destroyed,
+        timeouts: slot.timeouts,
+        failures: slot.failures,
+        createdAt: slot.createdAt,
+        lastUsed: slot.lastUsed
+      })
+    }
+    return {
+      name: this.settings.name,
+      closed: this.closed,
+      keys: this.slots.size,
+      ...this.occupancy(),
+      created: this.created,
+      destroyed: this.destroyed,
+      timeouts: this.timeouts,
+      failures: this.failures,
+      perKey,
+      config: configInForce(this.settings)
+    }
+  }
+}
+
+type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>
+
+const closeScope = (scope: Scope.CloseableScope, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+  Scope.close(scope, exit).pipe(
+    Effect.catchAllCause((cause) => Effect.logWarning("an item's finalizer failed", cause)),
+    Effect.annotateLogs(annotations)
+  )
+
+const closeItem = (item: Item<any, any>): Effect.Effect<void> => closeScope(item.scope, Exit.void)
+
+/**
+ * The public object: a thin shell over `PoolState`.
+ */
+class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
+  readonly [TypeId] = {
+    _K: (_: K) => _,
+    _A: (_: A) => _,
+    _E: (_: never): E => _
+  }
+
+  constructor(readonly state: PoolState<K, A, E>) {}
+
+  /** Leases an item to the current fiber: the fast path is one synchronous step. */
+  private take(key: K, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+    return Effect.withFiberRuntime((fiber) => {
+      const state = this.state
+      const admitted = state.admit(key, fiber as AnyFiber)
+      let next: Effect.Effect<Item<K, A>, E | PoolError>
+      if (admitted instanceof Item) {
+        next = Effect.succeed(admitted)
+      } else if (admitted instanceof Waiter) {
+        next = Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) =>
+          state.settle(admitted, exit, restore)
+        )
+      } else if (admitted instanceof KeySlot) {
+        next = state.create(admitted, key, fiber as AnyFiber, state.now(), restore)
+      } else {
+        next = Effect.fail(admitted)
+      }
+      const closing = state.closeDoomed()
+      return closing === Effect.void ? next : Effect.zipRight(closing, next)
+    })
+  }
+
+  get(key: K): Effect.Effect<A, E | PoolError, Scope.Scope> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Scope.Scope, (scope) =>
+        Effect.flatMap(this.take(key, restore), (item) => Effect.as(Scope.addFinalizer(scope, item.release), item.value))
+      )
+    )
+  }
+
+  use<B, E2, R2>(key: K, f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(this.take(key, restore), (item) =>
+        Effect.onExit(restore(f(item.value)), () => item.release)
+      )
+    )
+  }
+
+  stream<B, E2, R2>(key: K, f: (a: A) => Stream.Stream<B, E2, R2>): Stream.Stream<B, E | E2 | PoolError, R2> {
+    return Stream.unwrapScoped(Effect.map(this.get(key), f))
+  }
+
+  invalidate(value: A): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const item = this.state.items.get(value)
+      if (item === undefined) return Effect.void
+      if (item.state === "leased") {
+        item.invalid = true
+        return Effect.void
+      }
+      this.state.destroy(item)
+      return this.state.closeDoomed()
+    })
+  }
+
+  get stats(): Effect.Effect<PoolStats> {
+    return Effect.sync(() => this.state.stats())
+  }
+
+  get cleanup(): Effect.Effect<CleanupReport> {
+    return this.state.cleanup()
+  }
+
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+}
+
+/** @internal */
+export const make = <K, A, E, R>(
+  options: Options<K, A, E, R>
+): Effect.Effect<KeyedPool<K, A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
+  Effect.gen(function* () {
+    const settings = resolve(options)
+    const context = yield* Effect.context<Exclude<R, Scope.Scope>>()
+    const clock = yield* Effect.clock
+    const drained = yield* Deferred.make<void>()
+    const acquire = (key: K) =>
+      Effect.provide(options.acquire(key), context as Context.Context<unknown>) as Effect.Effect<A, E, Scope.Scope>
+    const state = new PoolState<K, A, E>(settings, acquire, clock, drained)
+    const scope = yield* Effect.scope
+
+    if (Number.isFinite(settings.acquireTimeout)) {
+      yield* Effect.forkIn(Effect.annotateLogs(state.deadlines, annotations), scope)
+    }
+    const expires = Number.isFinite(settings.idleTimeout) || Number.isFinite(settings.maxLifetime)
+    if (Number.isFinite(settings.cleanupInterval) && expires) {
+      yield* state.cleanup().pipe(
+        Effect.catchAllCause((cause) => Effect.logWarning("idle cleanup failed", cause)),
+        Effect.repeat(Schedule.spaced(Duration.millis(settings.cleanupInterval))),
+        Effect.delay(Duration.millis(settings.cleanupInterval)),
+        Effect.annotateLogs(annotations),
+        Effect.forkIn(scope)
+      )
+    }
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.withFiberRuntime<void>((fiber) => state.shutdown(fiber as AnyFiber)).pipe(Effect.annotateLogs(annotations))
+    )
+    return new KeyedPoolImpl(state)
+  })
+
+/** @internal */
+export const isKeyedPool = (u: unknown): u is KeyedPool<unknown, unknown, unknown> =>
+  typeof u === "object" && u !== null && TypeId in u
