@@ -1,6 +1,6 @@
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -827,7 +827,8 @@ export const make = <K, A, E, R>(
 ): Effect.Effect<KeyedPool<K, A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
   Effect.gen(function* () {
     const settings = resolve(options)
-    const context = yield* Effect.context<Exclude<R, Scope.Scope>>()
+    // The pool's own scope is in this context; each item gets a scope of its own instead.
+    const context = Context.omit(Scope.Scope)(yield* Effect.context<Exclude<R, Scope.Scope>>())
     const clock = yield* Effect.clock
     const drained = yield* Deferred.make<void>()
     const acquire = (key: K) =>
