@@ -132,7 +132,9 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
   /**
    * The credential version of a key (for example a hash of its token). When a
    * key of the same group comes back with another fingerprint, items of the
-   * old one are never handed out again and are destroyed once returned.
+   * old one are never handed out again and are destroyed once returned. A
+   * late caller still holding a fingerprint the key moved past (one of the
+   * last 8) does not move it back: it is served items of the current one.
    */
   readonly fingerprint?: ((key: K) => string) | undefined
   /**

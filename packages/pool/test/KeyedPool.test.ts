@@ -142,6 +142,7 @@ describe("KeyedPool", () => {
         assert.strictEqual(error.waitedMillis, 5000)
         assert.strictEqual(error.limits.maxPerKey, 1)
         assert.strictEqual(error.keySnapshot.inUse, 1)
+        assert.strictEqual(error.keySnapshot.waiting, 2, "the snapshot counts the caller that timed out")
         assert.include(error.message, "5000 ms")
       }
       yield* Deferred.succeed(release, undefined)
@@ -266,6 +267,10 @@ describe("KeyedPool", () => {
       assert.include(yield* Ref.get(resources.closed), leasedOld.id)
       const again = yield* pool.use({ user: "u", token: "t2" }, Effect.succeed)
       assert.strictEqual(again.id, fresh.id)
+      // A late caller with the retired token does not move the key back.
+      const late = yield* pool.use({ user: "u", token: "t1" }, Effect.succeed)
+      assert.strictEqual(late.id, fresh.id)
+      assert.notInclude(yield* Ref.get(resources.closed), fresh.id)
     }))
 
   it.scoped("invalidate destroys a leased item when it comes back and an idle one at once", () =>

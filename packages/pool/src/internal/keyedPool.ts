@@ -61,6 +61,8 @@ class Item<K, A> {
 class Waiter<K, A> {
   state: "waiting" | "item" | "create" | "timeout" | "closed" | "settled" = "waiting"
   item: Item<K, A> | undefined
+  /** Built when the deadline passes, while the waiter still counts in the snapshot. */
+  timeout: PoolTimeout | undefined
   wake: ((effect: Effect.Effect<void>) => void) | undefined
   readonly keyLink = new Link<Waiter<K, A>>(this)
   readonly poolLink = new Link<Waiter<K, A>>(this)
@@ -87,6 +89,8 @@ class KeySlot<K, A> {
   timeouts = 0
   failures = 0
   lastUsed: number
+  /** Fingerprints this key moved past: a late caller holding one does not move it back. */
+  retired: Array<string | undefined> | undefined
 
   constructor(
     readonly id: unknown,
@@ -102,6 +106,9 @@ class KeySlot<K, A> {
     return this.idle.size + this.inUse + this.creating
   }
 }
+
+/** How many past fingerprints a key remembers (see `KeySlot.retired`). */
+const retiredFingerprints = 8
 
 const annotations = { package: "@cistern/pool", module: "KeyedPool" } as const
 
@@ -142,7 +149,8 @@ class PoolState<K, A, E> {
 
   constructor(
     readonly settings: Resolved<K>,
-    readonly acquire: (key: K) => Effect.Effect<A, E, Scope.Scope>,
+    /** Runs the user's `acquire` with the pool's context and the item's own scope. */
+    readonly acquire: (key: K, scope: Scope.Scope) => Effect.Effect<A, E>,
     readonly clock: Clock.Clock,
     readonly drained: Deferred.Deferred<void>
   ) {}
@@ -209,9 +217,11 @@ class PoolState<K, A, E> {
       }
       slot = new KeySlot<K, A>(id, s.describeKey(key), s.maxPerKey(key), fingerprint, now)
       this.slots.set(id, slot)
-    } else if (fingerprint !== slot.fingerprint) {
+    } else if (fingerprint !== slot.fingerprint && !slot.retired?.includes(fingerprint)) {
       // Credentials changed: idle items of the old version go now, leased
       // ones when they come back (see `release`).
+      slot.retired ??= []
+      if (slot.retired.push(slot.fingerprint) > retiredFingerprints) slot.retired.shift()
       slot.fingerprint = fingerprint
       let stale: Item<K, A> | undefined
       while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale)
@@ -465,10 +475,10 @@ class PoolState<K, A, E> {
             : Effect.fail(new PoolClosed({ key: waiter.slot.description }))
           return Effect.zipRight(this.closeDoomed(), failure)
         }
-        return this.create(waiter.slot, waiter.key, waiter.fiber, waiter.since, restore)
+        return this.create(waiter.slot, waiter.key, waiter.fiber, restore)
       }
       case "timeout":
-        return Effect.fail(this.timeoutError(waiter.slot, waiter.key, waiter.since))
+        return Effect.fail(waiter.timeout!)
       case "closed":
         return Effect.fail(new PoolClosed({ key: waiter.slot.description }))
       default: {
@@ -488,55 +498,25 @@ class PoolState<K, A, E> {
   }
 
   /**
-   * Runs `acquire` for a reservation, in a fresh scope that becomes the item's,
-   * bounded by what is left of the caller's deadline. Whatever happens, the
-   * reservation ends exactly once: as a leased item, or freed.
+   * Runs `acquire` for a reservation, in a fresh scope that becomes the item's.
+   * Whatever happens, the reservation ends exactly once: as a leased item, or
+   * freed. (`acquireTimeout` bounds the wait for a turn; a creation is the
+   * resource's own I/O and keeps its own timeout.)
    */
-  create(
-    slot: KeySlot<K, A>,
-    key: K,
-    fiber: AnyFiber,
-    since: number,
-    restore: Restore
-  ): Effect.Effect<Item<K, A>, E | PoolError> {
+  create(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
     return Effect.flatMap(Scope.make(), (scope) => {
-      const deadline = since + this.settings.acquireTimeout
-      const outcome: { value: A; done: boolean } = { value: undefined as A, done: false }
-      const run = Effect.map(
-        Effect.provideService(this.acquire(key), Scope.Scope, scope),
-        (value) => {
-          outcome.value = value
-          outcome.done = true
-          return false
-        }
-      )
-      const remaining = deadline - this.now()
-      const bounded = Number.isFinite(remaining)
-        ? Effect.timeoutTo(run, { duration: Duration.millis(Math.max(0, remaining)), onSuccess: (_) => _, onTimeout: () => true })
-        : run
       this.creators.add(fiber)
-      return Effect.flatMap(Effect.exit(restore(bounded)), (exit) => {
+      return Effect.flatMap(Effect.exit(restore(this.acquire(key, scope))), (exit) => {
         this.creators.delete(fiber)
-        if (outcome.done) {
-          // Created, even if the deadline or an interruption raced it: the item
-          // is the pool's now, so it is leased (and given back if we must fail).
-          const item = this.register(slot, outcome.value, scope, key, fiber)
-          return Exit.isSuccess(exit)
-            ? Effect.succeed(item)
-            : Effect.zipRight(this.release(item), Effect.failCause(exit.cause))
-        }
-        const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
-        if (!interrupted) {
+        if (Exit.isSuccess(exit)) return Effect.succeed(this.register(slot, exit.value, scope, key, fiber))
+        if (!Cause.isInterruptedOnly(exit.cause)) {
           slot.failures++
           this.failures++
         }
         this.unreserve(slot)
-        const failure: Effect.Effect<never, E | PoolError> = Exit.isSuccess(exit)
-          ? Effect.fail(this.timeoutError(slot, key, since))
-          : Effect.failCause(exit.cause)
-        return Effect.zipRight(
-          Effect.zipRight(this.closeDoomed(), closeScope(scope, Exit.isSuccess(exit) ? Exit.void : exit)),
-          failure
+        return this.closeDoomed().pipe(
+          Effect.zipRight(closeScope(scope, exit)),
+          Effect.zipRight(Effect.failCause(exit.cause))
         )
       })
     })
@@ -575,6 +555,7 @@ class PoolState<K, A, E> {
       if (oldest.deadline > now) return Effect.sleep(Duration.millis(oldest.deadline - now))
       let waiter: Waiter<K, A> | undefined
       while ((waiter = this.waiters.head?.value) !== undefined && waiter.deadline <= now) {
+        waiter.timeout = this.timeoutError(waiter.slot, waiter.key, waiter.since)
         this.dequeue(waiter)
         waiter.slot.timeouts++
         this.timeouts++
@@ -766,7 +747,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
           state.settle(admitted, exit, restore)
         )
       } else if (admitted instanceof KeySlot) {
-        next = state.create(admitted, key, fiber as AnyFiber, state.now(), restore)
+        next = state.create(admitted, key, fiber as AnyFiber, restore)
       } else {
         next = Effect.fail(admitted)
       }
@@ -831,8 +812,8 @@ export const make = <K, A, E, R>(
     const context = Context.omit(Scope.Scope)(yield* Effect.context<Exclude<R, Scope.Scope>>())
     const clock = yield* Effect.clock
     const drained = yield* Deferred.make<void>()
-    const acquire = (key: K) =>
-      Effect.provide(options.acquire(key), context as Context.Context<unknown>) as Effect.Effect<A, E, Scope.Scope>
+    const acquire = (key: K, scope: Scope.Scope) =>
+      Effect.provide(options.acquire(key), Context.add(context, Scope.Scope, scope) as Context.Context<R>)
     const state = new PoolState<K, A, E>(settings, acquire, clock, drained)
     const scope = yield* Effect.scope
 
