@@ -237,9 +237,8 @@ export const use: {
     key: K,
     f: (a: A) => Effect.Effect<B, E2, R2>
   ): Effect.Effect<B, E | E2 | PoolError, R2>
-} = dual(
-  3,
-  <K, A, E, B, E2, R2>(self: KeyedPool<K, A, E>, key: K, f: (a: A) => Effect.Effect<B, E2, R2>) => self.use(key, f)
+} = dual(3, <K, A, E, B, E2, R2>(self: KeyedPool<K, A, E>, key: K, f: (a: A) => Effect.Effect<B, E2, R2>) =>
+  self.use(key, f)
 )
 
 /**

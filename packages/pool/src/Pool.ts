@@ -103,6 +103,7 @@ class PoolImpl<A, E> implements Pool<A, E> {
   }
 
   pipe() {
+    // biome-ignore lint/complexity/noArguments: pipeArguments reads the arguments object, as Effect's own data types do
     return pipeArguments(this, arguments)
   }
 }

@@ -121,7 +121,9 @@ export const limit = (name: string): Config.Config<number> =>
  * @category config
  */
 export const count = (name: string): Config.Config<number> =>
-  parsed(name, (raw) => (integer.test(raw) ? Either.right(Number(raw)) : Either.left("expected a non-negative integer")))
+  parsed(name, (raw) =>
+    integer.test(raw) ? Either.right(Number(raw)) : Either.left("expected a non-negative integer")
+  )
 
 /**
  * A duration: `"30 seconds"`, `"5 minutes"`, plain milliseconds (`"30000"`),

@@ -5,7 +5,7 @@
  * invariants checked against an outside ledger after every step.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, FastCheck as fc, Fiber, FiberRef, Scope, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, FiberRef, FastCheck as fc, Scope, TestClock } from "effect"
 import { KeyedPool } from "../src/index.js"
 import { settle } from "./utils/resource.js"
 
@@ -31,7 +31,10 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     weight: 3,
     arbitrary: fc.record({ _tag: fc.constant("Complete" as const), pick: fc.nat(), ok: fc.boolean() })
   },
-  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Advance" as const), seconds: fc.integer({ min: 1, max: 40 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ _tag: fc.constant("Advance" as const), seconds: fc.integer({ min: 1, max: 40 }) })
+  },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Rotate" as const), user: fc.nat(users.length - 1) }) }
 )
 
@@ -112,7 +115,8 @@ const runCommands = (commands: ReadonlyArray<Command>) =>
     const callers: Array<Caller> = []
     const live = () => callers.filter((c) => c.fiber.unsafePoll() === null)
     const holding = () => live().filter((c) => c.item !== undefined)
-    const pick = <A>(xs: ReadonlyArray<A>, n: number): A | undefined => (xs.length === 0 ? undefined : xs[n % xs.length])
+    const pick = <A>(xs: ReadonlyArray<A>, n: number): A | undefined =>
+      xs.length === 0 ? undefined : xs[n % xs.length]
 
     const check = (step: number) =>
       Effect.gen(function* () {
@@ -217,7 +221,6 @@ const runCommands = (commands: ReadonlyArray<Command>) =>
     assert.strictEqual(stats.created, stats.destroyed, "created = destroyed after shutdown")
     assert.strictEqual(stats.created, nextId, "the pool counted every creation")
     assert.strictEqual(stats.size, 0)
-
   })
 
 describe("KeyedPool model", () => {
@@ -228,5 +231,3 @@ describe("KeyedPool model", () => {
     { timeout: 120_000, fastCheck: { numRuns: 150 } }
   )
 })
-
-

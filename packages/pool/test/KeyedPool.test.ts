@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Ref, Scope, Stream, TestClock } from "effect"
-import { KeyedPool, PoolError } from "../src/index.js"
+import { KeyedPool, type PoolError } from "../src/index.js"
 import { type Conn, ConnectError, failedWith, makeResources, settle } from "./utils/resource.js"
 
 const poolIn = (scope: Scope.Scope, options: Omit<KeyedPool.Options<string, Conn, ConnectError, never>, "acquire">) =>
@@ -23,7 +23,8 @@ describe("KeyedPool", () => {
       assert.notStrictEqual(other.id, first.id)
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.keys, stats.size, stats.idle, stats.inUse], [2, 2, 2, 0])
-    }))
+    })
+  )
 
   it.scoped("ends a lease on success, failure and interruption alike", () =>
     Effect.gen(function* () {
@@ -33,13 +34,16 @@ describe("KeyedPool", () => {
       const failed = yield* Effect.exit(pool.use("a", () => Effect.fail("boom")))
       assert.isTrue(Exit.isFailure(failed))
       const latch = yield* Deferred.make<void>()
-      const fiber = yield* Effect.fork(pool.use("a", () => Effect.zipRight(Deferred.succeed(latch, undefined), Effect.never)))
+      const fiber = yield* Effect.fork(
+        pool.use("a", () => Effect.zipRight(Deferred.succeed(latch, undefined), Effect.never))
+      )
       yield* Deferred.await(latch)
       assert.strictEqual((yield* pool.stats).inUse, 1)
       yield* Fiber.interrupt(fiber)
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.inUse, stats.idle, stats.created], [0, 1, 1])
-    }))
+    })
+  )
 
   it.scoped("serves waiters of a key first come, first served", () =>
     Effect.gen(function* () {
@@ -58,7 +62,8 @@ describe("KeyedPool", () => {
       yield* Effect.forEach(waiters, Fiber.join)
       assert.deepStrictEqual(yield* Ref.get(order), [1, 2, 3])
       assert.strictEqual((yield* pool.stats).created, 1)
-    }))
+    })
+  )
 
   it.scoped("holds maxPerKey and maxTotal, counting items being created", () =>
     Effect.gen(function* () {
@@ -82,7 +87,8 @@ describe("KeyedPool", () => {
       const after = yield* pool.stats
       assert.isAtMost(after.size, 3)
       assert.strictEqual(after.inUse, 0)
-    }))
+    })
+  )
 
   it.scoped("destroys the least recently used idle item of another key when the total is full", () =>
     Effect.gen(function* () {
@@ -97,7 +103,8 @@ describe("KeyedPool", () => {
       assert.deepStrictEqual(stats.perKey.map((k) => k.key).length, 2)
       assert.strictEqual(yield* Ref.get(resources.alive), 2)
       assert.notInclude(yield* Ref.get(resources.closed), b.id)
-    }))
+    })
+  )
 
   it.scoped("is fair across keys when the total is the bottleneck", () =>
     Effect.gen(function* () {
@@ -108,10 +115,18 @@ describe("KeyedPool", () => {
       const worker = (key: string, n: number) =>
         Effect.forEach(
           Array.from({ length: n }, (_, i) => i),
-          () => pool.use(key, () => Effect.zipRight(Ref.update(served, (s) => [...s, key]), Effect.yieldNow())),
+          () =>
+            pool.use(key, () =>
+              Effect.zipRight(
+                Ref.update(served, (s) => [...s, key]),
+                Effect.yieldNow()
+              )
+            ),
           { discard: true }
         )
-      const as = yield* Effect.fork(Effect.all([worker("a", 20), worker("a", 20), worker("a", 20)], { concurrency: "unbounded" }))
+      const as = yield* Effect.fork(
+        Effect.all([worker("a", 20), worker("a", 20), worker("a", 20)], { concurrency: "unbounded" })
+      )
       yield* Effect.yieldNow()
       const b = yield* Effect.fork(worker("b", 1))
       yield* Fiber.join(b)
@@ -119,7 +134,8 @@ describe("KeyedPool", () => {
       yield* Fiber.join(as)
       assert.isAtLeast(beforeB, 0)
       assert.isBelow(beforeB, 10, "b was served while a's items cycled")
-    }))
+    })
+  )
 
   it.scoped("fails a caller with PoolTimeout after acquireTimeout and gives its place to the next", () =>
     Effect.gen(function* () {
@@ -150,7 +166,8 @@ describe("KeyedPool", () => {
       assert.strictEqual(conn.key, "a")
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.timeouts, stats.waiting, stats.inUse], [1, 0, 0])
-    }))
+    })
+  )
 
   it.scoped("fails exactly the caller whose acquire failed and frees its slot", () =>
     Effect.gen(function* () {
@@ -164,7 +181,8 @@ describe("KeyedPool", () => {
       assert.strictEqual(conn.key, "a")
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.failures, stats.creating, stats.size], [1, 0, 1])
-    }))
+    })
+  )
 
   it.scoped("a failed creation passes the slot to the next waiter, who tries on its own", () =>
     Effect.gen(function* () {
@@ -185,7 +203,8 @@ describe("KeyedPool", () => {
       assert.isTrue(failedWith(yield* Fiber.join(second), "ConnectError"))
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.failures, stats.size, stats.keys], [2, 0, 0])
-    }))
+    })
+  )
 
   it.scoped("expires idle items within one cleanupInterval, keeping minIdlePerKey, and drops empty keys", () =>
     Effect.gen(function* () {
@@ -210,7 +229,8 @@ describe("KeyedPool", () => {
         stats.perKey.map((k) => k.idle),
         [1, 1]
       )
-    }))
+    })
+  )
 
   it.scoped("drops a key once its last item expires", () =>
     Effect.gen(function* () {
@@ -220,7 +240,8 @@ describe("KeyedPool", () => {
       yield* TestClock.adjust("90 seconds")
       assert.strictEqual(yield* Ref.get(resources.alive), 0)
       assert.strictEqual((yield* pool.stats).keys, 0)
-    }))
+    })
+  )
 
   it.scoped("retires an item older than maxLifetime when its lease ends", () =>
     Effect.gen(function* () {
@@ -230,7 +251,8 @@ describe("KeyedPool", () => {
       assert.deepStrictEqual(yield* Ref.get(resources.closed), [conn.id])
       const next = yield* pool.use("a", Effect.succeed)
       assert.notStrictEqual(next.id, conn.id)
-    }))
+    })
+  )
 
   it.scoped("reports what cleanup did", () =>
     Effect.gen(function* () {
@@ -240,7 +262,8 @@ describe("KeyedPool", () => {
       yield* TestClock.adjust("2 minutes")
       const report = yield* pool.cleanup
       assert.deepStrictEqual(report, { before: 3, after: 0, cleaned: 3, keysDropped: 2 })
-    }))
+    })
+  )
 
   it.scoped("never hands out items of an old fingerprint again and destroys them once returned", () =>
     Effect.gen(function* () {
@@ -271,7 +294,8 @@ describe("KeyedPool", () => {
       const late = yield* pool.use({ user: "u", token: "t1" }, Effect.succeed)
       assert.strictEqual(late.id, fresh.id)
       assert.notInclude(yield* Ref.get(resources.closed), fresh.id)
-    }))
+    })
+  )
 
   it.scoped("invalidate destroys a leased item when it comes back and an idle one at once", () =>
     Effect.gen(function* () {
@@ -284,7 +308,8 @@ describe("KeyedPool", () => {
       assert.deepStrictEqual(yield* Ref.get(resources.closed), [leased.id, idle.id])
       yield* pool.invalidate({ key: "a", id: 999 })
       assert.strictEqual((yield* pool.stats).size, 0)
-    }))
+    })
+  )
 
   it.scoped("evicts an entirely idle key beyond maxKeys, and fails fast when none is idle", () =>
     Effect.gen(function* () {
@@ -299,7 +324,8 @@ describe("KeyedPool", () => {
       const exit = yield* Effect.exit(pool.use("d", Effect.succeed))
       assert.isTrue(failedWith(exit, "KeyLimitExceeded"))
       yield* Scope.close(held, Exit.void)
-    }))
+    })
+  )
 
   it.scoped("stats show per-key counts and the config in force", () =>
     Effect.gen(function* () {
@@ -344,7 +370,8 @@ describe("KeyedPool", () => {
         drainTimeoutMillis: 10_000
       })
       yield* Scope.close(lease, Exit.void)
-    }))
+    })
+  )
 
   it.effect("rejects invalid options with a defect naming the option", () =>
     Effect.gen(function* () {
@@ -353,7 +380,8 @@ describe("KeyedPool", () => {
       )
       assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
       assert.include(Cause.pretty((exit as Exit.Failure<never, never>).cause), "maxPerKey = 0")
-    }))
+    })
+  )
 })
 
 describe("KeyedPool streams", () => {
@@ -367,10 +395,16 @@ describe("KeyedPool streams", () => {
       const { pool } = yield* streamPool
       const out = yield* Stream.runCollect(pool.stream("a", (c) => Stream.take(Stream.repeatValue(c.id), 3)))
       assert.strictEqual(Chunk.size(out), 3)
-      const infinite = yield* Stream.runCollect(Stream.take(pool.stream("a", () => Stream.repeatValue(1)), 2))
+      const infinite = yield* Stream.runCollect(
+        Stream.take(
+          pool.stream("a", () => Stream.repeatValue(1)),
+          2
+        )
+      )
       assert.strictEqual(Chunk.size(infinite), 2)
       assert.strictEqual((yield* pool.stats).inUse, 0)
-    }))
+    })
+  )
 
   it.scoped("returns the lease when the stream fails", () =>
     Effect.gen(function* () {
@@ -380,7 +414,8 @@ describe("KeyedPool streams", () => {
       )
       assert.deepStrictEqual(exit, Exit.fail("upstream broke"))
       assert.strictEqual((yield* pool.stats).inUse, 0)
-    }))
+    })
+  )
 
   it.scoped("returns the lease when the consumer is interrupted", () =>
     Effect.gen(function* () {
@@ -395,5 +430,6 @@ describe("KeyedPool streams", () => {
       assert.strictEqual((yield* pool.stats).inUse, 1)
       yield* Fiber.interrupt(fiber)
       assert.strictEqual((yield* pool.stats).inUse, 0)
-    }))
+    })
+  )
 })

@@ -42,14 +42,16 @@ describe("PoolConfig", () => {
       assert.strictEqual(config.idleTimeoutMillis, 1_800_000)
       assert.strictEqual(config.cleanupIntervalMillis, 300_000)
       assert.strictEqual(config.acquireTimeoutMillis, 2_000, "options given directly stay defaults")
-    }))
+    })
+  )
 
   it.effect("leaves unset variables to the defaults, and `unbounded` lifts a limit", () =>
     Effect.gen(function* () {
       const config = yield* configFrom({ MAX_TOTAL_CONNECTIONS: "unbounded" })
       assert.strictEqual(config.maxPerKey, PoolConfig.defaults.maxPerKey)
       assert.isNull(config.maxTotal)
-    }))
+    })
+  )
 
   it.effect("names the bad variable and its value", () =>
     Effect.gen(function* () {
@@ -65,7 +67,8 @@ describe("PoolConfig", () => {
         assert.include(message, name)
         assert.include(message, JSON.stringify(value))
       }
-    }))
+    })
+  )
 
   it.effect("prefixes every variable when nested", () =>
     Effect.gen(function* () {
@@ -74,5 +77,6 @@ describe("PoolConfig", () => {
       )
       assert.strictEqual(settings.maxPerKey, 3)
       assert.isUndefined(settings.maxTotal)
-    }))
+    })
+  )
 })

@@ -20,7 +20,8 @@ describe("KeyedPool shutdown", () => {
       assert.isTrue(failedWith(yield* Effect.exit(pool.use("a", Effect.succeed)), "PoolClosed"))
       assert.isTrue(Exit.isInterrupted(yield* Fiber.await(holder)))
       assert.strictEqual(yield* Ref.get(resources.alive), 0)
-    }))
+    })
+  )
 
   it.effect("gives leases drainTimeout to come back before interrupting their holders", () =>
     Effect.gen(function* () {
@@ -50,7 +51,8 @@ describe("KeyedPool shutdown", () => {
       assert.strictEqual(new Set(closed).size, closed.length, "every finalizer ran once")
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.closed, stats.size, stats.created, stats.destroyed], [true, 0, 3, 3])
-    }))
+    })
+  )
 
   it.effect("a lease in the pool's own scope is released before the pool closes", () =>
     Effect.gen(function* () {
@@ -63,5 +65,6 @@ describe("KeyedPool shutdown", () => {
         })
       )
       assert.strictEqual(yield* Ref.get(resources.alive), 0)
-    }))
+    })
+  )
 })

@@ -36,7 +36,8 @@ describe("KeyedPool under load", () => {
       assert.strictEqual(stats.created - stats.destroyed, stats.size)
       assert.strictEqual(yield* Ref.get(resources.alive), stats.size)
       assert.isAtMost(stats.size, 8)
-    }))
+    })
+  )
 
   it.scoped("100,000 distinct keys touched once leave 0 keys and 0 items after idle expiry", () =>
     Effect.gen(function* () {
@@ -65,5 +66,6 @@ describe("KeyedPool under load", () => {
       yield* TestClock.adjust("90 seconds")
       const after = yield* pool.stats
       assert.deepStrictEqual([after.keys, after.size, after.perKey.length, alive], [0, 0, 0, 0])
-    }))
+    })
+  )
 })

@@ -10,7 +10,7 @@ import { pipeArguments } from "effect/Pipeable"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { KeyedPool, Options, TypeId as KeyedPoolTypeId } from "../KeyedPool.js"
+import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool.js"
 import { KeyLimitExceeded, type Occupancy, PoolClosed, type PoolError, PoolTimeout } from "../PoolError.js"
 import type { CleanupReport, KeyStats, PoolStats } from "../PoolStats.js"
 import { KeyIndex } from "./keyIndex.js"
@@ -453,11 +453,7 @@ class PoolState<K, A, E> {
    * what the waiter owns: an item or a reservation is used, or given back when
    * the caller was interrupted.
    */
-  settle(
-    waiter: Waiter<K, A>,
-    exit: Exit.Exit<void>,
-    restore: Restore
-  ): Effect.Effect<Item<K, A>, E | PoolError> {
+  settle(waiter: Waiter<K, A>, exit: Exit.Exit<void>, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
     const state = waiter.state
     waiter.state = "settled"
     waiter.wake = undefined
@@ -465,7 +461,9 @@ class PoolState<K, A, E> {
       case "item": {
         const item = waiter.item!
         waiter.item = undefined
-        return Exit.isSuccess(exit) ? Effect.succeed(item) : Effect.zipRight(this.release(item), Effect.failCause(exit.cause))
+        return Exit.isSuccess(exit)
+          ? Effect.succeed(item)
+          : Effect.zipRight(this.release(item), Effect.failCause(exit.cause))
       }
       case "create": {
         if (Exit.isFailure(exit) || this.closed) {
@@ -759,16 +757,16 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   get(key: K): Effect.Effect<A, E | PoolError, Scope.Scope> {
     return Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Scope.Scope, (scope) =>
-        Effect.flatMap(this.take(key, restore), (item) => Effect.as(Scope.addFinalizer(scope, item.release), item.value))
+        Effect.flatMap(this.take(key, restore), (item) =>
+          Effect.as(Scope.addFinalizer(scope, item.release), item.value)
+        )
       )
     )
   }
 
   use<B, E2, R2>(key: K, f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2> {
     return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(this.take(key, restore), (item) =>
-        Effect.onExit(restore(f(item.value)), () => item.release)
-      )
+      Effect.flatMap(this.take(key, restore), (item) => Effect.onExit(restore(f(item.value)), () => item.release))
     )
   }
 
@@ -798,6 +796,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   }
 
   pipe() {
+    // biome-ignore lint/complexity/noArguments: pipeArguments reads the arguments object, as Effect's own data types do
     return pipeArguments(this, arguments)
   }
 }

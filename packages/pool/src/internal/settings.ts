@@ -44,7 +44,9 @@ const millis = (option: string, input: Duration.DurationInput, positive: boolean
   const decoded = Duration.decodeUnknown(input)
   if (decoded._tag === "None") return invalid(option, input, 'a duration such as "30 seconds" or milliseconds')
   const ms = Duration.toMillis(decoded.value)
-  return ms > 0 || (!positive && ms === 0) ? ms : invalid(option, input, positive ? "a positive duration" : "a duration")
+  return ms > 0 || (!positive && ms === 0)
+    ? ms
+    : invalid(option, input, positive ? "a positive duration" : "a duration")
 }
 
 /** A short, stable, credential-free name for a key: a hash of its identity. */
@@ -65,9 +67,7 @@ export const resolve = <K>(options: Options<K, any, any, any>): Resolved<K> => {
   return {
     name: options.name ?? "pool",
     maxPerKey:
-      typeof maxPerKey === "number"
-        ? () => fixedMaxPerKey!
-        : (key) => checkLimit("maxPerKey(key)", maxPerKey(key)),
+      typeof maxPerKey === "number" ? () => fixedMaxPerKey! : (key) => checkLimit("maxPerKey(key)", maxPerKey(key)),
     fixedMaxPerKey,
     maxTotal: checkLimit("maxTotal", options.maxTotal ?? d.maxTotal),
     maxKeys: checkLimit("maxKeys", options.maxKeys ?? d.maxKeys),

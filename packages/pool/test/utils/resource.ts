@@ -33,8 +33,15 @@ export const makeResources: Effect.Effect<Resources> = Effect.gen(function* () {
       if ((yield* Ref.get(failing)).has(key)) return yield* Effect.fail(new ConnectError(key))
       const id = yield* Ref.updateAndGet(created, (n) => n + 1)
       return yield* Effect.acquireRelease(
-        Effect.as(Ref.update(alive, (n) => n + 1), { key, id } satisfies Conn),
-        (conn) => Effect.zipRight(Ref.update(alive, (n) => n - 1), Ref.update(closed, (ids) => [...ids, conn.id]))
+        Effect.as(
+          Ref.update(alive, (n) => n + 1),
+          { key, id } satisfies Conn
+        ),
+        (conn) =>
+          Effect.zipRight(
+            Ref.update(alive, (n) => n - 1),
+            Ref.update(closed, (ids) => [...ids, conn.id])
+          )
       )
     })
   return { alive, created, closed, failing, acquire }
