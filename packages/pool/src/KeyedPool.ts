@@ -40,7 +40,7 @@ import type * as Types from "effect/Types"
 import * as internal from "./internal/keyedPool.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { PoolError } from "./PoolError.js"
-import type { CleanupReport, PoolStats } from "./PoolStats.js"
+import type { CleanupReport, ItemDetails, PoolStats } from "./PoolStats.js"
 
 /**
  * @since 0.1.0
@@ -102,6 +102,9 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
   /** Totals, per-key counts and the configuration in force. */
   readonly stats: Effect.Effect<PoolStats>
 
+  /** Every live item with its state, age and idle time. O(items): for admin views, not hot paths. */
+  readonly items: Effect.Effect<ReadonlyArray<ItemDetails>>
+
   /**
    * Expires idle items now (what the cleanup fiber does every
    * `cleanupInterval`) and reports the pool size before and after.
@@ -142,7 +145,11 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
    * id, so credentials in keys never leak.
    */
   readonly describeKey?: ((key: K) => string) | undefined
-  /** The pool's name in stats. Default `"pool"`. */
+  /**
+   * The pool's name in stats, logs and metrics. Default `"pool"`. With a
+   * `PoolRegistry` in the context, a pool given a name registers itself
+   * there for as long as its scope is open.
+   */
   readonly name?: string | undefined
 }
 

@@ -24,7 +24,7 @@ import type * as Types from "effect/Types"
 import * as KeyedPool from "./KeyedPool.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { PoolError } from "./PoolError.js"
-import type { CleanupReport, PoolStats } from "./PoolStats.js"
+import type { CleanupReport, ItemDetails, PoolStats } from "./PoolStats.js"
 
 /**
  * @since 0.1.0
@@ -56,6 +56,8 @@ export interface Pool<in out A, out E = never> extends Pipeable {
   readonly invalidate: (item: A) => Effect.Effect<void>
   /** Counts and the configuration in force. */
   readonly stats: Effect.Effect<PoolStats>
+  /** Every live item with its state, age and idle time. */
+  readonly items: Effect.Effect<ReadonlyArray<ItemDetails>>
   /** Expires idle items now. */
   readonly cleanup: Effect.Effect<CleanupReport>
 }
@@ -72,7 +74,7 @@ export interface Options<A, E, R>
   readonly max?: number | undefined
   /** Idle items that idle expiry keeps. Default 0. */
   readonly minIdle?: number | undefined
-  /** The pool's name in stats, errors and logs. Default `"pool"`. */
+  /** The pool's name in stats, errors and logs; registers it in a provided `PoolRegistry`. Default `"pool"`. */
   readonly name?: string | undefined
 }
 
@@ -82,11 +84,13 @@ class PoolImpl<A, E> implements Pool<A, E> {
   readonly [TypeId] = { _A: (_: A) => _, _E: (_: never): E => _ }
   readonly get: Effect.Effect<A, E | PoolError, Scope.Scope>
   readonly stats: Effect.Effect<PoolStats>
+  readonly items: Effect.Effect<ReadonlyArray<ItemDetails>>
   readonly cleanup: Effect.Effect<CleanupReport>
 
   constructor(readonly keyed: KeyedPool.KeyedPool<symbol, A, E>) {
     this.get = keyed.get(theKey)
     this.stats = keyed.stats
+    this.items = keyed.items
     this.cleanup = keyed.cleanup
   }
 

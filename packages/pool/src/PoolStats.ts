@@ -97,6 +97,28 @@ export const PoolStats = Schema.Struct({
 export interface PoolStats extends Schema.Schema.Type<typeof PoolStats> {}
 
 /**
+ * One live item, for admin views (seed 001's `connectionDetails`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ItemDetails = Schema.Struct({
+  key: Schema.String,
+  state: Schema.Literal("idle", "leased"),
+  createdAt: Schema.Number,
+  lastUsed: Schema.Number,
+  ageMillis: Schema.Number,
+  /** How long it has been idle; 0 while leased. */
+  idleMillis: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ItemDetails extends Schema.Schema.Type<typeof ItemDetails> {}
+
+/**
  * What a `cleanup` did: pool size before and after, and how many idle items
  * it destroyed (and keys it dropped).
  *

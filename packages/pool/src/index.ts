@@ -32,6 +32,13 @@ export * as PoolConfig from "./PoolConfig.js"
 export * as PoolError from "./PoolError.js"
 
 /**
+ * The pools an application runs, by name, for admin APIs.
+ *
+ * @since 0.1.0
+ */
+export * as PoolRegistry from "./PoolRegistry.js"
+
+/**
  * Stats and cleanup report models.
  *
  * @since 0.1.0

@@ -6,13 +6,15 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import { pipeArguments } from "effect/Pipeable"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool.js"
 import { KeyLimitExceeded, type Occupancy, PoolClosed, type PoolError, PoolTimeout } from "../PoolError.js"
-import type { CleanupReport, KeyStats, PoolStats } from "../PoolStats.js"
+import { PoolRegistry } from "../PoolRegistry.js"
+import type { CleanupReport, ItemDetails, KeyStats, PoolStats } from "../PoolStats.js"
 import { KeyIndex } from "./keyIndex.js"
 import { Link, LinkedList } from "./linkedList.js"
 import { configInForce, type Resolved, resolve } from "./settings.js"
@@ -680,6 +682,23 @@ class PoolState<K, A, E> {
     })
   }
 
+  itemDetails(): Array<ItemDetails> {
+    const now = this.now()
+    const details: Array<ItemDetails> = []
+    for (const item of this.items.values()) {
+      const idle = item.state === "idle"
+      details.push({
+        key: item.slot.description,
+        state: idle ? "idle" : "leased",
+        createdAt: item.createdAt,
+        lastUsed: item.lastUsed,
+        ageMillis: now - item.createdAt,
+        idleMillis: idle ? now - item.idleSince : 0
+      })
+    }
+    return details
+  }
+
   stats(): PoolStats {
     const perKey: Array<KeyStats> = []
     for (const slot of this.slots.values()) {
@@ -791,6 +810,10 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     return Effect.sync(() => this.state.stats())
   }
 
+  get items(): Effect.Effect<ReadonlyArray<ItemDetails>> {
+    return Effect.sync(() => this.state.itemDetails())
+  }
+
   get cleanup(): Effect.Effect<CleanupReport> {
     return this.state.cleanup()
   }
@@ -833,7 +856,17 @@ export const make = <K, A, E, R>(
       scope,
       Effect.withFiberRuntime<void>((fiber) => state.shutdown(fiber as AnyFiber)).pipe(Effect.annotateLogs(annotations))
     )
-    return new KeyedPoolImpl(state)
+    const pool = new KeyedPoolImpl(state)
+    const registry = yield* Effect.serviceOption(PoolRegistry)
+    if (options.name !== undefined && Option.isSome(registry)) {
+      yield* registry.value.register({
+        name: settings.name,
+        stats: pool.stats,
+        items: pool.items,
+        cleanup: pool.cleanup
+      })
+    }
+    return pool
   })
 
 /** @internal */
