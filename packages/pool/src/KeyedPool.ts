@@ -30,13 +30,17 @@
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import * as Layer from "effect/Layer"
 import type { Pipeable } from "effect/Pipeable"
+import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Types from "effect/Types"
+import type * as CircuitBreaker from "./CircuitBreaker.js"
+import type * as HealthCheck from "./HealthCheck.js"
 import * as internal from "./internal/keyedPool.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { PoolError } from "./PoolError.js"
@@ -125,6 +129,46 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
    * e.g. with `Effect.acquireRelease`) destroy it; they run exactly once.
    */
   readonly acquire: (key: K) => Effect.Effect<A, E, R>
+  /**
+   * Checks an idle item before it is handed out; a failing item is destroyed
+   * and the next idle or a new one is tried, within the caller's one
+   * `acquireTimeout`. Bounded by `validateTimeout`.
+   */
+  readonly validate?: ((item: A) => Effect.Effect<unknown, unknown>) | undefined
+  /** Skip `validate` for an item idle less than this (HikariCP's trick). Default 0: always validate. */
+  readonly validateAfter?: Duration.DurationInput | undefined
+  /** Bound of one validation. Default 5 seconds. */
+  readonly validateTimeout?: Duration.DurationInput | undefined
+  /** Periodic checks of idle items; see {@link HealthCheck.Check}. */
+  readonly healthCheck?: HealthCheck.Check<A> | undefined
+  /** Keep-alives to idle items; see {@link HealthCheck.Heartbeat}. */
+  readonly heartbeat?: HealthCheck.Heartbeat<A> | undefined
+  /** Check, heartbeat and validation results each key keeps. Default 100. */
+  readonly checkHistory?: number | undefined
+  /**
+   * Tells connection failures from caller faults. A lease that fails with a
+   * connection error destroys its item (instead of returning it), counts for
+   * the circuit breaker, and is retried by `use` when retries are on.
+   * Default: {@link HealthCheck.isConnectionError}.
+   */
+  readonly isConnectionError?: ((error: unknown) => boolean) | undefined
+  /**
+   * Whether `use` retries connection failures on a fresh item: `true` for
+   * {@link HealthCheck.defaultRetry}, or a schedule of your own. Interrupting
+   * the caller during a backoff stops at once. Default: `autoRebuild` (false).
+   */
+  readonly retry?: boolean | Schedule.Schedule<unknown, unknown> | undefined
+  /**
+   * After a failed creation, the next one of that key waits this long,
+   * doubling per failure up to `max`, with jitter. `false` turns it off.
+   * Default `{ initial: "100 millis", max: "10 seconds" }`.
+   */
+  readonly createBackoff?:
+    | { readonly initial?: Duration.DurationInput | undefined; readonly max?: Duration.DurationInput | undefined }
+    | false
+    | undefined
+  /** A circuit breaker per key; see {@link CircuitBreaker}. Default: none. */
+  readonly breaker?: CircuitBreaker.Options | false | undefined
   /** Items per key; a function sets a different limit per key. Default 10. */
   readonly maxPerKey?: number | ((key: K) => number) | undefined
   /**

@@ -4,11 +4,18 @@
  *
  * ```ts
  * // the MCP gateway's variables (seed 001): CONNECTION_TIMEOUT there is an idle timeout
- * const settings = PoolConfig.settings({
+ * const gateway = PoolConfig.settings({
  *   maxPerKey: "MAX_CONNECTIONS_PER_USER",
  *   maxTotal: "MAX_TOTAL_CONNECTIONS",
  *   idleTimeout: "CONNECTION_TIMEOUT",
  *   cleanupInterval: "CLEANUP_INTERVAL"
+ * })
+ * // the memory-service client's (seed 000)
+ * const memory = PoolConfig.settings({
+ *   healthCheckInterval: "MEM0_HEALTH_CHECK_INTERVAL",
+ *   heartbeatInterval: "MEM0_HEARTBEAT_INTERVAL",
+ *   autoRebuild: "MEM0_AUTO_REBUILD",
+ *   createTimeout: "MEM0_CONNECTION_TIMEOUT"
  * })
  * ```
  *
@@ -46,6 +53,16 @@ export interface Settings {
   readonly cleanupInterval?: Duration.DurationInput | undefined
   /** On shutdown, how long leases get to come back before they are interrupted. Default 10 seconds. */
   readonly drainTimeout?: Duration.DurationInput | undefined
+  /** How long one creation may take (seed 000's connection timeout). Default: infinity. */
+  readonly createTimeout?: Duration.DurationInput | undefined
+  /** Creations in flight per key, so recovery after an outage is no thundering herd. Default 4. */
+  readonly createConcurrency?: number | undefined
+  /** How often idle items are health-checked, when a check is given without a schedule. Default 30 seconds. */
+  readonly healthCheckInterval?: Duration.DurationInput | undefined
+  /** How often idle items get a heartbeat, when one is given without a schedule. Default 60 seconds. */
+  readonly heartbeatInterval?: Duration.DurationInput | undefined
+  /** Whether `use` retries connection failures on a fresh item (seed 000's auto-rebuild). Default false. */
+  readonly autoRebuild?: boolean | undefined
 }
 
 /**
@@ -63,7 +80,12 @@ export const defaults = {
   maxLifetime: Duration.infinity,
   acquireTimeout: Duration.seconds(30),
   cleanupInterval: Duration.minutes(1),
-  drainTimeout: Duration.seconds(10)
+  drainTimeout: Duration.seconds(10),
+  createTimeout: Duration.infinity,
+  createConcurrency: 4,
+  healthCheckInterval: Duration.seconds(30),
+  heartbeatInterval: Duration.seconds(60),
+  autoRebuild: false
 } as const satisfies { readonly [K in keyof Settings]-?: NonNullable<Settings[K]> }
 
 /**
@@ -83,7 +105,12 @@ export const variables: { readonly [K in keyof Settings]-?: string } = {
   maxLifetime: "MAX_LIFETIME",
   acquireTimeout: "ACQUIRE_TIMEOUT",
   cleanupInterval: "CLEANUP_INTERVAL",
-  drainTimeout: "DRAIN_TIMEOUT"
+  drainTimeout: "DRAIN_TIMEOUT",
+  createTimeout: "CREATE_TIMEOUT",
+  createConcurrency: "CREATE_CONCURRENCY",
+  healthCheckInterval: "HEALTH_CHECK_INTERVAL",
+  heartbeatInterval: "HEARTBEAT_INTERVAL",
+  autoRebuild: "AUTO_REBUILD"
 }
 
 const unbounded = /^(unbounded|infinity|inf)$/i
@@ -142,6 +169,21 @@ export const duration = (name: string): Config.Config<Duration.Duration> =>
     })
   })
 
+/**
+ * A switch: `true`/`false`, `on`/`off`, `yes`/`no`, `1`/`0`.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const flag = (name: string): Config.Config<boolean> =>
+  parsed(name, (raw) =>
+    /^(true|on|yes|1)$/i.test(raw)
+      ? Either.right(true)
+      : /^(false|off|no|0)$/i.test(raw)
+        ? Either.right(false)
+        : Either.left("expected true or false")
+  )
+
 const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
   Config.map(Config.option(config), Option.getOrUndefined)
 
@@ -165,6 +207,11 @@ export const settings = (names: { readonly [K in keyof Settings]?: string } = {}
     maxLifetime: optional(duration(name("maxLifetime"))),
     acquireTimeout: optional(duration(name("acquireTimeout"))),
     cleanupInterval: optional(duration(name("cleanupInterval"))),
-    drainTimeout: optional(duration(name("drainTimeout")))
+    drainTimeout: optional(duration(name("drainTimeout"))),
+    createTimeout: optional(duration(name("createTimeout"))),
+    createConcurrency: optional(limit(name("createConcurrency"))),
+    healthCheckInterval: optional(duration(name("healthCheckInterval"))),
+    heartbeatInterval: optional(duration(name("heartbeatInterval"))),
+    autoRebuild: optional(flag(name("autoRebuild")))
   })
 }

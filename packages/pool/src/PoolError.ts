@@ -108,12 +108,45 @@ export class KeyLimitExceeded extends Schema.TaggedError<KeyLimitExceeded>("@cis
 }
 
 /**
+ * The key's circuit is open: its callers fail at once, without a connection
+ * attempt, until `retryAfterMillis` have passed and probes have succeeded.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CircuitOpen extends Schema.TaggedError<CircuitOpen>("@cistern/pool/CircuitOpen")("CircuitOpen", {
+  key: Schema.String,
+  retryAfterMillis: Schema.Number,
+  consecutiveFailures: Schema.Number
+}) {
+  override get message(): string {
+    return `the circuit of key ${this.key} is open after ${this.consecutiveFailures} failures; retry in ${this.retryAfterMillis} ms`
+  }
+}
+
+/**
+ * Creating an item took longer than `createTimeout`; what the creation had
+ * acquired so far was released.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CreateTimeout extends Schema.TaggedError<CreateTimeout>("@cistern/pool/CreateTimeout")("CreateTimeout", {
+  key: Schema.String,
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `creating an item for key ${this.key} took longer than ${this.timeoutMillis} ms`
+  }
+}
+
+/**
  * Every error a pool adds to the resource's own.
  *
  * @since 0.1.0
  * @category errors
  */
-export type PoolError = PoolTimeout | PoolClosed | KeyLimitExceeded
+export type PoolError = PoolTimeout | PoolClosed | KeyLimitExceeded | CircuitOpen | CreateTimeout
 
 /**
  * The schema of {@link PoolError}, for APIs that send it over the wire.
@@ -121,11 +154,9 @@ export type PoolError = PoolTimeout | PoolClosed | KeyLimitExceeded
  * @since 0.1.0
  * @category errors
  */
-export const PoolError: Schema.Union<[typeof PoolTimeout, typeof PoolClosed, typeof KeyLimitExceeded]> = Schema.Union(
-  PoolTimeout,
-  PoolClosed,
-  KeyLimitExceeded
-)
+export const PoolError: Schema.Union<
+  [typeof PoolTimeout, typeof PoolClosed, typeof KeyLimitExceeded, typeof CircuitOpen, typeof CreateTimeout]
+> = Schema.Union(PoolTimeout, PoolClosed, KeyLimitExceeded, CircuitOpen, CreateTimeout)
 
 /**
  * Whether a value is one of the pool's own errors.
@@ -134,4 +165,8 @@ export const PoolError: Schema.Union<[typeof PoolTimeout, typeof PoolClosed, typ
  * @category refinements
  */
 export const isPoolError = (u: unknown): u is PoolError =>
-  u instanceof PoolTimeout || u instanceof PoolClosed || u instanceof KeyLimitExceeded
+  u instanceof PoolTimeout ||
+  u instanceof PoolClosed ||
+  u instanceof KeyLimitExceeded ||
+  u instanceof CircuitOpen ||
+  u instanceof CreateTimeout

@@ -9,6 +9,57 @@
 import * as Schema from "effect/Schema"
 
 /**
+ * One health check, heartbeat or validation result.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const CheckResult = Schema.Struct({
+  kind: Schema.Literal("check", "heartbeat", "validate"),
+  at: Schema.Number,
+  ok: Schema.Boolean,
+  millis: Schema.Number,
+  error: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface CheckResult extends Schema.Schema.Type<typeof CheckResult> {}
+
+/**
+ * A key's health: `open` while its circuit is open, `degraded` while it is
+ * half-open, failing, or its last check failed, `healthy` otherwise.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const KeyHealth = Schema.Struct({
+  state: Schema.Literal("healthy", "degraded", "open"),
+  breaker: Schema.Literal("closed", "open", "half-open"),
+  consecutiveFailures: Schema.Number,
+  /** When the circuit may be probed again; null unless open. */
+  retryAt: Schema.NullOr(Schema.Number),
+  lastCheck: Schema.NullOr(CheckResult),
+  /** The last results, oldest first (bounded by `checkHistory`). */
+  history: Schema.Array(CheckResult),
+  transitions: Schema.Array(
+    Schema.Struct({
+      at: Schema.Number,
+      from: Schema.Literal("closed", "open", "half-open"),
+      to: Schema.Literal("closed", "open", "half-open")
+    })
+  )
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyHealth extends Schema.Schema.Type<typeof KeyHealth> {}
+
+/**
  * One key's counts. `size = idle + inUse + creating` at every instant.
  *
  * @since 0.1.0
@@ -32,7 +83,10 @@ export const KeyStats = Schema.Struct({
   /** Acquisitions that failed with the resource's own error (or a defect). */
   failures: Schema.Number,
   createdAt: Schema.Number,
-  lastUsed: Schema.Number
+  lastUsed: Schema.Number,
+  /** Items leased to a health check or heartbeat right now (counted in `inUse`). */
+  checking: Schema.Number,
+  health: KeyHealth
 })
 
 /**
@@ -57,7 +111,9 @@ export const ConfigInForce = Schema.Struct({
   maxLifetimeMillis: Schema.NullOr(Schema.Number),
   acquireTimeoutMillis: Schema.NullOr(Schema.Number),
   cleanupIntervalMillis: Schema.NullOr(Schema.Number),
-  drainTimeoutMillis: Schema.NullOr(Schema.Number)
+  drainTimeoutMillis: Schema.NullOr(Schema.Number),
+  createTimeoutMillis: Schema.NullOr(Schema.Number),
+  createConcurrency: Schema.NullOr(Schema.Number)
 })
 
 /**

@@ -109,7 +109,9 @@ const runCommands = (commands: ReadonlyArray<Command>) =>
       acquireTimeout: "10 seconds",
       idleTimeout: "1 minute",
       cleanupInterval: "20 seconds",
-      drainTimeout: 0
+      drainTimeout: 0,
+      // Creations start when the test says so, not after a backoff sleep.
+      createBackoff: false
     }).pipe(Scope.extend(poolScope))
 
     const callers: Array<Caller> = []

@@ -177,7 +177,12 @@ describe("KeyedPool", () => {
       const exit = yield* Effect.exit(pool.use("a", Effect.succeed))
       assert.deepStrictEqual(exit, Exit.fail(new ConnectError("a")))
       yield* Ref.set(resources.failing, new Set())
-      const conn = yield* pool.use("a", Effect.succeed)
+      // The key's next creation backs off (100 ms at most after one failure).
+      const next = yield* Effect.fork(pool.use("a", Effect.succeed))
+      yield* settle
+      assert.strictEqual(yield* Ref.get(resources.created), 0, "not during the backoff")
+      yield* TestClock.adjust("100 millis")
+      const conn = yield* Fiber.join(next)
       assert.strictEqual(conn.key, "a")
       const stats = yield* pool.stats
       assert.deepStrictEqual([stats.failures, stats.creating, stats.size], [1, 0, 1])
@@ -191,7 +196,8 @@ describe("KeyedPool", () => {
       const resources = yield* makeResources
       const pool = yield* KeyedPool.make({
         acquire: (key: string) => Effect.zipRight(Deferred.await(gate), resources.acquire(key)),
-        maxPerKey: 1
+        maxPerKey: 1,
+        createBackoff: false
       }).pipe(Scope.extend(scope))
       yield* Ref.set(resources.failing, new Set(["a"]))
       const first = yield* Effect.fork(Effect.exit(pool.use("a", Effect.succeed)))
@@ -355,7 +361,17 @@ describe("KeyedPool", () => {
           timeouts: 0,
           failures: 0,
           createdAt: 1000,
-          lastUsed: 1000
+          lastUsed: 1000,
+          checking: 0,
+          health: {
+            state: "healthy",
+            breaker: "closed",
+            consecutiveFailures: 0,
+            retryAt: null,
+            lastCheck: null,
+            history: [],
+            transitions: []
+          }
         }
       ])
       assert.deepStrictEqual(stats.config, {
@@ -367,7 +383,9 @@ describe("KeyedPool", () => {
         maxLifetimeMillis: null,
         acquireTimeoutMillis: 30_000,
         cleanupIntervalMillis: 60_000,
-        drainTimeoutMillis: 10_000
+        drainTimeoutMillis: 10_000,
+        createTimeoutMillis: null,
+        createConcurrency: 4
       })
       yield* Scope.close(lease, Exit.void)
     })

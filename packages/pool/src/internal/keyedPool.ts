@@ -12,12 +12,21 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool.js"
-import { KeyLimitExceeded, type Occupancy, PoolClosed, type PoolError, PoolTimeout } from "../PoolError.js"
+import {
+  CircuitOpen,
+  CreateTimeout,
+  KeyLimitExceeded,
+  type Occupancy,
+  PoolClosed,
+  type PoolError,
+  PoolTimeout
+} from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
-import type { CleanupReport, ItemDetails, KeyStats, PoolStats } from "../PoolStats.js"
+import type { CheckResult, CleanupReport, ItemDetails, KeyHealth, KeyStats, PoolStats } from "../PoolStats.js"
+import { Breaker, PASS, PROBE } from "./breaker.js"
 import { KeyIndex } from "./keyIndex.js"
 import { Link, LinkedList } from "./linkedList.js"
-import { configInForce, type Resolved, resolve } from "./settings.js"
+import { configInForce, type Maintenance, type Resolved, resolve } from "./settings.js"
 
 /** @internal */
 export const TypeId: KeyedPoolTypeId = Symbol.for("@cistern/pool/KeyedPool") as KeyedPoolTypeId
@@ -32,6 +41,8 @@ class Item<K, A> {
   state: "idle" | "leased" | "destroyed" = "leased"
   /** Set by `invalidate` on a leased item: destroy instead of returning it. */
   invalid = false
+  /** The lease is a half-open circuit's probe: its outcome decides the circuit. */
+  probe = false
   holder: AnyFiber | undefined
   lastUsed: number
   idleSince = 0
@@ -39,8 +50,8 @@ class Item<K, A> {
   readonly keyLink = new Link<Item<K, A>>(this)
   /** Membership in the pool-wide idle list, least recently released first. */
   readonly lruLink = new Link<Item<K, A>>(this)
-  /** Built once so a lease costs no closure allocation for its release. */
-  readonly release: Effect.Effect<void>
+  /** Built once per item, so a lease allocates no closure for its release. */
+  readonly release: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
 
   constructor(
     readonly slot: KeySlot<K, A>,
@@ -51,7 +62,7 @@ class Item<K, A> {
     pool: PoolState<K, A, any>
   ) {
     this.lastUsed = createdAt
-    this.release = Effect.suspend(() => pool.release(this))
+    this.release = (exit) => Effect.suspend(() => pool.release(this, exit))
   }
 }
 
@@ -61,10 +72,10 @@ class Item<K, A> {
  * happened meanwhile (interruption, timeout, shutdown): nothing is lost.
  */
 class Waiter<K, A> {
-  state: "waiting" | "item" | "create" | "timeout" | "closed" | "settled" = "waiting"
+  state: "waiting" | "item" | "create" | "failed" | "settled" = "waiting"
   item: Item<K, A> | undefined
-  /** Built when the deadline passes, while the waiter still counts in the snapshot. */
-  timeout: PoolTimeout | undefined
+  /** Why it failed: built when it happened, while the waiter still counts in the snapshot. */
+  error: PoolError | undefined
   wake: ((effect: Effect.Effect<void>) => void) | undefined
   readonly keyLink = new Link<Waiter<K, A>>(this)
   readonly poolLink = new Link<Waiter<K, A>>(this)
@@ -76,7 +87,8 @@ class Waiter<K, A> {
     /** Arrival order across the whole pool. */
     readonly seq: number,
     readonly since: number,
-    readonly deadline: number
+    readonly deadline: number,
+    readonly probe: boolean
   ) {}
 }
 
@@ -93,13 +105,24 @@ class KeySlot<K, A> {
   lastUsed: number
   /** Fingerprints this key moved past: a late caller holding one does not move it back. */
   retired: Array<string | undefined> | undefined
+  /** Items leased to a health check or heartbeat (a subset of `inUse`). */
+  checking = 0
+  /** Failed creations in a row, and when the next creation may start. */
+  createFailures = 0
+  backoffUntil = 0
+  lastFailure = 0
+  /** Recent check, heartbeat and validation results, oldest first. */
+  readonly history: Array<CheckResult> = []
 
   constructor(
     readonly id: unknown,
+    /** The latest key seen: background refills create with it. */
+    public key: K,
     readonly description: string,
     readonly max: number,
     public fingerprint: string | undefined,
-    readonly createdAt: number
+    readonly createdAt: number,
+    readonly breaker: Breaker | undefined
   ) {
     this.lastUsed = createdAt
   }
@@ -142,6 +165,8 @@ class PoolState<K, A, E> {
   failures = 0
   keysDropped = 0
   closed = false
+  /** Empty keys kept only because their breaker remembers failures; cleanup drops them. */
+  readonly lingering = new Set<KeySlot<K, A>>()
   private arrivals = 0
   /** The key being admitted: kept even if it empties for a moment mid-step. */
   private pinned: KeySlot<K, A> | undefined
@@ -154,7 +179,9 @@ class PoolState<K, A, E> {
     /** Runs the user's `acquire` with the pool's context and the item's own scope. */
     readonly acquire: (key: K, scope: Scope.Scope) => Effect.Effect<A, E>,
     readonly clock: Clock.Clock,
-    readonly drained: Deferred.Deferred<void>
+    readonly drained: Deferred.Deferred<void>,
+    /** The pool's scope: background refills run in it. */
+    readonly scope: Scope.Scope
   ) {}
 
   get size(): number {
@@ -174,19 +201,27 @@ class PoolState<K, A, E> {
    * to `fiber`), a reservation to create one (the slot, with `creating` bumped),
    * a place in the queue, or an error.
    */
-  admit(key: K, fiber: AnyFiber): Item<K, A> | KeySlot<K, A> | Waiter<K, A> | PoolError {
+  admit(key: K, fiber: AnyFiber, since: number): Item<K, A> | KeySlot<K, A> | Waiter<K, A> | PoolError {
     if (this.closed) return new PoolClosed({ key: this.settings.describeKey(key) })
     const now = this.now()
     const slot = this.slotFor(key, now)
     if (!(slot instanceof KeySlot)) return slot
+    let probe = false
+    if (slot.breaker !== undefined) {
+      const verdict = slot.breaker.admit(now)
+      if (verdict > PASS) return this.circuitOpen(slot, verdict)
+      probe = verdict === PROBE
+    }
+    this.probeAdmitted = probe
     this.pinned = slot
     try {
       const item = this.takeIdle(slot, now)
       if (item !== undefined) {
         this.lease(item, now, fiber)
+        item.probe = probe
         return item
       }
-      if (slot.size < slot.max && this.size >= this.settings.maxTotal) {
+      if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
         // The total is the bottleneck: make room by destroying the least
         // recently used idle item (of another key: this key has none, or we
         // would have taken it). Idle items never coexist with waiters that
@@ -198,10 +233,24 @@ class PoolState<K, A, E> {
         this.reserve(slot)
         return slot
       }
-      return this.enqueue(slot, key, fiber, now)
+      return this.enqueue(slot, key, fiber, since, probe)
     } finally {
       this.pinned = undefined
     }
+  }
+
+  /**
+   * Whether the last `admit` let its caller through as a half-open probe (read
+   * right after `admit`, in the same step, when it returned a reservation).
+   */
+  probeAdmitted = false
+
+  private circuitOpen(slot: KeySlot<K, A>, retryAfter: number): CircuitOpen {
+    return new CircuitOpen({
+      key: slot.description,
+      retryAfterMillis: retryAfter,
+      consecutiveFailures: slot.breaker?.consecutive ?? 0
+    })
   }
 
   private slotFor(key: K, now: number): KeySlot<K, A> | KeyLimitExceeded {
@@ -217,7 +266,8 @@ class PoolState<K, A, E> {
           poolSnapshot: this.occupancy()
         })
       }
-      slot = new KeySlot<K, A>(id, s.describeKey(key), s.maxPerKey(key), fingerprint, now)
+      const breaker = s.breaker === undefined ? undefined : new Breaker(s.breaker)
+      slot = new KeySlot<K, A>(id, key, s.describeKey(key), s.maxPerKey(key), fingerprint, now, breaker)
       this.slots.set(id, slot)
     } else if (fingerprint !== slot.fingerprint && !slot.retired?.includes(fingerprint)) {
       // Credentials changed: idle items of the old version go now, leased
@@ -228,6 +278,8 @@ class PoolState<K, A, E> {
       let stale: Item<K, A> | undefined
       while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale)
     }
+    slot.key = key
+    this.lingering.delete(slot)
     return slot
   }
 
@@ -255,8 +307,13 @@ class PoolState<K, A, E> {
     )
   }
 
+  /** Whether the key itself may start another creation (its limit and `createConcurrency`). */
+  private mayGrow(slot: KeySlot<K, A>): boolean {
+    return slot.size < slot.max && slot.creating < this.settings.createConcurrency
+  }
+
   private canCreate(slot: KeySlot<K, A>): boolean {
-    return slot.size < slot.max && this.size < this.settings.maxTotal
+    return this.mayGrow(slot) && this.size < this.settings.maxTotal
   }
 
   private lease(item: Item<K, A>, now: number, fiber: AnyFiber): void {
@@ -273,8 +330,9 @@ class PoolState<K, A, E> {
     this.creating++
   }
 
-  private enqueue(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, now: number): Waiter<K, A> {
-    const waiter = new Waiter(slot, key, fiber, this.arrivals++, now, now + this.settings.acquireTimeout)
+  private enqueue(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
+    const deadline = since + this.settings.acquireTimeout
+    const waiter = new Waiter(slot, key, fiber, this.arrivals++, since, deadline, probe)
     slot.waiters.push(waiter.keyLink)
     this.waiters.push(waiter.poolLink)
     if (this.waiters.size === 1 && this.wakeDeadlines !== undefined) {
@@ -302,7 +360,7 @@ class PoolState<K, A, E> {
   private oldestCreatable(except: KeySlot<K, A> | undefined): Waiter<K, A> | undefined {
     for (let link = this.waiters.head; link !== undefined; link = link.next) {
       const slot = link.value.slot
-      if (slot !== except && slot.size < slot.max) return link.value
+      if (slot !== except && this.mayGrow(slot)) return link.value
     }
     return undefined
   }
@@ -326,6 +384,7 @@ class PoolState<K, A, E> {
     if (mine !== undefined) {
       this.dequeue(mine)
       item.holder = mine.fiber
+      item.probe = mine.probe
       mine.item = item
       this.settleWaiter(mine, "item")
       return
@@ -345,7 +404,7 @@ class PoolState<K, A, E> {
     if (!this.closed) {
       const next = Number.isFinite(this.settings.maxTotal)
         ? this.oldestCreatable(undefined)
-        : slot.waiters.head !== undefined && slot.size < slot.max
+        : slot.waiters.head !== undefined && this.mayGrow(slot)
           ? slot.waiters.head.value
           : undefined
       if (next !== undefined) {
@@ -357,7 +416,23 @@ class PoolState<K, A, E> {
     this.dropIfEmpty(slot)
   }
 
-  private settleWaiter(waiter: Waiter<K, A>, state: "item" | "create" | "timeout" | "closed"): void {
+  /** A creation of `slot` ended (either way): its key may start the next one. */
+  private creationEnded(slot: KeySlot<K, A>): void {
+    const next = slot.waiters.head?.value
+    if (!this.closed && next !== undefined && this.canCreate(slot)) {
+      this.dequeue(next)
+      this.reserve(slot)
+      this.settleWaiter(next, "create")
+    }
+  }
+
+  private fail(waiter: Waiter<K, A>, error: PoolError): void {
+    waiter.error = error
+    this.dequeue(waiter)
+    this.settleWaiter(waiter, "failed")
+  }
+
+  private settleWaiter(waiter: Waiter<K, A>, state: "item" | "create" | "failed"): void {
     waiter.state = state
     const wake = waiter.wake
     if (wake !== undefined) {
@@ -368,13 +443,35 @@ class PoolState<K, A, E> {
 
   private dropIfEmpty(slot: KeySlot<K, A>): void {
     if (slot.size === 0 && slot.waiters.size === 0 && slot !== this.pinned && this.slots.get(slot.id) === slot) {
-      this.slots.delete(slot.id)
-      this.keysDropped++
+      // A key whose breaker or creation backoff remembers failures is kept
+      // until cleanup finds it quiet: forgetting would let callers hammer a
+      // server that is down.
+      if (this.remembersFailures(slot, this.now())) this.lingering.add(slot)
+      else this.drop(slot)
     }
   }
 
-  /** Evicts a key whose items are all idle, least recently used first. */
+  /** Whether an empty key must be kept: its backoff runs, or its breaker is open or failed recently. */
+  private remembersFailures(slot: KeySlot<K, A>, now: number): boolean {
+    const breaker = slot.breaker
+    if (now < slot.backoffUntil) return true
+    if (breaker === undefined || breaker.pristine) return false
+    const since = breaker.state === "open" ? breaker.openedAt : slot.lastFailure
+    return now - since < breaker.settings.reset
+  }
+
+  private drop(slot: KeySlot<K, A>): void {
+    this.slots.delete(slot.id)
+    this.lingering.delete(slot)
+    this.keysDropped++
+  }
+
+  /** Evicts a key kept only for its failures, or else one whose items are all idle, least recently used first. */
   private evictIdleKey(): boolean {
+    for (const slot of this.lingering) {
+      this.drop(slot)
+      return true
+    }
     for (let link = this.lru.head; link !== undefined; link = link.next) {
       const slot = link.value.slot
       if (slot.inUse === 0 && slot.creating === 0 && slot.waiters.size === 0) {
@@ -390,16 +487,47 @@ class PoolState<K, A, E> {
   // release and destruction
   // ---------------------------------------------------------------------------
 
-  /** Ends a lease: the item goes back, or is destroyed when unfit. */
-  release(item: Item<K, A>): Effect.Effect<void> {
+  /**
+   * Ends a lease: the item goes back, or is destroyed when unfit or when the
+   * lease failed with a connection error. The outcome feeds the breaker.
+   */
+  release(item: Item<K, A>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
     if (item.state !== "leased") return Effect.void
     const now = this.now()
+    const slot = item.slot
     item.lastUsed = now
-    item.slot.lastUsed = now
+    slot.lastUsed = now
+    const outcome = Exit.isSuccess(exit) ? "success" : this.classify(exit.cause)
+    if (outcome === "connection") item.invalid = true
+    if (slot.breaker !== undefined) this.report(slot, outcome, item.probe, now)
+    item.probe = false
     if (this.isFit(item, now)) this.returned(item, now)
     else this.destroy(item)
     this.checkDrained()
     return this.closeDoomed()
+  }
+
+  /** Whether a failure is the connection's fault, the caller's, or an interruption. */
+  classify(cause: Cause.Cause<unknown>): Outcome {
+    if (Cause.isInterruptedOnly(cause)) return "interrupted"
+    const failure = Cause.failureOption(cause)
+    const error = failure._tag === "Some" ? failure.value : Cause.squash(cause)
+    return this.settings.isConnectionError(error) ? "connection" : "caller"
+  }
+
+  /** Tells a key's breaker how a call went, failing the key's waiters if the circuit opens. */
+  report(slot: KeySlot<K, A>, outcome: Outcome, probe: boolean, now: number): void {
+    const breaker = slot.breaker
+    if (breaker === undefined) return
+    if (outcome === "connection") slot.lastFailure = now
+    if (outcome === "success") breaker.success(now, probe)
+    else if (outcome === "connection") breaker.failure(now, probe)
+    else breaker.abandon(probe)
+    if (breaker.state === "open" && slot.waiters.size > 0) {
+      const retryAfter = breaker.openedAt + breaker.settings.reset - now
+      let waiter: Waiter<K, A> | undefined
+      while ((waiter = slot.waiters.head?.value) !== undefined) this.fail(waiter, this.circuitOpen(slot, retryAfter))
+    }
   }
 
   /**
@@ -465,24 +593,25 @@ class PoolState<K, A, E> {
         waiter.item = undefined
         return Exit.isSuccess(exit)
           ? Effect.succeed(item)
-          : Effect.zipRight(this.release(item), Effect.failCause(exit.cause))
+          : Effect.zipRight(this.release(item, exit), Effect.failCause(exit.cause))
       }
       case "create": {
         if (Exit.isFailure(exit) || this.closed) {
+          waiter.slot.breaker?.abandon(waiter.probe)
           this.unreserve(waiter.slot)
           const failure = Exit.isFailure(exit)
             ? Effect.failCause(exit.cause)
             : Effect.fail(new PoolClosed({ key: waiter.slot.description }))
           return Effect.zipRight(this.closeDoomed(), failure)
         }
-        return this.create(waiter.slot, waiter.key, waiter.fiber, restore)
+        return this.create(waiter.slot, waiter.key, waiter.fiber, waiter.probe, restore)
       }
-      case "timeout":
-        return Effect.fail(waiter.timeout!)
-      case "closed":
-        return Effect.fail(new PoolClosed({ key: waiter.slot.description }))
+      case "failed":
+        waiter.slot.breaker?.abandon(waiter.probe)
+        return Effect.fail(waiter.error!)
       default: {
         // Still queued: the caller was interrupted while waiting.
+        waiter.slot.breaker?.abandon(waiter.probe)
         this.dequeue(waiter)
         this.dropIfEmpty(waiter.slot)
         return Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.dieMessage("a waiter woke unserved")
@@ -498,28 +627,69 @@ class PoolState<K, A, E> {
   }
 
   /**
-   * Runs `acquire` for a reservation, in a fresh scope that becomes the item's.
-   * Whatever happens, the reservation ends exactly once: as a leased item, or
-   * freed. (`acquireTimeout` bounds the wait for a turn; a creation is the
-   * resource's own I/O and keeps its own timeout.)
+   * Runs `acquire` for a reservation, in a fresh scope that becomes the item's:
+   * after the key's creation backoff, bounded by `createTimeout`. Whatever
+   * happens, the reservation ends exactly once: as a leased item, or freed.
+   * (`acquireTimeout` bounds the wait for a turn; a creation is bounded by
+   * `createTimeout`.)
    */
-  create(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+  create(
+    slot: KeySlot<K, A>,
+    key: K,
+    fiber: AnyFiber,
+    probe: boolean,
+    restore: Restore
+  ): Effect.Effect<Item<K, A>, E | PoolError> {
     return Effect.flatMap(Scope.make(), (scope) => {
+      const { createTimeout } = this.settings
+      let attempt: Effect.Effect<A, E | CreateTimeout> = this.acquire(key, scope)
+      if (Number.isFinite(createTimeout)) {
+        attempt = Effect.timeoutFail(attempt, {
+          duration: Duration.millis(createTimeout),
+          onTimeout: () => new CreateTimeout({ key: slot.description, timeoutMillis: createTimeout })
+        })
+      }
+      const backoff = slot.backoffUntil - this.now()
+      if (backoff > 0) attempt = Effect.zipRight(Effect.sleep(Duration.millis(backoff)), attempt)
       this.creators.add(fiber)
-      return Effect.flatMap(Effect.exit(restore(this.acquire(key, scope))), (exit) => {
+      return Effect.flatMap(Effect.exit(restore(attempt)), (exit) => {
         this.creators.delete(fiber)
-        if (Exit.isSuccess(exit)) return Effect.succeed(this.register(slot, exit.value, scope, key, fiber))
-        if (!Cause.isInterruptedOnly(exit.cause)) {
+        if (Exit.isSuccess(exit)) {
+          slot.createFailures = 0
+          slot.backoffUntil = 0
+          const item = this.register(slot, exit.value, scope, key, fiber)
+          item.probe = probe
+          this.creationEnded(slot)
+          return Effect.succeed(item)
+        }
+        const now = this.now()
+        if (Cause.isInterruptedOnly(exit.cause)) {
+          slot.breaker?.abandon(probe)
+        } else {
+          // A failed creation is a connection failure whatever its error says.
           slot.failures++
           this.failures++
+          this.backOff(slot, now)
+          this.report(slot, "connection", probe, now)
         }
         this.unreserve(slot)
+        this.creationEnded(slot)
         return this.closeDoomed().pipe(
           Effect.zipRight(closeScope(scope, exit)),
           Effect.zipRight(Effect.failCause(exit.cause))
         )
       })
     })
+  }
+
+  /** After a failed creation, the key's next one waits: doubling per failure, capped, with jitter. */
+  private backOff(slot: KeySlot<K, A>, now: number): void {
+    const backoff = this.settings.createBackoff
+    if (backoff === undefined) return
+    const delay = Math.min(backoff.max, backoff.initial * 2 ** slot.createFailures)
+    slot.createFailures++
+    // Jitter spreads the retries of many keys; it needs no reproducible seed.
+    slot.backoffUntil = now + delay * (0.5 + Math.random() / 2)
   }
 
   private register(slot: KeySlot<K, A>, value: A, scope: Scope.CloseableScope, key: K, fiber: AnyFiber): Item<K, A> {
@@ -535,13 +705,15 @@ class PoolState<K, A, E> {
   }
 
   // ---------------------------------------------------------------------------
-  // background work: deadlines and idle expiry
+  // background work: deadlines, idle expiry, health checks, heartbeats, refills
   // ---------------------------------------------------------------------------
 
   /**
    * One fiber expires waiters past their deadline. All waiters share one
-   * `acquireTimeout`, so deadlines follow arrival order: it sleeps until the
-   * oldest waiter's deadline, and parks when nobody waits.
+   * `acquireTimeout`, so deadlines follow arrival order (a re-admission after
+   * a failed validation keeps its caller's first deadline, which is earlier
+   * still): it sleeps until the oldest waiter's deadline, and parks when
+   * nobody waits.
    */
   readonly deadlines: Effect.Effect<never> = Effect.forever(
     Effect.suspend((): Effect.Effect<void> => {
@@ -552,21 +724,30 @@ class PoolState<K, A, E> {
         })
       }
       const now = this.now()
-      if (oldest.deadline > now) return Effect.sleep(Duration.millis(oldest.deadline - now))
-      let waiter: Waiter<K, A> | undefined
-      while ((waiter = this.waiters.head?.value) !== undefined && waiter.deadline <= now) {
-        waiter.timeout = this.timeoutError(waiter.slot, waiter.key, waiter.since)
-        this.dequeue(waiter)
+      let next = Number.POSITIVE_INFINITY
+      for (let link = this.waiters.head; link !== undefined; ) {
+        const waiter = link.value
+        link = link.next
+        if (waiter.deadline > now) {
+          next = Math.min(next, waiter.deadline)
+          if (waiter.seq > oldest.seq + 64) break // deadlines past here are only later
+          continue
+        }
         waiter.slot.timeouts++
         this.timeouts++
-        this.settleWaiter(waiter, "timeout")
+        this.fail(waiter, this.timeoutError(waiter.slot, waiter.key, waiter.since))
         this.dropIfEmpty(waiter.slot)
       }
-      return Effect.void
+      return Number.isFinite(next) ? Effect.sleep(Duration.millis(next - now)) : Effect.void
     })
   )
 
-  /** Destroys idle items past `idleTimeout` (keeping `minIdlePerKey`) or `maxLifetime`. */
+  /**
+   * Destroys idle items past `idleTimeout` (keeping `minIdlePerKey`) or
+   * `maxLifetime`, and drops keys kept only by a breaker that has gone quiet.
+   * A full pass over idle items: health checks return items out of release
+   * order, so the list is only roughly sorted.
+   */
   cleanup(): Effect.Effect<CleanupReport> {
     return Effect.suspend(() => {
       const { idleTimeout, maxLifetime, minIdlePerKey } = this.settings
@@ -574,20 +755,112 @@ class PoolState<K, A, E> {
       const before = this.size
       const dropped = this.keysDropped
       let cleaned = 0
-      let link = this.lru.head
-      while (link !== undefined) {
+      for (let link = this.lru.head; link !== undefined; ) {
         const item = link.value
         link = link.next
-        const idleTooLong = now - item.idleSince >= idleTimeout
-        if (!idleTooLong && !Number.isFinite(maxLifetime)) break // the rest were released later
         const tooOld = now - item.createdAt >= maxLifetime
+        const idleTooLong = now - item.idleSince >= idleTimeout
         if (tooOld || (idleTooLong && item.slot.idle.size > minIdlePerKey)) {
           this.destroy(item)
           cleaned++
         }
       }
+      for (const slot of this.lingering) if (!this.remembersFailures(slot, now)) this.drop(slot)
       const report: CleanupReport = { before, after: this.size, cleaned, keysDropped: this.keysDropped - dropped }
       return Effect.as(this.closeDoomed(), report)
+    })
+  }
+
+  /**
+   * Runs a health check or heartbeat over the items idle right now, a few at
+   * a time. Each is taken out of idle while it runs (so no caller shares it),
+   * then handed to a waiter or put back; one that fails or outlives the
+   * timeout is destroyed and its key refilled up to `minIdlePerKey`.
+   */
+  maintain(kind: "check" | "heartbeat", task: Maintenance): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const batch: Array<Item<K, A>> = []
+      for (const item of this.lru) if (item.slot.breaker?.state !== "open") batch.push(item)
+      return Effect.forEach(batch, (item) => this.maintainOne(kind, task, item), {
+        concurrency: maintenanceConcurrency,
+        discard: true
+      })
+    })
+  }
+
+  private maintainOne(kind: "check" | "heartbeat", task: Maintenance, item: Item<K, A>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (item.state !== "idle" || this.closed) return Effect.void
+      const slot = item.slot
+      const idleSince = item.idleSince
+      slot.idle.remove(item.keyLink)
+      this.lru.remove(item.lruLink)
+      this.idle--
+      item.state = "leased"
+      item.holder = undefined
+      slot.inUse++
+      this.inUse++
+      slot.checking++
+      const started = this.now()
+      const run = Effect.timeoutFail(task.run(item.value), {
+        duration: Duration.millis(task.timeout),
+        onTimeout: () => new Error(`${kind} timed out after ${task.timeout} ms`)
+      })
+      return Effect.flatMap(Effect.exit(run), (exit) => {
+        slot.checking--
+        const now = this.now()
+        this.record(slot, kind, started, now, exit)
+        if (item.state !== "leased") return Effect.void // destroyed by a shutdown meanwhile
+        if (Exit.isFailure(exit)) {
+          item.invalid = true
+          this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
+          return Effect.zipRight(this.release(item, Exit.void), this.refill(slot))
+        }
+        this.report(slot, "success", false, now)
+        // Back where it was: a check is not a use, so idle expiry still applies.
+        const back = this.release(item, Exit.void)
+        if (isIdle(item)) item.idleSince = idleSince
+        return back
+      })
+    })
+  }
+
+  /** Appends a result to the key's bounded history. */
+  record(
+    slot: KeySlot<K, A>,
+    kind: CheckResult["kind"],
+    started: number,
+    now: number,
+    exit: Exit.Exit<unknown, unknown>
+  ): void {
+    const limit = this.settings.checkHistory
+    if (limit === 0) return
+    const result: CheckResult = Exit.isSuccess(exit)
+      ? { kind, at: now, ok: true, millis: now - started }
+      : { kind, at: now, ok: false, millis: now - started, error: describeCause(exit.cause) }
+    if (slot.history.push(result) > limit) slot.history.shift()
+  }
+
+  /** Creates idle items in the background until the key has `minIdlePerKey` again. */
+  refill(slot: KeySlot<K, A>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const missing = this.settings.minIdlePerKey - slot.idle.size - slot.creating
+      const fills: Array<Effect.Effect<void>> = []
+      for (let i = 0; i < missing && !this.closed && this.canCreate(slot); i++) {
+        if (slot.breaker !== undefined && slot.breaker.state !== "closed") break
+        if (this.slots.get(slot.id) !== slot) break
+        this.reserve(slot)
+        fills.push(
+          Effect.withFiberRuntime<void>((fiber) =>
+            Effect.matchCauseEffect(this.create(slot, slot.key, fiber as AnyFiber, false, identity), {
+              onFailure: (cause) => Effect.logWarning("refilling an idle item failed", cause),
+              onSuccess: (item) => this.release(item, Exit.void)
+            })
+          )
+        )
+      }
+      if (fills.length === 0) return Effect.void
+      return Effect.forkIn(Effect.annotateLogs(Effect.all(fills, { discard: true }), annotations), this.scope)
     })
   }
 
@@ -606,8 +879,7 @@ class PoolState<K, A, E> {
       this.closed = true
       let waiter: Waiter<K, A> | undefined
       while ((waiter = this.waiters.head?.value) !== undefined) {
-        this.dequeue(waiter)
-        this.settleWaiter(waiter, "closed")
+        this.fail(waiter, new PoolClosed({ key: waiter.slot.description }))
         this.dropIfEmpty(waiter.slot)
       }
       let idle: Item<K, A> | undefined
@@ -699,7 +971,25 @@ class PoolState<K, A, E> {
     return details
   }
 
+  private health(slot: KeySlot<K, A>, now: number): KeyHealth {
+    const breaker = slot.breaker
+    const lastCheck = slot.history.length === 0 ? null : slot.history[slot.history.length - 1]
+    const state = breaker?.state ?? "closed"
+    const failing = (breaker?.consecutive ?? 0) > 0 || (lastCheck !== null && !lastCheck.ok)
+    return {
+      state: state === "open" ? "open" : state === "half-open" || failing ? "degraded" : "healthy",
+      breaker: state,
+      consecutiveFailures: breaker?.consecutive ?? 0,
+      retryAt:
+        breaker !== undefined && state === "open" ? Math.max(now, breaker.openedAt + breaker.settings.reset) : null,
+      lastCheck,
+      history: slot.history.slice(),
+      transitions: breaker === undefined ? [] : breaker.transitions.slice()
+    }
+  }
+
   stats(): PoolStats {
+    const now = this.now()
     const perKey: Array<KeyStats> = []
     for (const slot of this.slots.values()) {
       perKey.push({
@@ -711,7 +1001,9 @@ class PoolState<K, A, E> {
         timeouts: slot.timeouts,
         failures: slot.failures,
         createdAt: slot.createdAt,
-        lastUsed: slot.lastUsed
+        lastUsed: slot.lastUsed,
+        checking: slot.checking,
+        health: this.health(slot, now)
       })
     }
     return {
@@ -729,7 +1021,22 @@ class PoolState<K, A, E> {
   }
 }
 
+type Outcome = "success" | "connection" | "caller" | "interrupted"
+
 type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>
+
+const identity: Restore = (effect) => effect
+
+/** Reads an item's state afresh (past TypeScript's narrowing across a release). */
+const isIdle = (item: Item<any, any>): boolean => item.state === "idle"
+
+/** Health checks and heartbeats run this many items at a time. */
+const maintenanceConcurrency = 4
+
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return error instanceof Error ? error.message : String(error)
+}
 
 const closeScope = (scope: Scope.CloseableScope, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
   Scope.close(scope, exit).pipe(
@@ -752,19 +1059,19 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   constructor(readonly state: PoolState<K, A, E>) {}
 
   /** Leases an item to the current fiber: the fast path is one synchronous step. */
-  private take(key: K, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+  private take(key: K, restore: Restore, since?: number): Effect.Effect<Item<K, A>, E | PoolError> {
     return Effect.withFiberRuntime((fiber) => {
       const state = this.state
-      const admitted = state.admit(key, fiber as AnyFiber)
+      const admitted = state.admit(key, fiber as AnyFiber, since ?? state.now())
       let next: Effect.Effect<Item<K, A>, E | PoolError>
       if (admitted instanceof Item) {
-        next = Effect.succeed(admitted)
+        next = state.settings.validate === undefined ? Effect.succeed(admitted) : this.validated(admitted, key, restore)
       } else if (admitted instanceof Waiter) {
         next = Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) =>
           state.settle(admitted, exit, restore)
         )
       } else if (admitted instanceof KeySlot) {
-        next = state.create(admitted, key, fiber as AnyFiber, restore)
+        next = state.create(admitted, key, fiber as AnyFiber, state.probeAdmitted, restore)
       } else {
         next = Effect.fail(admitted)
       }
@@ -773,20 +1080,50 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     })
   }
 
+  /**
+   * Validates an item taken from idle (unless it was idle less than
+   * `validateAfter`); a failing one is destroyed and the caller tries again,
+   * keeping its first deadline.
+   */
+  private validated(item: Item<K, A>, key: K, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+    const state = this.state
+    const settings = state.settings
+    const started = state.now()
+    if (started - item.idleSince < settings.validateAfter) return Effect.succeed(item)
+    const check = Effect.timeoutFail(settings.validate!(item.value), {
+      duration: Duration.millis(settings.checkTimeout),
+      onTimeout: () => new Error(`validation timed out after ${settings.checkTimeout} ms`)
+    })
+    return Effect.flatMap(Effect.exit(restore(check)), (exit) => {
+      const now = state.now()
+      state.record(item.slot, "validate", started, now, exit)
+      if (Exit.isSuccess(exit)) return Effect.succeed(item)
+      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
+      item.invalid = true
+      return Effect.zipRight(item.release(Exit.void), this.take(key, restore, started))
+    })
+  }
+
+  private useOnce<B, E2, R2>(key: K, f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(this.take(key, restore), (item) => Effect.onExit(restore(f(item.value)), item.release))
+    )
+  }
+
   get(key: K): Effect.Effect<A, E | PoolError, Scope.Scope> {
     return Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Scope.Scope, (scope) =>
         Effect.flatMap(this.take(key, restore), (item) =>
-          Effect.as(Scope.addFinalizer(scope, item.release), item.value)
+          Effect.as(Scope.addFinalizerExit(scope, item.release), item.value)
         )
       )
     )
   }
 
   use<B, E2, R2>(key: K, f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2> {
-    return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(this.take(key, restore), (item) => Effect.onExit(restore(f(item.value)), () => item.release))
-    )
+    const { retry, isConnectionError } = this.state.settings
+    const once = this.useOnce(key, f)
+    return retry === undefined ? once : Effect.retry(once, { schedule: retry, while: isConnectionError })
   }
 
   stream<B, E2, R2>(key: K, f: (a: A) => Stream.Stream<B, E2, R2>): Stream.Stream<B, E | E2 | PoolError, R2> {
@@ -824,6 +1161,25 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   }
 }
 
+/**
+ * Runs a background loop until the pool's scope closes (optionally starting
+ * after `delay`); a failing round is logged, never fatal.
+ */
+const background = (
+  round: Effect.Effect<unknown>,
+  schedule: Schedule.Schedule<unknown, unknown>,
+  scope: Scope.Scope,
+  what: string,
+  delay: Duration.Duration = Duration.zero
+): Effect.Effect<unknown> =>
+  round.pipe(
+    Effect.catchAllCause((cause) => Effect.logWarning(`${what} failed`, cause)),
+    Effect.repeat(schedule),
+    Effect.delay(delay),
+    Effect.annotateLogs(annotations),
+    Effect.forkIn(scope)
+  )
+
 /** @internal */
 export const make = <K, A, E, R>(
   options: Options<K, A, E, R>
@@ -834,23 +1190,26 @@ export const make = <K, A, E, R>(
     const context = Context.omit(Scope.Scope)(yield* Effect.context<Exclude<R, Scope.Scope>>())
     const clock = yield* Effect.clock
     const drained = yield* Deferred.make<void>()
-    const acquire = (key: K, scope: Scope.Scope) =>
-      Effect.provide(options.acquire(key), Context.add(context, Scope.Scope, scope) as Context.Context<R>)
-    const state = new PoolState<K, A, E>(settings, acquire, clock, drained)
     const scope = yield* Effect.scope
+    const acquire = (key: K, itemScope: Scope.Scope) =>
+      Effect.provide(options.acquire(key), Context.add(context, Scope.Scope, itemScope) as Context.Context<R>)
+    const state = new PoolState<K, A, E>(settings, acquire, clock, drained, scope)
 
     if (Number.isFinite(settings.acquireTimeout)) {
       yield* Effect.forkIn(Effect.annotateLogs(state.deadlines, annotations), scope)
     }
     const expires = Number.isFinite(settings.idleTimeout) || Number.isFinite(settings.maxLifetime)
-    if (Number.isFinite(settings.cleanupInterval) && expires) {
-      yield* state.cleanup().pipe(
-        Effect.catchAllCause((cause) => Effect.logWarning("idle cleanup failed", cause)),
-        Effect.repeat(Schedule.spaced(Duration.millis(settings.cleanupInterval))),
-        Effect.delay(Duration.millis(settings.cleanupInterval)),
-        Effect.annotateLogs(annotations),
-        Effect.forkIn(scope)
-      )
+    if (Number.isFinite(settings.cleanupInterval) && (expires || settings.breaker !== undefined)) {
+      const interval = Duration.millis(settings.cleanupInterval)
+      yield* background(state.cleanup(), Schedule.spaced(interval), scope, "idle cleanup", interval)
+    }
+    if (settings.healthCheck !== undefined) {
+      const task = settings.healthCheck
+      yield* background(state.maintain("check", task), task.schedule, scope, "health check")
+    }
+    if (settings.heartbeat !== undefined) {
+      const task = settings.heartbeat
+      yield* background(state.maintain("heartbeat", task), task.schedule, scope, "heartbeat")
     }
     yield* Scope.addFinalizer(
       scope,

@@ -1,8 +1,13 @@
 import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
 import * as Hash from "effect/Hash"
+import * as Schedule from "effect/Schedule"
+import * as CircuitBreaker from "../CircuitBreaker.js"
+import * as HealthCheck from "../HealthCheck.js"
 import type { Options } from "../KeyedPool.js"
 import * as PoolConfig from "../PoolConfig.js"
 import type { ConfigInForce } from "../PoolStats.js"
+import type { BreakerSettings } from "./breaker.js"
 
 /**
  * Options checked and turned into plain numbers (milliseconds; `Infinity` for
@@ -22,6 +27,18 @@ export interface Resolved<K> {
   readonly acquireTimeout: number
   readonly cleanupInterval: number
   readonly drainTimeout: number
+  readonly createTimeout: number
+  readonly createConcurrency: number
+  readonly createBackoff: { readonly initial: number; readonly max: number } | undefined
+  readonly validate: ((item: any) => Effect.Effect<unknown, unknown>) | undefined
+  readonly validateAfter: number
+  readonly checkTimeout: number
+  readonly healthCheck: Maintenance | undefined
+  readonly heartbeat: Maintenance | undefined
+  readonly checkHistory: number
+  readonly isConnectionError: (error: unknown) => boolean
+  readonly retry: Schedule.Schedule<unknown, unknown> | undefined
+  readonly breaker: BreakerSettings | undefined
   readonly keyId: (key: K) => unknown
   readonly fingerprint: ((key: K) => string) | undefined
   readonly describeKey: (key: K) => string
@@ -47,6 +64,31 @@ const millis = (option: string, input: Duration.DurationInput, positive: boolean
   return ms > 0 || (!positive && ms === 0)
     ? ms
     : invalid(option, input, positive ? "a positive duration" : "a duration")
+}
+
+/** A health check or heartbeat, with its schedule and bound resolved. */
+export interface Maintenance {
+  readonly run: (item: any) => Effect.Effect<unknown, unknown>
+  readonly schedule: Schedule.Schedule<unknown, unknown>
+  readonly timeout: number
+}
+
+const fraction = (option: string, value: number): number =>
+  value > 0 && value <= 1 ? value : invalid(option, value, "a number in (0, 1]")
+
+const resolveBreaker = (options: CircuitBreaker.Options): BreakerSettings => {
+  const d = CircuitBreaker.defaults
+  return {
+    failures: checkLimit("breaker.failures", options.failures ?? d.failures),
+    failureRate:
+      options.failureRate === undefined
+        ? Number.POSITIVE_INFINITY
+        : fraction("breaker.failureRate", options.failureRate),
+    minimumCalls: checkLimit("breaker.minimumCalls", options.minimumCalls ?? d.minimumCalls),
+    window: checkLimit("breaker.window", options.window ?? d.window),
+    reset: millis("breaker.reset", options.reset ?? d.reset, true),
+    halfOpenProbes: checkLimit("breaker.halfOpenProbes", options.halfOpenProbes ?? d.halfOpenProbes)
+  }
 }
 
 /** A short, stable, credential-free name for a key: a hash of its identity. */
@@ -77,6 +119,44 @@ export const resolve = <K>(options: Options<K, any, any, any>): Resolved<K> => {
     acquireTimeout: millis("acquireTimeout", options.acquireTimeout ?? d.acquireTimeout, true),
     cleanupInterval: millis("cleanupInterval", options.cleanupInterval ?? d.cleanupInterval, true),
     drainTimeout: millis("drainTimeout", options.drainTimeout ?? d.drainTimeout, false),
+    createTimeout: millis("createTimeout", options.createTimeout ?? d.createTimeout, true),
+    createConcurrency: checkLimit("createConcurrency", options.createConcurrency ?? d.createConcurrency),
+    createBackoff:
+      options.createBackoff === false
+        ? undefined
+        : {
+            initial: millis("createBackoff.initial", options.createBackoff?.initial ?? "100 millis", true),
+            max: millis("createBackoff.max", options.createBackoff?.max ?? "10 seconds", true)
+          },
+    validate: options.validate,
+    validateAfter: millis("validateAfter", options.validateAfter ?? 0, false),
+    checkTimeout: millis("validateTimeout", options.validateTimeout ?? "5 seconds", true),
+    healthCheck:
+      options.healthCheck === undefined
+        ? undefined
+        : {
+            run: options.healthCheck.check,
+            schedule:
+              options.healthCheck.schedule ?? Schedule.spaced(options.healthCheckInterval ?? d.healthCheckInterval),
+            timeout: millis("healthCheck.timeout", options.healthCheck.timeout ?? "5 seconds", true)
+          },
+    heartbeat:
+      options.heartbeat === undefined
+        ? undefined
+        : {
+            run: options.heartbeat.beat,
+            schedule: options.heartbeat.schedule ?? Schedule.spaced(options.heartbeatInterval ?? d.heartbeatInterval),
+            timeout: millis("heartbeat.timeout", options.heartbeat.timeout ?? "5 seconds", true)
+          },
+    checkHistory: checkCount("checkHistory", options.checkHistory ?? 100),
+    isConnectionError: options.isConnectionError ?? HealthCheck.isConnectionError,
+    retry:
+      typeof options.retry === "object"
+        ? options.retry
+        : (options.retry ?? options.autoRebuild ?? d.autoRebuild)
+          ? HealthCheck.defaultRetry
+          : undefined,
+    breaker: options.breaker === undefined || options.breaker === false ? undefined : resolveBreaker(options.breaker),
     keyId,
     fingerprint: options.fingerprint,
     describeKey: options.describeKey ?? ((key) => hashedKey(keyId(key)))
@@ -95,5 +175,7 @@ export const configInForce = (r: Resolved<any>): ConfigInForce => ({
   maxLifetimeMillis: finite(r.maxLifetime),
   acquireTimeoutMillis: finite(r.acquireTimeout),
   cleanupIntervalMillis: finite(r.cleanupInterval),
-  drainTimeoutMillis: finite(r.drainTimeout)
+  drainTimeoutMillis: finite(r.drainTimeout),
+  createTimeoutMillis: finite(r.createTimeout),
+  createConcurrency: finite(r.createConcurrency)
 })
