@@ -3,6 +3,20 @@
  */
 
 /**
+ * Per-key circuit breaking: options and defaults.
+ *
+ * @since 0.1.0
+ */
+export * as CircuitBreaker from "./CircuitBreaker.js"
+
+/**
+ * Health checks, heartbeats, and telling connection failures from caller faults.
+ *
+ * @since 0.1.0
+ */
+export * as HealthCheck from "./HealthCheck.js"
+
+/**
  * A pool of resources per key, with per-key and total limits, idle expiry,
  * credential-aware reuse and scope-bound leases.
  *

@@ -169,7 +169,7 @@ class PoolState<K, A, E> {
   readonly lingering = new Set<KeySlot<K, A>>()
   private arrivals = 0
   /** The key being admitted: kept even if it empties for a moment mid-step. */
-  private pinned: KeySlot<K, A> | undefined
+  pinned: KeySlot<K, A> | undefined
 
   /** Wakes the deadline fiber when the first waiter arrives. */
   private wakeDeadlines: ((effect: Effect.Effect<void>) => void) | undefined
@@ -451,13 +451,18 @@ class PoolState<K, A, E> {
     }
   }
 
-  /** Whether an empty key must be kept: its backoff runs, or its breaker is open or failed recently. */
+  /**
+   * Whether an empty key must be kept: its creation backoff runs, its breaker
+   * failed within the last `reset`, or it is open (or half-open) and nobody
+   * came to probe it for a whole `reset` after it could be probed.
+   */
   private remembersFailures(slot: KeySlot<K, A>, now: number): boolean {
     const breaker = slot.breaker
     if (now < slot.backoffUntil) return true
     if (breaker === undefined || breaker.pristine) return false
-    const since = breaker.state === "open" ? breaker.openedAt : slot.lastFailure
-    return now - since < breaker.settings.reset
+    const reset = breaker.settings.reset
+    if (breaker.state !== "closed") return now < breaker.openedAt + 2 * reset
+    return now - slot.lastFailure < reset
   }
 
   private drop(slot: KeySlot<K, A>): void {
@@ -505,6 +510,24 @@ class PoolState<K, A, E> {
     else this.destroy(item)
     this.checkDrained()
     return this.closeDoomed()
+  }
+
+  /**
+   * Releases an item the pool found broken (a failed check or validation)
+   * without dropping its key at once, so the key's health history survives
+   * and a refill or the caller's next try finds it; cleanup drops it later if
+   * it stays empty.
+   */
+  releaseKeepingKey(item: Item<K, A>): Effect.Effect<void> {
+    const slot = item.slot
+    const pinned = this.pinned
+    this.pinned = slot
+    try {
+      return this.release(item, Exit.void)
+    } finally {
+      this.pinned = pinned
+      if (slot.size === 0 && slot.waiters.size === 0) this.lingering.add(slot)
+    }
   }
 
   /** Whether a failure is the connection's fault, the caller's, or an interruption. */
@@ -814,7 +837,7 @@ class PoolState<K, A, E> {
         if (Exit.isFailure(exit)) {
           item.invalid = true
           this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
-          return Effect.zipRight(this.release(item, Exit.void), this.refill(slot))
+          return Effect.zipRight(this.releaseKeepingKey(item), this.refill(slot))
         }
         this.report(slot, "success", false, now)
         // Back where it was: a check is not a use, so idle expiry still applies.
@@ -1100,7 +1123,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
       if (Exit.isSuccess(exit)) return Effect.succeed(item)
       if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
       item.invalid = true
-      return Effect.zipRight(item.release(Exit.void), this.take(key, restore, started))
+      return Effect.zipRight(state.releaseKeepingKey(item), this.take(key, restore, started))
     })
   }
 
@@ -1162,20 +1185,18 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
 }
 
 /**
- * Runs a background loop until the pool's scope closes (optionally starting
- * after `delay`); a failing round is logged, never fatal.
+ * Runs a background loop on `schedule` (its first round after the first
+ * delay) until the pool's scope closes; a failing round is logged, never fatal.
  */
 const background = (
   round: Effect.Effect<unknown>,
   schedule: Schedule.Schedule<unknown, unknown>,
   scope: Scope.Scope,
-  what: string,
-  delay: Duration.Duration = Duration.zero
+  what: string
 ): Effect.Effect<unknown> =>
   round.pipe(
     Effect.catchAllCause((cause) => Effect.logWarning(`${what} failed`, cause)),
-    Effect.repeat(schedule),
-    Effect.delay(delay),
+    Effect.schedule(schedule),
     Effect.annotateLogs(annotations),
     Effect.forkIn(scope)
   )
@@ -1201,7 +1222,7 @@ export const make = <K, A, E, R>(
     const expires = Number.isFinite(settings.idleTimeout) || Number.isFinite(settings.maxLifetime)
     if (Number.isFinite(settings.cleanupInterval) && (expires || settings.breaker !== undefined)) {
       const interval = Duration.millis(settings.cleanupInterval)
-      yield* background(state.cleanup(), Schedule.spaced(interval), scope, "idle cleanup", interval)
+      yield* background(state.cleanup(), Schedule.spaced(interval), scope, "idle cleanup")
     }
     if (settings.healthCheck !== undefined) {
       const task = settings.healthCheck
