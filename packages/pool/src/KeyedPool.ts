@@ -44,6 +44,7 @@ import type * as HealthCheck from "./HealthCheck.js"
 import * as internal from "./internal/keyedPool.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { PoolError } from "./PoolError.js"
+import type * as PoolMetrics from "./PoolMetrics.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "./PoolStats.js"
 
 /**
@@ -167,6 +168,14 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
     | { readonly initial?: Duration.DurationInput | undefined; readonly max?: Duration.DurationInput | undefined }
     | false
     | undefined
+  /**
+   * Label the metrics of this many keys with a `key` label of their own; the
+   * rest count under `key="other"`. Default 0: pool-level labels only. See
+   * {@link PoolMetrics}.
+   */
+  readonly metricsPerKey?: number | undefined
+  /** How often the occupancy gauges are sampled. Default 5 seconds. */
+  readonly metricsInterval?: Duration.DurationInput | undefined
   /** A circuit breaker per key; see {@link CircuitBreaker}. Default: none. */
   readonly breaker?: CircuitBreaker.Options | false | undefined
   /** Items per key; a function sets a different limit per key. Default 10. */

@@ -46,6 +46,13 @@ export * as PoolConfig from "./PoolConfig.js"
 export * as PoolError from "./PoolError.js"
 
 /**
+ * Every metric a pool reports (`cistern_pool_*`).
+ *
+ * @since 0.1.0
+ */
+export * as PoolMetrics from "./PoolMetrics.js"
+
+/**
  * The pools an application runs, by name, for admin APIs.
  *
  * @since 0.1.0

@@ -21,11 +21,13 @@ import {
   type PoolError,
   PoolTimeout
 } from "../PoolError.js"
+import * as PoolMetrics from "../PoolMetrics.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CheckResult, CleanupReport, ItemDetails, KeyHealth, KeyStats, PoolStats } from "../PoolStats.js"
 import { Breaker, PASS, PROBE } from "./breaker.js"
 import { KeyIndex } from "./keyIndex.js"
 import { Link, LinkedList } from "./linkedList.js"
+import { PoolTags, sample, type Tags } from "./metrics.js"
 import { configInForce, type Maintenance, type Resolved, resolve } from "./settings.js"
 
 /** @internal */
@@ -39,8 +41,8 @@ type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
  */
 class Item<K, A> {
   state: "idle" | "leased" | "destroyed" = "leased"
-  /** Set by `invalidate` on a leased item: destroy instead of returning it. */
-  invalid = false
+  /** Set on a leased item found broken: destroy it instead of returning it, for this reason. */
+  invalid: PoolMetrics.DestroyReason | undefined
   /** The lease is a half-open circuit's probe: its outcome decides the circuit. */
   probe = false
   holder: AnyFiber | undefined
@@ -122,7 +124,9 @@ class KeySlot<K, A> {
     readonly max: number,
     public fingerprint: string | undefined,
     readonly createdAt: number,
-    readonly breaker: Breaker | undefined
+    readonly breaker: Breaker | undefined,
+    /** Metric labels: this key's own, or shared with other keys. */
+    readonly tags: Tags
   ) {
     this.lastUsed = createdAt
   }
@@ -167,6 +171,9 @@ class PoolState<K, A, E> {
   closed = false
   /** Empty keys kept only because their breaker remembers failures; cleanup drops them. */
   readonly lingering = new Set<KeySlot<K, A>>()
+  readonly tags: PoolTags
+  /** Log lines from synchronous steps, written by whoever runs the step (see `flush`). */
+  private logs: Array<Effect.Effect<void>> = []
   private arrivals = 0
   /** The key being admitted: kept even if it empties for a moment mid-step. */
   pinned: KeySlot<K, A> | undefined
@@ -182,7 +189,9 @@ class PoolState<K, A, E> {
     readonly drained: Deferred.Deferred<void>,
     /** The pool's scope: background refills run in it. */
     readonly scope: Scope.Scope
-  ) {}
+  ) {
+    this.tags = new PoolTags(settings.name, settings.metricsPerKey)
+  }
 
   get size(): number {
     return this.idle + this.inUse + this.creating
@@ -219,6 +228,7 @@ class PoolState<K, A, E> {
       if (item !== undefined) {
         this.lease(item, now, fiber)
         item.probe = probe
+        slot.tags.update(PoolMetrics.acquireWait, 0)
         return item
       }
       if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
@@ -227,7 +237,7 @@ class PoolState<K, A, E> {
         // would have taken it). Idle items never coexist with waiters that
         // could create, so nobody is skipped.
         const victim = this.lru.head?.value
-        if (victim !== undefined) this.destroy(victim)
+        if (victim !== undefined) this.destroy(victim, "evicted")
       }
       if (slot.waiters.size === 0 && this.canCreate(slot)) {
         this.reserve(slot)
@@ -267,7 +277,9 @@ class PoolState<K, A, E> {
         })
       }
       const breaker = s.breaker === undefined ? undefined : new Breaker(s.breaker)
-      slot = new KeySlot<K, A>(id, key, s.describeKey(key), s.maxPerKey(key), fingerprint, now, breaker)
+      const description = s.describeKey(key)
+      const tags = this.tags.forKey(description)
+      slot = new KeySlot<K, A>(id, key, description, s.maxPerKey(key), fingerprint, now, breaker, tags)
       this.slots.set(id, slot)
     } else if (fingerprint !== slot.fingerprint && !slot.retired?.includes(fingerprint)) {
       // Credentials changed: idle items of the old version go now, leased
@@ -276,7 +288,7 @@ class PoolState<K, A, E> {
       if (slot.retired.push(slot.fingerprint) > retiredFingerprints) slot.retired.shift()
       slot.fingerprint = fingerprint
       let stale: Item<K, A> | undefined
-      while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale)
+      while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale, "credentials")
     }
     slot.key = key
     this.lingering.delete(slot)
@@ -287,24 +299,25 @@ class PoolState<K, A, E> {
   private takeIdle(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
     let item: Item<K, A> | undefined
     while ((item = slot.idle.tail?.value) !== undefined) {
-      if (this.isFit(item, now)) {
+      const unfit = this.unfit(item, now)
+      if (unfit === undefined) {
         slot.idle.remove(item.keyLink)
         this.lru.remove(item.lruLink)
         this.idle--
         return item
       }
-      this.destroy(item)
+      this.destroy(item, unfit)
     }
     return undefined
   }
 
-  private isFit(item: Item<K, A>, now: number): boolean {
-    return (
-      !this.closed &&
-      !item.invalid &&
-      item.fingerprint === item.slot.fingerprint &&
-      now - item.createdAt < this.settings.maxLifetime
-    )
+  /** Why an item may not be handed out (again), if it may not. */
+  private unfit(item: Item<K, A>, now: number): PoolMetrics.DestroyReason | undefined {
+    if (this.closed) return "shutdown"
+    if (item.invalid !== undefined) return item.invalid
+    if (item.fingerprint !== item.slot.fingerprint) return "credentials"
+    if (now - item.createdAt >= this.settings.maxLifetime) return "lifetime"
+    return undefined
   }
 
   /** Whether the key itself may start another creation (its limit and `createConcurrency`). */
@@ -377,7 +390,7 @@ class PoolState<K, A, E> {
       if (other !== undefined && (mine === undefined || other.seq < mine.seq)) {
         // Fairness across keys: the total is exhausted and a waiter of another
         // key came first; this item makes room for it.
-        this.destroy(item)
+        this.destroy(item, "evicted")
         return
       }
     }
@@ -481,7 +494,7 @@ class PoolState<K, A, E> {
       const slot = link.value.slot
       if (slot.inUse === 0 && slot.creating === 0 && slot.waiters.size === 0) {
         let item: Item<K, A> | undefined
-        while ((item = slot.idle.head?.value) !== undefined) this.destroy(item)
+        while ((item = slot.idle.head?.value) !== undefined) this.destroy(item, "evicted")
         return true
       }
     }
@@ -500,14 +513,16 @@ class PoolState<K, A, E> {
     if (item.state !== "leased") return Effect.void
     const now = this.now()
     const slot = item.slot
-    item.lastUsed = now
     slot.lastUsed = now
+    if (item.holder !== undefined) slot.tags.update(PoolMetrics.leaseDuration, (now - item.lastUsed) / 1000)
+    item.lastUsed = now
     const outcome = Exit.isSuccess(exit) ? "success" : this.classify(exit.cause)
-    if (outcome === "connection") item.invalid = true
+    if (outcome === "connection") item.invalid ??= "invalidated"
     if (slot.breaker !== undefined) this.report(slot, outcome, item.probe, now)
     item.probe = false
-    if (this.isFit(item, now)) this.returned(item, now)
-    else this.destroy(item)
+    const unfit = this.unfit(item, now)
+    if (unfit === undefined) this.returned(item, now)
+    else this.destroy(item, unfit)
     this.checkDrained()
     return this.closeDoomed()
   }
@@ -543,9 +558,15 @@ class PoolState<K, A, E> {
     const breaker = slot.breaker
     if (breaker === undefined) return
     if (outcome === "connection") slot.lastFailure = now
+    const before = breaker.state
     if (outcome === "success") breaker.success(now, probe)
     else if (outcome === "connection") breaker.failure(now, probe)
     else breaker.abandon(probe)
+    if (breaker.state !== before) {
+      slot.tags.update(PoolMetrics.breakerTransitions, 1, slot.tags.with("to", breaker.state))
+      const line = `circuit of key ${slot.description}: ${before} -> ${breaker.state}`
+      this.logs.push(breaker.state === "closed" ? Effect.logInfo(line) : Effect.logWarning(line))
+    }
     if (breaker.state === "open" && slot.waiters.size > 0) {
       const retryAfter = breaker.openedAt + breaker.settings.reset - now
       let waiter: Waiter<K, A> | undefined
@@ -557,9 +578,11 @@ class PoolState<K, A, E> {
    * Takes an item out of the pool and frees its slot; its scope is closed by
    * whoever runs the current step (see `closeDoomed`).
    */
-  destroy(item: Item<K, A>): void {
+  destroy(item: Item<K, A>, reason: PoolMetrics.DestroyReason): void {
     const slot = item.slot
     if (item.state === "destroyed") return
+    slot.tags.update(PoolMetrics.destroyed, 1, slot.tags.with("reason", reason))
+    if (reason === "evicted") this.logs.push(Effect.logDebug(`evicted an idle item of key ${slot.description}`))
     if (item.state === "idle") {
       slot.idle.remove(item.keyLink)
       this.lru.remove(item.lruLink)
@@ -577,12 +600,15 @@ class PoolState<K, A, E> {
     this.freed(slot)
   }
 
-  /** Closes the scopes of the items the current step destroyed. */
+  /** Closes the scopes of the items the current step destroyed, and writes its log lines. */
   closeDoomed(): Effect.Effect<void> {
-    if (this.doomed.length === 0) return Effect.void
+    if (this.doomed.length === 0 && this.logs.length === 0) return Effect.void
     const doomed = this.doomed
+    const logs = this.logs
     this.doomed = []
-    return Effect.forEach(doomed, closeItem, { discard: true })
+    this.logs = []
+    const close = Effect.forEach(doomed, closeItem, { discard: true })
+    return logs.length === 0 ? close : Effect.zipRight(Effect.annotateLogs(Effect.all(logs), annotations), close)
   }
 
   private checkDrained(): void {
@@ -614,6 +640,7 @@ class PoolState<K, A, E> {
       case "item": {
         const item = waiter.item!
         waiter.item = undefined
+        waiter.slot.tags.update(PoolMetrics.acquireWait, (this.now() - waiter.since) / 1000)
         return Exit.isSuccess(exit)
           ? Effect.succeed(item)
           : Effect.zipRight(this.release(item, exit), Effect.failCause(exit.cause))
@@ -627,7 +654,7 @@ class PoolState<K, A, E> {
             : Effect.fail(new PoolClosed({ key: waiter.slot.description }))
           return Effect.zipRight(this.closeDoomed(), failure)
         }
-        return this.create(waiter.slot, waiter.key, waiter.fiber, waiter.probe, restore)
+        return this.create(waiter.slot, waiter.key, waiter.fiber, waiter.probe, waiter.since, restore)
       }
       case "failed":
         waiter.slot.breaker?.abandon(waiter.probe)
@@ -661,9 +688,11 @@ class PoolState<K, A, E> {
     key: K,
     fiber: AnyFiber,
     probe: boolean,
+    since: number,
     restore: Restore
   ): Effect.Effect<Item<K, A>, E | PoolError> {
     return Effect.flatMap(Scope.make(), (scope) => {
+      const started = this.now()
       const { createTimeout } = this.settings
       let attempt: Effect.Effect<A, E | CreateTimeout> = this.acquire(key, scope)
       if (Number.isFinite(createTimeout)) {
@@ -672,8 +701,11 @@ class PoolState<K, A, E> {
           onTimeout: () => new CreateTimeout({ key: slot.description, timeoutMillis: createTimeout })
         })
       }
-      const backoff = slot.backoffUntil - this.now()
+      const backoff = slot.backoffUntil - started
       if (backoff > 0) attempt = Effect.zipRight(Effect.sleep(Duration.millis(backoff)), attempt)
+      attempt = Effect.withSpan(attempt, "KeyedPool.acquire", {
+        attributes: { "cistern.pool": this.settings.name, "cistern.key": slot.description }
+      })
       this.creators.add(fiber)
       return Effect.flatMap(Effect.exit(restore(attempt)), (exit) => {
         this.creators.delete(fiber)
@@ -682,6 +714,9 @@ class PoolState<K, A, E> {
           slot.backoffUntil = 0
           const item = this.register(slot, exit.value, scope, key, fiber)
           item.probe = probe
+          const now = this.now()
+          slot.tags.update(PoolMetrics.createDuration, (now - started) / 1000)
+          slot.tags.update(PoolMetrics.acquireWait, (now - since) / 1000)
           this.creationEnded(slot)
           return Effect.succeed(item)
         }
@@ -692,6 +727,8 @@ class PoolState<K, A, E> {
           // A failed creation is a connection failure whatever its error says.
           slot.failures++
           this.failures++
+          slot.tags.update(PoolMetrics.acquireFailures, 1)
+          this.logs.push(Effect.logWarning(`creating an item of key ${slot.description} failed`, exit.cause))
           this.backOff(slot, now)
           this.report(slot, "connection", probe, now)
         }
@@ -722,6 +759,7 @@ class PoolState<K, A, E> {
     this.creating--
     slot.created++
     this.created++
+    slot.tags.update(PoolMetrics.created, 1)
     this.items.set(value, item)
     this.lease(item, now, fiber)
     return item
@@ -758,6 +796,7 @@ class PoolState<K, A, E> {
         }
         waiter.slot.timeouts++
         this.timeouts++
+        waiter.slot.tags.update(PoolMetrics.acquireTimeouts, 1)
         this.fail(waiter, this.timeoutError(waiter.slot, waiter.key, waiter.since))
         this.dropIfEmpty(waiter.slot)
       }
@@ -784,7 +823,7 @@ class PoolState<K, A, E> {
         const tooOld = now - item.createdAt >= maxLifetime
         const idleTooLong = now - item.idleSince >= idleTimeout
         if (tooOld || (idleTooLong && item.slot.idle.size > minIdlePerKey)) {
-          this.destroy(item)
+          this.destroy(item, tooOld ? "lifetime" : "idle")
           cleaned++
         }
       }
@@ -835,7 +874,8 @@ class PoolState<K, A, E> {
         this.record(slot, kind, started, now, exit)
         if (item.state !== "leased") return Effect.void // destroyed by a shutdown meanwhile
         if (Exit.isFailure(exit)) {
-          item.invalid = true
+          item.invalid = "failed_check"
+          this.logs.push(Effect.logWarning(`${kind} of an idle item of key ${slot.description} failed`, exit.cause))
           this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
           return Effect.zipRight(this.releaseKeepingKey(item), this.refill(slot))
         }
@@ -875,7 +915,7 @@ class PoolState<K, A, E> {
         this.reserve(slot)
         fills.push(
           Effect.withFiberRuntime<void>((fiber) =>
-            Effect.matchCauseEffect(this.create(slot, slot.key, fiber as AnyFiber, false, identity), {
+            Effect.matchCauseEffect(this.create(slot, slot.key, fiber as AnyFiber, false, this.now(), identity), {
               onFailure: (cause) => Effect.logWarning("refilling an idle item failed", cause),
               onSuccess: (item) => this.release(item, Exit.void)
             })
@@ -906,7 +946,7 @@ class PoolState<K, A, E> {
         this.dropIfEmpty(waiter.slot)
       }
       let idle: Item<K, A> | undefined
-      while ((idle = this.lru.head?.value) !== undefined) this.destroy(idle)
+      while ((idle = this.lru.head?.value) !== undefined) this.destroy(idle, "shutdown")
       this.checkDrained()
       const drain = Effect.timeoutTo(Deferred.await(this.drained), {
         duration: Duration.millis(this.settings.drainTimeout),
@@ -926,7 +966,7 @@ class PoolState<K, A, E> {
       for (const item of this.items.values()) {
         if (item.state !== "leased") continue
         if (item.holder !== undefined) holders.add(item.holder)
-        this.destroy(item)
+        this.destroy(item, "shutdown")
       }
       holders.delete(self)
       return Effect.logWarning(
@@ -1011,7 +1051,15 @@ class PoolState<K, A, E> {
     }
   }
 
+  /** Sets the occupancy gauges: the pool's, and those of keys with labels of their own. */
+  sampleGauges(): void {
+    sample(this.tags.pool, this.occupancy(), this.slots.size)
+    if (this.settings.metricsPerKey === 0) return
+    for (const slot of this.slots.values()) if (this.tags.isOwn(slot.tags)) sample(slot.tags, this.keyOccupancy(slot))
+  }
+
   stats(): PoolStats {
+    this.sampleGauges()
     const now = this.now()
     const perKey: Array<KeyStats> = []
     for (const slot of this.slots.values()) {
@@ -1090,11 +1138,13 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
       if (admitted instanceof Item) {
         next = state.settings.validate === undefined ? Effect.succeed(admitted) : this.validated(admitted, key, restore)
       } else if (admitted instanceof Waiter) {
-        next = Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) =>
-          state.settle(admitted, exit, restore)
+        next = Effect.withSpan(
+          Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) => state.settle(admitted, exit, restore)),
+          "KeyedPool.get",
+          { attributes: { "cistern.pool": state.settings.name, "cistern.key": admitted.slot.description } }
         )
       } else if (admitted instanceof KeySlot) {
-        next = state.create(admitted, key, fiber as AnyFiber, state.probeAdmitted, restore)
+        next = state.create(admitted, key, fiber as AnyFiber, state.probeAdmitted, state.now(), restore)
       } else {
         next = Effect.fail(admitted)
       }
@@ -1122,7 +1172,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
       state.record(item.slot, "validate", started, now, exit)
       if (Exit.isSuccess(exit)) return Effect.succeed(item)
       if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
-      item.invalid = true
+      item.invalid = "failed_check"
       return Effect.zipRight(state.releaseKeepingKey(item), this.take(key, restore, started))
     })
   }
@@ -1158,10 +1208,10 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
       const item = this.state.items.get(value)
       if (item === undefined) return Effect.void
       if (item.state === "leased") {
-        item.invalid = true
+        item.invalid = "invalidated"
         return Effect.void
       }
-      this.state.destroy(item)
+      this.state.destroy(item, "invalidated")
       return this.state.closeDoomed()
     })
   }
@@ -1228,13 +1278,23 @@ export const make = <K, A, E, R>(
       const task = settings.healthCheck
       yield* background(state.maintain("check", task), task.schedule, scope, "health check")
     }
+    if (Number.isFinite(settings.metricsInterval)) {
+      const sampling = Effect.sync(() => state.sampleGauges())
+      yield* background(sampling, Schedule.spaced(Duration.millis(settings.metricsInterval)), scope, "metrics")
+    }
     if (settings.heartbeat !== undefined) {
       const task = settings.heartbeat
       yield* background(state.maintain("heartbeat", task), task.schedule, scope, "heartbeat")
     }
     yield* Scope.addFinalizer(
       scope,
-      Effect.withFiberRuntime<void>((fiber) => state.shutdown(fiber as AnyFiber)).pipe(Effect.annotateLogs(annotations))
+      Effect.withFiberRuntime<void>((fiber) => state.shutdown(fiber as AnyFiber)).pipe(
+        Effect.zipRight(Effect.sync(() => state.sampleGauges())),
+        Effect.zipRight(
+          Effect.suspend(() => Effect.logInfo(`pool closed: created ${state.created}, destroyed ${state.destroyed}`))
+        ),
+        Effect.annotateLogs({ ...annotations, pool: settings.name })
+      )
     )
     const pool = new KeyedPoolImpl(state)
     const registry = yield* Effect.serviceOption(PoolRegistry)

@@ -39,6 +39,8 @@ export interface Resolved<K> {
   readonly isConnectionError: (error: unknown) => boolean
   readonly retry: Schedule.Schedule<unknown, unknown> | undefined
   readonly breaker: BreakerSettings | undefined
+  readonly metricsPerKey: number
+  readonly metricsInterval: number
   readonly keyId: (key: K) => unknown
   readonly fingerprint: ((key: K) => string) | undefined
   readonly describeKey: (key: K) => string
@@ -157,6 +159,8 @@ export const resolve = <K>(options: Options<K, any, any, any>): Resolved<K> => {
           ? HealthCheck.defaultRetry
           : undefined,
     breaker: options.breaker === undefined || options.breaker === false ? undefined : resolveBreaker(options.breaker),
+    metricsPerKey: checkCount("metricsPerKey", options.metricsPerKey ?? 0),
+    metricsInterval: millis("metricsInterval", options.metricsInterval ?? "5 seconds", true),
     keyId,
     fingerprint: options.fingerprint,
     describeKey: options.describeKey ?? ((key) => hashedKey(keyId(key)))
