@@ -344,7 +344,10 @@ class PoolState<K, A, E> {
   }
 
   private enqueue(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
-    const deadline = since + this.settings.acquireTimeout
+    // Deadlines never decrease along the queue, so one timer for the oldest
+    // serves all: a caller re-admitted after a failed validation (an earlier
+    // `since`) may time out later by at most that validation's time.
+    const deadline = Math.max(since + this.settings.acquireTimeout, this.waiters.tail?.value.deadline ?? 0)
     const waiter = new Waiter(slot, key, fiber, this.arrivals++, since, deadline, probe)
     slot.waiters.push(waiter.keyLink)
     this.waiters.push(waiter.poolLink)
@@ -770,11 +773,9 @@ class PoolState<K, A, E> {
   // ---------------------------------------------------------------------------
 
   /**
-   * One fiber expires waiters past their deadline. All waiters share one
-   * `acquireTimeout`, so deadlines follow arrival order (a re-admission after
-   * a failed validation keeps its caller's first deadline, which is earlier
-   * still): it sleeps until the oldest waiter's deadline, and parks when
-   * nobody waits.
+   * One fiber expires waiters past their deadline. Deadlines follow arrival
+   * order (see `enqueue`), so it sleeps until the oldest waiter's deadline,
+   * and parks when nobody waits.
    */
   readonly deadlines: Effect.Effect<never> = Effect.forever(
     Effect.suspend((): Effect.Effect<void> => {
@@ -785,22 +786,16 @@ class PoolState<K, A, E> {
         })
       }
       const now = this.now()
-      let next = Number.POSITIVE_INFINITY
-      for (let link = this.waiters.head; link !== undefined; ) {
-        const waiter = link.value
-        link = link.next
-        if (waiter.deadline > now) {
-          next = Math.min(next, waiter.deadline)
-          if (waiter.seq > oldest.seq + 64) break // deadlines past here are only later
-          continue
-        }
+      if (oldest.deadline > now) return Effect.sleep(Duration.millis(oldest.deadline - now))
+      let waiter: Waiter<K, A> | undefined
+      while ((waiter = this.waiters.head?.value) !== undefined && waiter.deadline <= now) {
         waiter.slot.timeouts++
         this.timeouts++
         waiter.slot.tags.update(PoolMetrics.acquireTimeouts, 1)
         this.fail(waiter, this.timeoutError(waiter.slot, waiter.key, waiter.since))
         this.dropIfEmpty(waiter.slot)
       }
-      return Number.isFinite(next) ? Effect.sleep(Duration.millis(next - now)) : Effect.void
+      return Effect.void
     })
   )
 
@@ -904,27 +899,27 @@ class PoolState<K, A, E> {
     if (slot.history.push(result) > limit) slot.history.shift()
   }
 
-  /** Creates idle items in the background until the key has `minIdlePerKey` again. */
+  /** Creates idle items in the background, one at a time, until the key has `minIdlePerKey` again. */
   refill(slot: KeySlot<K, A>): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    const fillOne: Effect.Effect<boolean> = Effect.withFiberRuntime((fiber) => {
       const missing = this.settings.minIdlePerKey - slot.idle.size - slot.creating
-      const fills: Array<Effect.Effect<void>> = []
-      for (let i = 0; i < missing && !this.closed && this.canCreate(slot); i++) {
-        if (slot.breaker !== undefined && slot.breaker.state !== "closed") break
-        if (this.slots.get(slot.id) !== slot) break
-        this.reserve(slot)
-        fills.push(
-          Effect.withFiberRuntime<void>((fiber) =>
-            Effect.matchCauseEffect(this.create(slot, slot.key, fiber as AnyFiber, false, this.now(), identity), {
-              onFailure: (cause) => Effect.logWarning("refilling an idle item failed", cause),
-              onSuccess: (item) => this.release(item, Exit.void)
-            })
-          )
-        )
+      const closed = slot.breaker !== undefined && slot.breaker.state !== "closed"
+      if (missing <= 0 || this.closed || closed || !this.canCreate(slot) || this.slots.get(slot.id) !== slot) {
+        return Effect.succeed(false)
       }
-      if (fills.length === 0) return Effect.void
-      return Effect.forkIn(Effect.annotateLogs(Effect.all(fills, { discard: true }), annotations), this.scope)
+      // Reserved and created in the same fiber: an interruption frees the reservation.
+      this.reserve(slot)
+      return Effect.matchCauseEffect(this.create(slot, slot.key, fiber as AnyFiber, false, this.now(), identity), {
+        onFailure: (cause) => Effect.as(Effect.logWarning("refilling an idle item failed", cause), false),
+        onSuccess: (item) => Effect.as(this.release(item, Exit.void), true)
+      })
     })
+    const fills = Effect.repeat(fillOne, { while: (filled) => filled })
+    return Effect.suspend(() =>
+      this.settings.minIdlePerKey > slot.idle.size + slot.creating && !this.closed
+        ? Effect.asVoid(Effect.forkIn(Effect.annotateLogs(fills, annotations), this.scope))
+        : Effect.void
+    )
   }
 
   // ---------------------------------------------------------------------------
@@ -1130,13 +1125,17 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   constructor(readonly state: PoolState<K, A, E>) {}
 
   /** Leases an item to the current fiber: the fast path is one synchronous step. */
-  private take(key: K, restore: Restore, since?: number): Effect.Effect<Item<K, A>, E | PoolError> {
+  private take(key: K, restore: Restore, firstTry?: number): Effect.Effect<Item<K, A>, E | PoolError> {
     return Effect.withFiberRuntime((fiber) => {
       const state = this.state
-      const admitted = state.admit(key, fiber as AnyFiber, since ?? state.now())
+      const since = firstTry ?? state.now()
+      const admitted = state.admit(key, fiber as AnyFiber, since)
       let next: Effect.Effect<Item<K, A>, E | PoolError>
       if (admitted instanceof Item) {
-        next = state.settings.validate === undefined ? Effect.succeed(admitted) : this.validated(admitted, key, restore)
+        next =
+          state.settings.validate === undefined
+            ? Effect.succeed(admitted)
+            : this.validated(admitted, key, since, restore)
       } else if (admitted instanceof Waiter) {
         next = Effect.withSpan(
           Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) => state.settle(admitted, exit, restore)),
@@ -1144,7 +1143,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
           { attributes: { "cistern.pool": state.settings.name, "cistern.key": admitted.slot.description } }
         )
       } else if (admitted instanceof KeySlot) {
-        next = state.create(admitted, key, fiber as AnyFiber, state.probeAdmitted, state.now(), restore)
+        next = state.create(admitted, key, fiber as AnyFiber, state.probeAdmitted, since, restore)
       } else {
         next = Effect.fail(admitted)
       }
@@ -1158,7 +1157,12 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
    * `validateAfter`); a failing one is destroyed and the caller tries again,
    * keeping its first deadline.
    */
-  private validated(item: Item<K, A>, key: K, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+  private validated(
+    item: Item<K, A>,
+    key: K,
+    since: number,
+    restore: Restore
+  ): Effect.Effect<Item<K, A>, E | PoolError> {
     const state = this.state
     const settings = state.settings
     const started = state.now()
@@ -1173,7 +1177,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
       if (Exit.isSuccess(exit)) return Effect.succeed(item)
       if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
       item.invalid = "failed_check"
-      return Effect.zipRight(state.releaseKeepingKey(item), this.take(key, restore, started))
+      return Effect.zipRight(state.releaseKeepingKey(item), this.take(key, restore, since))
     })
   }
 
