@@ -54,6 +54,24 @@ describe("KeyedPool shutdown", () => {
     })
   )
 
+  it.effect("drainTimeout holds when the scope closes uninterruptibly (Effect.scoped, layers)", () =>
+    Effect.gen(function* () {
+      const resources = yield* makeResources
+      const closing = yield* Effect.fork(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const pool = yield* KeyedPool.make({ acquire: resources.acquire, drainTimeout: "100 millis" })
+            yield* Effect.forkDaemon(pool.use("a", () => Effect.never))
+            yield* settle
+          })
+        )
+      )
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(closing)
+      assert.strictEqual(yield* Ref.get(resources.alive), 0)
+    }))
+
   it.effect("a lease in the pool's own scope is released before the pool closes", () =>
     Effect.gen(function* () {
       const resources = yield* makeResources

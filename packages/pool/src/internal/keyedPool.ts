@@ -943,7 +943,8 @@ class PoolState<K, A, E> {
       let idle: Item<K, A> | undefined
       while ((idle = this.lru.head?.value) !== undefined) this.destroy(idle, "shutdown")
       this.checkDrained()
-      const drain = Effect.timeoutTo(Deferred.await(this.drained), {
+      // Scopes close uninterruptibly; the wait must stay interruptible for the timeout to end it.
+      const drain = Effect.timeoutTo(Effect.interruptible(Deferred.await(this.drained)), {
         duration: Duration.millis(this.settings.drainTimeout),
         onSuccess: () => true,
         onTimeout: () => false
