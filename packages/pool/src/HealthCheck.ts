@@ -58,6 +58,8 @@ const describes = (u: unknown, depth: number): boolean => {
   if (typeof u !== "object" || u === null || depth > 4) return false
   const e = u as { code?: unknown; message?: unknown; cause?: unknown; error?: unknown; _tag?: unknown }
   if (typeof e.code === "string" && connectionCodes.has(e.code)) return true
+  // An operation that timed out leaves its connection in an unknown state.
+  if (e._tag === "TimeoutException") return true
   if (typeof e.message === "string" && /socket hang up|ECONNRESET|EPIPE|ETIMEDOUT|ECONNREFUSED/.test(e.message)) {
     return true
   }
@@ -67,8 +69,11 @@ const describes = (u: unknown, depth: number): boolean => {
 /**
  * The default classifier: whether an error (or its `cause`, or the `error` it
  * wraps) is one of Node's connection errors — ECONNRESET, EPIPE, ETIMEDOUT,
- * ECONNREFUSED, "socket hang up" and their kin. Such failures destroy the
- * item, count for the circuit breaker, and are retried when retries are on.
+ * ECONNREFUSED, "socket hang up" and their kin — or Effect's
+ * `TimeoutException` (an operation that timed out leaves its connection in an
+ * unknown state). Such failures destroy the item, count for the circuit
+ * breaker, and are retried when retries are on. Map your client's own errors
+ * with the `isConnectionError` option.
  *
  * @since 0.1.0
  * @category predicates

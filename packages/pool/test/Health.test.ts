@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Ref, Schedule, type Scope, TestClock } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Ref, Schedule, type Scope, TestClock } from "effect"
 import { HealthCheck, KeyedPool } from "../src/index.js"
 import { type Conn, failedWith, makeResources, settle } from "./utils/resource.js"
 
@@ -20,7 +20,7 @@ describe("validate on borrow", () => {
       const second = yield* pool.use("a", Effect.succeed)
       assert.notStrictEqual(second.id, first.id)
       assert.deepStrictEqual(yield* Ref.get(resources.closed), [first.id])
-      const history = (yield* pool.stats).perKey[0].health.history
+      const history = (yield* pool.stats).perKey[0].health.history // failures only
       assert.deepStrictEqual(
         history.map((r) => [r.kind, r.ok]),
         [["validate", false]]
@@ -245,6 +245,7 @@ describe("retries and rebuilds", () => {
     assert.isTrue(HealthCheck.isConnectionError(reset()))
     assert.isTrue(HealthCheck.isConnectionError(new Error("socket hang up")))
     assert.isTrue(HealthCheck.isConnectionError({ _tag: "RequestError", cause: { code: "EPIPE" } }))
+    assert.isTrue(HealthCheck.isConnectionError(new Cause.TimeoutException()))
     assert.isFalse(HealthCheck.isConnectionError(new Error("syntax error at or near SELECT")))
     assert.isFalse(HealthCheck.isConnectionError("ECONNRESET as a bare string is no error object"))
   })

@@ -70,7 +70,8 @@ describe("KeyedPool shutdown", () => {
       yield* TestClock.adjust("100 millis")
       yield* Fiber.join(closing)
       assert.strictEqual(yield* Ref.get(resources.alive), 0)
-    }))
+    })
+  )
 
   it.effect("a lease in the pool's own scope is released before the pool closes", () =>
     Effect.gen(function* () {

@@ -824,7 +824,7 @@ class PoolState<K, A, E> {
       }
       for (const slot of this.lingering) if (!this.remembersFailures(slot, now)) this.drop(slot)
       const report: CleanupReport = { before, after: this.size, cleaned, keysDropped: this.keysDropped - dropped }
-      return Effect.as(this.closeDoomed(), report)
+      return this.closeDoomed().pipe(Effect.zipRight(this.refillAll()), Effect.as(report))
     })
   }
 
@@ -841,7 +841,19 @@ class PoolState<K, A, E> {
       return Effect.forEach(batch, (item) => this.maintainOne(kind, task, item), {
         concurrency: maintenanceConcurrency,
         discard: true
-      })
+      }).pipe(Effect.zipRight(this.refillAll()))
+    })
+  }
+
+  /** Refills every key below `minIdlePerKey` (a no-op, and no scan, when it is 0). */
+  refillAll(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.settings.minIdlePerKey === 0 || this.closed) return Effect.void
+      const short: Array<KeySlot<K, A>> = []
+      for (const slot of this.slots.values()) {
+        if (slot.idle.size + slot.creating < this.settings.minIdlePerKey) short.push(slot)
+      }
+      return Effect.forEach(short, (slot) => this.refill(slot), { discard: true })
     })
   }
 
@@ -1173,12 +1185,14 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
       onTimeout: () => new Error(`validation timed out after ${settings.checkTimeout} ms`)
     })
     return Effect.flatMap(Effect.exit(restore(check)), (exit) => {
-      const now = state.now()
-      state.record(item.slot, "validate", started, now, exit)
       if (Exit.isSuccess(exit)) return Effect.succeed(item)
+      // Only failed validations go into the history: successes would crowd out the checks.
+      state.record(item.slot, "validate", started, state.now(), exit)
       if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
       item.invalid = "failed_check"
-      return Effect.zipRight(state.releaseKeepingKey(item), this.take(key, restore, since))
+      return state
+        .releaseKeepingKey(item)
+        .pipe(Effect.zipRight(state.refill(item.slot)), Effect.zipRight(this.take(key, restore, since)))
     })
   }
 
