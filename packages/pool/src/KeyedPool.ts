@@ -104,6 +104,13 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
    */
   readonly invalidate: (item: A) => Effect.Effect<void>
 
+  /**
+   * Pre-warms a key: makes sure it has `count` items (default
+   * `minIdlePerKey`, capped at its limit), creating the missing ones now,
+   * and leaves them idle. Fails like `get` would.
+   */
+  readonly prewarm: (key: K, count?: number) => Effect.Effect<void, E | PoolError>
+
   /** Totals, per-key counts and the configuration in force. */
   readonly stats: Effect.Effect<PoolStats>
 

@@ -54,6 +54,8 @@ export interface Pool<in out A, out E = never> extends Pipeable {
   readonly stream: <B, E2, R2>(f: (a: A) => Stream.Stream<B, E2, R2>) => Stream.Stream<B, E | E2 | PoolError, R2>
   /** Destroys the item instead of returning it (now, if it is idle). */
   readonly invalidate: (item: A) => Effect.Effect<void>
+  /** Creates items until there are `count` (default `minIdle`), and leaves them idle. */
+  readonly prewarm: (count?: number) => Effect.Effect<void, E | PoolError>
   /** Counts and the configuration in force. */
   readonly stats: Effect.Effect<PoolStats>
   /** Every live item with its state, age and idle time. */
@@ -106,6 +108,10 @@ class PoolImpl<A, E> implements Pool<A, E> {
     return this.keyed.invalidate(item)
   }
 
+  prewarm(count?: number): Effect.Effect<void, E | PoolError> {
+    return this.keyed.prewarm(theKey, count)
+  }
+
   pipe() {
     // biome-ignore lint/complexity/noArguments: pipeArguments reads the arguments object, as Effect's own data types do
     return pipeArguments(this, arguments)
@@ -114,7 +120,9 @@ class PoolImpl<A, E> implements Pool<A, E> {
 
 /**
  * Makes a pool owned by the current scope; closing the scope drains and shuts
- * it down (see {@link KeyedPool.make}).
+ * it down (see {@link KeyedPool.make}). With `minIdle`, that many items are
+ * created in the background right away (a failure is logged; the pool keeps
+ * refilling on its cleanup and health-check rounds).
  *
  * @since 0.1.0
  * @category constructors
@@ -135,6 +143,17 @@ export const make = <A, E, R>(
       describeKey: () => name ?? "pool"
     }),
     (keyed) => new PoolImpl(keyed)
+  ).pipe(
+    Effect.tap((pool) =>
+      (minIdle ?? 0) > 0
+        ? Effect.forkScoped(
+            pool.prewarm().pipe(
+              Effect.catchAllCause((cause) => Effect.logWarning("pre-warming the pool failed", cause)),
+              Effect.annotateLogs({ package: "@cistern/pool", module: "Pool" })
+            )
+          )
+        : Effect.void
+    )
   )
 }
 

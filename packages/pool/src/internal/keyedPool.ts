@@ -1222,6 +1222,16 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     return Stream.unwrapScoped(Effect.map(this.get(key), f))
   }
 
+  prewarm(key: K, count?: number): Effect.Effect<void, E | PoolError> {
+    return Effect.suspend(() => {
+      const n = count ?? this.state.settings.minIdlePerKey
+      if (n <= 0) return Effect.void
+      // Holding n leases at once makes the pool create what it lacks; closing them leaves n idle.
+      const leases = Array.from({ length: n }, () => this.get(key))
+      return Effect.scoped(Effect.all(leases, { concurrency: "unbounded", discard: true }))
+    })
+  }
+
   invalidate(value: A): Effect.Effect<void> {
     return Effect.suspend(() => {
       const item = this.state.items.get(value)
