@@ -1,0 +1,279 @@
+/**
+ * Serves the admin API from the `PoolRegistry`: handlers for the `cistern`
+ * group (mounted into an application's own `HttpApi` or served on their own),
+ * an access log that never writes headers or query strings, and a mapping to
+ * the MCP gateway's `pool-status` / `cleanup-connections` JSON (seed 001).
+ *
+ * A dedicated admin server:
+ *
+ * ```ts
+ * import { PoolRegistry } from "@cistern/pool"
+ * import { AdminAuth, AdminHttp } from "@cistern/platform"
+ * import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ * import { createServer } from "node:http"
+ *
+ * const AdminLive = AdminHttp.layerServer().pipe(
+ *   Layer.provide(AdminAuth.layerConfig()), // CISTERN_ADMIN_TOKEN
+ *   Layer.provide(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: 8787 }))
+ * )
+ * // provide the same PoolRegistry.layer to the pools and to AdminLive
+ * ```
+ *
+ * Mounted into an existing API (see the package README):
+ *
+ * ```ts
+ * class AppApi extends HttpApi.make("app").add(UsersGroup).add(AdminApi.AdminGroup.prefix("/admin")) {}
+ *
+ * const ApiLive = HttpApiBuilder.api(AppApi).pipe(
+ *   Layer.provide(UsersLive),
+ *   Layer.provide(AdminHttp.layerGroup(AppApi)),
+ *   Layer.provide(AdminAuth.layerConfig())
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type * as PoolRegistry from "@cistern/pool/PoolRegistry"
+import type * as HttpApi from "@effect/platform/HttpApi"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import type * as HttpRouter from "@effect/platform/HttpRouter"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as Schema from "effect/Schema"
+import type { Authorization, HealthAuthorization } from "./AdminApi.js"
+import * as internal from "./internal/adminHttp.js"
+import * as status from "./internal/poolStatus.js"
+
+/**
+ * The handlers of the `cistern` group, for any `HttpApi` that contains
+ * `AdminApi.AdminGroup` (prefixed or not). Needs the `PoolRegistry` the pools
+ * register in and the two auth middlewares (`AdminAuth.layer`).
+ *
+ * `/health` remembers each pool's acquire timeouts between checks, per layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerGroup: <ApiId extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
+  api: HttpApi.HttpApi<ApiId, Groups, E, R> &
+    ("cistern" extends HttpApiGroup.HttpApiGroup.Name<Groups> ? unknown : "the API must contain AdminApi.AdminGroup")
+) => Layer.Layer<
+  HttpApiGroup.ApiGroup<ApiId, "cistern">,
+  never,
+  PoolRegistry.PoolRegistry | Authorization | HealthAuthorization
+> = internal.layerGroup
+
+/**
+ * The handlers of the standalone `AdminApi`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<
+  HttpApiGroup.ApiGroup<"cistern-admin", "cistern">,
+  never,
+  PoolRegistry.PoolRegistry | Authorization | HealthAuthorization
+> = internal.layer
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServerOptions {
+  /** Where the OpenAPI document is served (`false`: not at all). Default `/openapi.json`. */
+  readonly openApiPath?: `/${string}` | false | undefined
+  /** Where the Swagger UI page is served, self-contained (`false`: not at all). Default `/docs`. */
+  readonly docsPath?: `/${string}` | false | undefined
+}
+
+/**
+ * Serves the standalone `AdminApi` on the provided `HttpServer`, with its
+ * OpenAPI document and docs page, an access log ({@link logger}), and query
+ * strings dropped before routing (no admin endpoint reads one).
+ *
+ * The OpenAPI document and the docs page describe the API only, never pool
+ * data, and are served without a token so a browser can open them; switch them
+ * off with `openApiPath: false` / `docsPath: false`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerServer: (
+  options?: ServerOptions
+) => Layer.Layer<
+  never,
+  never,
+  | HttpServer.HttpServer
+  | HttpRouter.HttpRouter.DefaultServices
+  | PoolRegistry.PoolRegistry
+  | Authorization
+  | HealthAuthorization
+> = internal.layerServer
+
+/**
+ * An access log: one `Effect.log` per response with `http.method`,
+ * `http.path` (the URL without its query string) and `http.status`, and the
+ * cause of a failure. It never writes a header, so no `Authorization`, and no
+ * query string, so no token someone put there.
+ *
+ * Use it instead of `HttpMiddleware.logger`, which writes the full URL.
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export const logger: <E, R>(app: HttpApp.Default<E, R>) => HttpApp.Default<E, R> = internal.logger
+
+/**
+ * Drops the query string of every request before routing, so no error message
+ * or log line further in can repeat it.
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export const withoutQuery: <E, R>(app: HttpApp.Default<E, R>) => HttpApp.Default<E, R> = internal.withoutQuery
+
+/**
+ * The parts of a key as seed 001 shows them: the user and the server name.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyParts {
+  readonly userId: string
+  readonly name: string
+}
+
+/**
+ * Splits a key, as `describeKey` shows it, at its first `:` (seed 001's
+ * `userId:mcpName`); a key without one is both the user and the name.
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const splitAtColon: (key: string) => KeyParts = status.splitAtColon
+
+/**
+ * Seed 001's `config` block.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const PoolStatusConfig: Schema.Struct<{
+  maxConnectionsPerUser: Schema.NullOr<typeof Schema.Number>
+  maxTotalConnections: Schema.NullOr<typeof Schema.Number>
+  connectionTimeout: Schema.NullOr<typeof Schema.Number>
+  cleanupInterval: Schema.NullOr<typeof Schema.Number>
+}> = status.PoolStatusConfig
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolStatusConfig extends Schema.Schema.Type<typeof PoolStatusConfig> {}
+
+/**
+ * How to map a pool to seed 001's JSON.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolStatusOptions {
+  /** Splits a key into user and server name. Default {@link splitAtColon}. */
+  readonly splitKey?: ((key: string) => KeyParts) | undefined
+  /**
+   * Replaces fields of the `config` block. By default it is the pool's config
+   * in force: `maxPerKey`, `maxTotal`, `idleTimeout` and `cleanupInterval` in
+   * milliseconds (`null` where unbounded).
+   */
+  readonly config?: Partial<PoolStatusConfig> | undefined
+}
+
+/**
+ * The exact body of seed 001's `GET /api/mcp/pool-status`:
+ *
+ * ```json
+ * { "success": true, "data": {
+ *   "totalConnections": 5,
+ *   "userConnectionCounts": { "user1": 2, "user2": 3 },
+ *   "connectionDetails": [{ "key": "user1:github-mcp", "name": "github-mcp", "userId": "user1",
+ *     "lastUsed": "2024-01-01T10:00:00.000Z", "createTime": "2024-01-01T09:00:00.000Z", "idleMinutes": 30 }],
+ *   "config": { "maxConnectionsPerUser": 10, "maxTotalConnections": 100,
+ *     "connectionTimeout": 1800000, "cleanupInterval": 300000 } } }
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const PoolStatusResponse: Schema.Schema<
+  Schema.Schema.Type<typeof status.PoolStatusResponse>,
+  Schema.Schema.Encoded<typeof status.PoolStatusResponse>
+> = status.PoolStatusResponse
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type PoolStatusResponse = Schema.Schema.Type<typeof status.PoolStatusResponse>
+
+/**
+ * Maps a registered pool to seed 001's `pool-status` body. Connections are
+ * the pool's live items (idle and leased); `idleMinutes` is whole minutes
+ * idle (0 while leased); times are ISO strings of the pool's clock.
+ *
+ * ```ts
+ * // an endpoint of the application's own API, answering with seed 001's shape
+ * HttpApiEndpoint.get("poolStatus", "/api/mcp/pool-status").addSuccess(AdminHttp.PoolStatusResponse)
+ * // its handler
+ * handlers.handle("poolStatus", () =>
+ *   Effect.flatMap(registry.get("mcp"), Option.match({
+ *     onNone: () => Effect.die("the mcp pool is not running"),
+ *     onSome: (entry) => AdminHttp.poolStatusResponse(entry)
+ *   })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const poolStatusResponse: (
+  entry: PoolRegistry.Entry,
+  options?: PoolStatusOptions
+) => Effect.Effect<PoolStatusResponse> = status.poolStatusResponse
+
+/**
+ * The exact body of seed 001's `POST /api/mcp/cleanup-connections`:
+ *
+ * ```json
+ * { "success": true, "data": { "message": "Cleanup completed",
+ *   "before": { "totalConnections": 10, "userConnectionCounts": { "user1": 5, "user2": 5 } },
+ *   "after": { "totalConnections": 6, "userConnectionCounts": { "user1": 3, "user2": 3 } },
+ *   "cleanedConnections": 4 } }
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const CleanupConnectionsResponse: Schema.Schema<
+  Schema.Schema.Type<typeof status.CleanupConnectionsResponse>,
+  Schema.Schema.Encoded<typeof status.CleanupConnectionsResponse>
+> = status.CleanupConnectionsResponse
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type CleanupConnectionsResponse = Schema.Schema.Type<typeof status.CleanupConnectionsResponse>
+
+/**
+ * Runs a pool's cleanup and maps it to seed 001's `cleanup-connections`
+ * body: connections per user before and after, and how many were cleaned.
+ *
+ * @since 0.1.0
+ * @category mapping
+ */
+export const cleanupConnectionsResponse: (
+  entry: PoolRegistry.Entry,
+  options?: Pick<PoolStatusOptions, "splitKey">
+) => Effect.Effect<CleanupConnectionsResponse> = status.cleanupConnectionsResponse

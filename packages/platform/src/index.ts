@@ -1,0 +1,40 @@
+/**
+ * @since 0.1.0
+ */
+
+/**
+ * The admin `HttpApi` description: pools, cleanup, health, metrics, errors
+ * and the bearer-auth middlewares.
+ *
+ * @since 0.1.0
+ */
+export * as AdminApi from "./AdminApi.js"
+
+/**
+ * Bearer-token authentication of the admin API, compared in constant time.
+ *
+ * @since 0.1.0
+ */
+export * as AdminAuth from "./AdminAuth.js"
+
+/**
+ * How the admin API judges the pools' health.
+ *
+ * @since 0.1.0
+ */
+export * as AdminHealth from "./AdminHealth.js"
+
+/**
+ * Handlers and layers serving the admin API from the `PoolRegistry`, and the
+ * mapping to seed 001's JSON.
+ *
+ * @since 0.1.0
+ */
+export * as AdminHttp from "./AdminHttp.js"
+
+/**
+ * Effect metrics in the Prometheus text exposition format.
+ *
+ * @since 0.1.0
+ */
+export * as PrometheusText from "./PrometheusText.js"

@@ -1,0 +1,215 @@
+import * as PoolRegistry from "@cistern/pool/PoolRegistry"
+import type * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
+import type * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import {
+  AdminApi,
+  type Authorization,
+  CleanupRequest,
+  CleanupResult,
+  type HealthAuthorization,
+  PoolNotFound,
+  type PoolView
+} from "../AdminApi.js"
+import { makeChecker } from "./health.js"
+import { scrape } from "./prometheus.js"
+
+const annotations = { package: "@cistern/platform", module: "AdminHttp" }
+
+const view = (entry: PoolRegistry.Entry): Effect.Effect<PoolView> =>
+  Effect.map(Effect.all([entry.stats, entry.items]), ([stats, items]) => ({ name: entry.name, stats, items }))
+
+const find = (registry: PoolRegistry.Service, name: string): Effect.Effect<PoolRegistry.Entry, PoolNotFound> =>
+  Effect.flatMap(
+    registry.get(name),
+    Option.match({ onNone: () => Effect.fail(new PoolNotFound({ name })), onSome: Effect.succeed })
+  )
+
+const decodeCleanupRequest = Schema.decodeUnknown(Schema.parseJson(CleanupRequest))
+
+/**
+ * Reads the cleanup body itself, so that malformed JSON gets the same typed
+ * 400 as a body of the wrong shape instead of the platform's empty one.
+ */
+const cleanupRequest = (request: HttpServerRequest.HttpServerRequest) =>
+  request.text.pipe(
+    Effect.catchAll(() =>
+      Effect.fail(new HttpApiDecodeError({ issues: [], message: "the request body could not be read" }))
+    ),
+    Effect.flatMap((text) =>
+      decodeCleanupRequest(text.trim() === "" ? "{}" : text).pipe(
+        Effect.catchIf(ParseResult.isParseError, HttpApiDecodeError.refailParseError)
+      )
+    )
+  )
+
+const encodeCleanupResult = HttpServerResponse.schemaJson(CleanupResult)
+
+/** @internal */
+export const groupName = "cistern"
+
+/** @internal */
+export const layerGroup = <ApiId extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
+  api: HttpApi.HttpApi<ApiId, Groups, E, R>
+): Layer.Layer<
+  HttpApiGroup.ApiGroup<ApiId, "cistern">,
+  never,
+  PoolRegistry.PoolRegistry | Authorization | HealthAuthorization
+> =>
+  HttpApiBuilder.group(api as unknown as typeof AdminApi, groupName, (handlers) =>
+    Effect.gen(function* () {
+      const registry = yield* PoolRegistry.PoolRegistry
+      const checker = yield* makeChecker
+      return handlers
+        .handle("listPools", () =>
+          registry.list.pipe(
+            Effect.flatMap(Effect.forEach(view)),
+            Effect.map((pools) => ({ pools }))
+          )
+        )
+        .handle("getPool", ({ path }) => Effect.flatMap(find(registry, path.name), view))
+        .handleRaw("cleanupPool", ({ path, request }) =>
+          Effect.gen(function* () {
+            // Validate everything before touching the pool: a bad request changes nothing.
+            const body = yield* cleanupRequest(request)
+            const entry = yield* find(registry, path.name)
+            const report = yield* entry.cleanup
+            const stats = yield* entry.stats
+            yield* Effect.logInfo("cleanup").pipe(
+              Effect.annotateLogs({
+                pool: entry.name,
+                cleaned: report.cleaned,
+                before: report.before,
+                after: report.after,
+                ...(body.reason === undefined ? {} : { reason: body.reason })
+              })
+            )
+            return yield* Effect.orDie(encodeCleanupResult({ name: entry.name, ...report, stats }))
+          }).pipe(Effect.withSpan("AdminHttp.cleanup", { attributes: { "cistern.pool": path.name } }))
+        )
+        .handle("health", () =>
+          registry.list.pipe(
+            Effect.flatMap((entries) => Effect.all(entries.map((entry) => entry.stats))),
+            Effect.flatMap(checker.check)
+          )
+        )
+        .handle("metrics", () => scrape())
+    }).pipe(Effect.annotateLogs(annotations))
+  ) as any
+
+/** @internal */
+export const layer = layerGroup(AdminApi)
+
+const pathOf = (url: string): string => {
+  const query = url.indexOf("?")
+  return query === -1 ? url : url.slice(0, query)
+}
+
+/**
+ * The platform's own errors (`RouteNotFound`, `RequestError`, ...) hold the
+ * request, and a request serialises its original URL, query string included.
+ * The log keeps their tag and message only.
+ */
+class ServerErrorSummary extends Error {
+  constructor(error: HttpServerError.HttpServerError) {
+    super(error.message)
+    this.name = error._tag
+    this.stack = `${this.name}: ${this.message}`
+  }
+}
+
+const summarize = (u: unknown): unknown => (HttpServerError.isServerError(u) ? new ServerErrorSummary(u) : u)
+
+const sanitize = (cause: Cause.Cause<unknown>): Cause.Cause<unknown> =>
+  Cause.match(cause, {
+    onEmpty: Cause.empty,
+    onFail: (error) => Cause.fail(summarize(error)),
+    onDie: (defect) => Cause.die(summarize(defect)),
+    onInterrupt: Cause.interrupt,
+    onSequential: Cause.sequential,
+    onParallel: Cause.parallel
+  })
+
+/** @internal */
+export const logger = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
+  Effect.withFiberRuntime((fiber) => {
+    const request = Context.unsafeGet(fiber.currentContext, HttpServerRequest.HttpServerRequest)
+    const fields = { "http.method": request.method, "http.path": pathOf(request.url) }
+    return Effect.flatMap(Effect.exit(app), (exit) => {
+      if (exit._tag === "Success") {
+        return Effect.zipRight(
+          Effect.annotateLogs(Effect.log("Sent HTTP response"), { ...fields, "http.status": exit.value.status }),
+          exit
+        )
+      }
+      const [response, cause] = HttpServerError.causeResponseStripped(exit.cause)
+      return Effect.zipRight(
+        Effect.annotateLogs(
+          Effect.log("Sent HTTP response", ...(Option.isSome(cause) ? [sanitize(cause.value)] : [])),
+          {
+            ...fields,
+            "http.status": response.status
+          }
+        ),
+        exit
+      )
+    })
+  })
+
+/** @internal */
+export const withoutQuery = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
+  Effect.updateService(app, HttpServerRequest.HttpServerRequest, (request) => {
+    const path = pathOf(request.url)
+    return path === request.url ? request : request.modify({ url: path })
+  })
+
+/** @internal */
+export const maxParamLength = 1024
+
+/** @internal */
+export interface ServerOptions {
+  readonly openApiPath?: `/${string}` | false | undefined
+  readonly docsPath?: `/${string}` | false | undefined
+}
+
+/** @internal */
+export const layerServer = (
+  options?: ServerOptions
+): Layer.Layer<
+  never,
+  never,
+  | HttpServer.HttpServer
+  | HttpRouter.HttpRouter.DefaultServices
+  | PoolRegistry.PoolRegistry
+  | Authorization
+  | HealthAuthorization
+> => {
+  const api = HttpApiBuilder.api(AdminApi).pipe(Layer.provide(layer))
+  const openApiPath = options?.openApiPath ?? "/openapi.json"
+  const docsPath = options?.docsPath ?? "/docs"
+  const docs = Layer.mergeAll(
+    openApiPath === false ? Layer.empty : HttpApiBuilder.middlewareOpenApi({ path: openApiPath }),
+    docsPath === false ? Layer.empty : HttpApiSwagger.layer({ path: docsPath })
+  )
+  return HttpApiBuilder.serve((app) => logger(withoutQuery(app))).pipe(
+    Layer.provide(docs),
+    Layer.provide(api),
+    // find-my-way answers 404 to parameters over 100 characters; let PoolName judge them instead.
+    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: maxParamLength }))
+  )
+}

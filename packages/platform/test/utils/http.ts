@@ -1,0 +1,126 @@
+/**
+ * A real admin server on 127.0.0.1 (port 0), and two real clients: a raw
+ * HTTP/1.1 client over `node:net` that returns the response's exact bytes,
+ * and the typed `HttpApiClient` derived from `AdminApi`.
+ */
+
+import * as Http from "node:http"
+import * as Net from "node:net"
+import { PoolRegistry } from "@cistern/pool"
+import { HttpApiClient, HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
+import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
+import { Context, Effect, Layer, type Redacted, type Scope } from "effect"
+import { AdminApi, AdminAuth, AdminHttp } from "../../src/index.js"
+
+export interface Server {
+  readonly port: number
+  readonly url: string
+}
+
+/**
+ * Serves the standalone admin API from `registry`, in the current scope, with
+ * the context's logger and clock.
+ */
+export const serve = (
+  registry: PoolRegistry.PoolRegistry["Type"],
+  options: { readonly token: Redacted.Redacted<string>; readonly publicHealth?: boolean }
+): Effect.Effect<Server, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const layer = AdminHttp.layerServer().pipe(
+      Layer.provide(AdminAuth.layer(options)),
+      Layer.provide(Layer.succeed(PoolRegistry.PoolRegistry, registry)),
+      Layer.provideMerge(NodeHttpServer.layer(Http.createServer, { host: "127.0.0.1", port: 0 }))
+    )
+    const context = yield* Layer.build(layer).pipe(Effect.orDie)
+    const address = Context.get(context, HttpServer.HttpServer).address
+    if (address._tag !== "TcpAddress") return yield* Effect.die("expected a TCP address")
+    return { port: address.port, url: `http://127.0.0.1:${address.port}` }
+  })
+
+export interface RawRequest {
+  readonly method?: string
+  readonly path: string
+  readonly headers?: Record<string, string>
+  readonly body?: string
+}
+
+export interface RawResponse {
+  /** Every byte the server sent. */
+  readonly raw: Buffer
+  readonly status: number
+  /** Header lines as sent, `Date` excepted (it changes every second). */
+  readonly headerLines: ReadonlyArray<string>
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string
+}
+
+const dechunk = (body: Buffer): Buffer => {
+  const parts: Array<Buffer> = []
+  let at = 0
+  for (;;) {
+    const end = body.indexOf("\r\n", at)
+    const size = Number.parseInt(body.subarray(at, end).toString("latin1"), 16)
+    if (!Number.isFinite(size) || size === 0) break
+    parts.push(body.subarray(end + 2, end + 2 + size))
+    at = end + 2 + size + 2
+  }
+  return Buffer.concat(parts)
+}
+
+const parseResponse = (raw: Buffer): RawResponse => {
+  const split = raw.indexOf("\r\n\r\n")
+  const head = raw.subarray(0, split).toString("latin1").split("\r\n")
+  const status = Number(head[0].split(" ")[1])
+  const lines = head.slice(1)
+  const headers: Record<string, string> = {}
+  for (const line of lines) {
+    const colon = line.indexOf(":")
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  const rest = raw.subarray(split + 4)
+  const body = headers["transfer-encoding"] === "chunked" ? dechunk(rest) : rest
+  return {
+    raw,
+    status,
+    headerLines: lines.filter((line) => !/^date:/i.test(line)),
+    headers,
+    body: body.toString("utf8")
+  }
+}
+
+/** Sends one request on a fresh connection (`Connection: close`) and reads everything back. */
+export const raw = (server: Server, request: RawRequest): Effect.Effect<RawResponse> =>
+  Effect.async<RawResponse>((resume) => {
+    const body = request.body ?? ""
+    const headers = {
+      host: `127.0.0.1:${server.port}`,
+      connection: "close",
+      ...(request.body === undefined ? {} : { "content-length": String(Buffer.byteLength(body)) }),
+      ...request.headers
+    }
+    const head = [
+      `${request.method ?? "GET"} ${request.path} HTTP/1.1`,
+      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
+    ].join("\r\n")
+    const chunks: Array<Buffer> = []
+    const socket = Net.connect({ host: "127.0.0.1", port: server.port })
+    // A safety net for a broken server, not a timing rule: no test waits for it.
+    socket.setTimeout(10_000, () => socket.destroy(new Error("no answer within 10 s")))
+    socket.on("connect", () => socket.write(`${head}\r\n\r\n${body}`))
+    socket.on("data", (chunk) => chunks.push(chunk))
+    socket.on("error", (error) => resume(Effect.die(error)))
+    socket.on("close", (hadError) => {
+      if (!hadError) resume(Effect.succeed(parseResponse(Buffer.concat(chunks))))
+    })
+    return Effect.sync(() => socket.destroy())
+  })
+
+/** The typed client of `AdminApi`, sending `token` when given (provide {@link httpClient}). */
+export const client = (server: Server, token?: Redacted.Redacted<string>) =>
+  HttpApiClient.make(AdminApi.AdminApi, {
+    baseUrl: server.url,
+    transformClient: token === undefined ? undefined : HttpClient.mapRequest(HttpClientRequest.bearerToken(token))
+  })
+
+/** A real HTTP client (undici), closed with the test's scope. */
+export const httpClient = NodeHttpClient.layerUndici
