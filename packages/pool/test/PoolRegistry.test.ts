@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Option, Scope, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import { KeyedPool, Pool, PoolRegistry } from "../src/index.js"
 
 describe("PoolRegistry", () => {
@@ -25,6 +25,26 @@ describe("PoolRegistry", () => {
       assert.deepStrictEqual([item.state, item.idleMillis, item.ageMillis], ["idle", 1000, 1000])
       yield* Scope.close(scope, Exit.void)
       assert.deepStrictEqual(yield* registry.list, [])
+    }).pipe(Effect.provide(PoolRegistry.layer))
+  )
+
+  it.effect("keeps a closing pool listed, as closed, until it has drained", () =>
+    Effect.gen(function* () {
+      const registry = yield* PoolRegistry.PoolRegistry
+      const scope = yield* Scope.make()
+      const pool = yield* KeyedPool.make({ name: "draining", acquire: (k: string) => Effect.succeed(k) }).pipe(
+        Scope.extend(scope)
+      )
+      const release = yield* Deferred.make<void>()
+      yield* Effect.fork(pool.use("a", () => Deferred.await(release)))
+      yield* Effect.repeatN(Effect.yieldNow(), 20)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* Effect.repeatN(Effect.yieldNow(), 20)
+      const entry = Option.getOrThrow(yield* registry.get("draining"))
+      assert.isTrue((yield* entry.stats).closed)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(closing)
+      assert.isTrue(Option.isNone(yield* registry.get("draining")))
     }).pipe(Effect.provide(PoolRegistry.layer))
   )
 })

@@ -108,7 +108,13 @@ export const layerGroup = <ApiId extends string, Groups extends HttpApiGroup.Htt
             Effect.flatMap(checker.check)
           )
         )
-        .handle("metrics", () => scrape())
+        .handle("metrics", () =>
+          // Reading a pool's stats samples its gauges, so the scrape agrees with `/pools`.
+          registry.list.pipe(
+            Effect.flatMap((entries) => Effect.forEach(entries, (entry) => entry.stats, { discard: true })),
+            Effect.zipRight(scrape())
+          )
+        )
     }).pipe(Effect.annotateLogs(annotations))
   ) as any
 

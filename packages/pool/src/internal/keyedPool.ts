@@ -1315,6 +1315,17 @@ export const make = <K, A, E, R>(
       const task = settings.heartbeat
       yield* background(state.maintain("heartbeat", task), task.schedule, scope, "heartbeat")
     }
+    const pool = new KeyedPoolImpl(state)
+    // Registered before the shutdown finalizer, so it stays listed (closed) until it has drained.
+    const registry = yield* Effect.serviceOption(PoolRegistry)
+    if (options.name !== undefined && Option.isSome(registry)) {
+      yield* registry.value.register({
+        name: settings.name,
+        stats: pool.stats,
+        items: pool.items,
+        cleanup: pool.cleanup
+      })
+    }
     yield* Scope.addFinalizer(
       scope,
       Effect.withFiberRuntime<void>((fiber) => state.shutdown(fiber as AnyFiber)).pipe(
@@ -1325,16 +1336,6 @@ export const make = <K, A, E, R>(
         Effect.annotateLogs({ ...annotations, pool: settings.name })
       )
     )
-    const pool = new KeyedPoolImpl(state)
-    const registry = yield* Effect.serviceOption(PoolRegistry)
-    if (options.name !== undefined && Option.isSome(registry)) {
-      yield* registry.value.register({
-        name: settings.name,
-        stats: pool.stats,
-        items: pool.items,
-        cleanup: pool.cleanup
-      })
-    }
     return pool
   })
 
