@@ -25,7 +25,7 @@
  *
  * @since 0.1.0
  */
-import { ConfigInForce, ItemDetails, PoolStats } from "@cistern/pool/PoolStats"
+import { CleanupReport, ConfigInForce, ItemDetails, PoolStats } from "@cistern/pool/PoolStats"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
@@ -125,10 +125,7 @@ export interface CleanupRequest extends Schema.Schema.Type<typeof CleanupRequest
  */
 export const CleanupResult = Schema.Struct({
   name: Schema.String,
-  before: Schema.Number,
-  after: Schema.Number,
-  cleaned: Schema.Number,
-  keysDropped: Schema.Number,
+  ...CleanupReport.fields,
   stats: PoolStats
 }).annotations({ identifier: "CleanupResult" })
 
