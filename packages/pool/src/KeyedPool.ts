@@ -181,6 +181,13 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
    * {@link PoolMetrics}.
    */
   readonly metricsPerKey?: number | undefined
+  /**
+   * Trace waits (`KeyedPool.get`) and creations (`KeyedPool.acquire`) as
+   * spans. Off by default: a span per wait costs about as much as the rest of
+   * a contended lease, and the span of a creation stays reachable from the
+   * item's finalizer for the item's whole life. Turn it on when you trace.
+   */
+  readonly spans?: boolean | undefined
   /** How often the occupancy gauges are sampled. Default 5 seconds. */
   readonly metricsInterval?: Duration.DurationInput | undefined
   /** A circuit breaker per key; see {@link CircuitBreaker}. Default: none. */

@@ -96,6 +96,7 @@ describe("PoolMetrics", () => {
             key === "down" ? Effect.fail(new Error("ECONNREFUSED")) : Effect.as(Effect.orDie(spanPath), { key }),
           maxPerKey: 1,
           createBackoff: false,
+          spans: true,
           describeKey: (k) => `user:${k}`
         }).pipe(Scope.extend(scope))
         const holder = yield* Effect.fork(pool.use("a", (conn) => Effect.zipRight(pool.invalidate(conn), Effect.never)))

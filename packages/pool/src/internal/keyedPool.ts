@@ -113,8 +113,8 @@ class KeySlot<K, A> {
   createFailures = 0
   backoffUntil = 0
   lastFailure = 0
-  /** Recent check, heartbeat and validation results, oldest first. */
-  readonly history: Array<CheckResult> = []
+  /** Recent check, heartbeat and failed validation results, oldest first (made on the first). */
+  history: Array<CheckResult> | undefined
 
   constructor(
     readonly id: unknown,
@@ -706,9 +706,11 @@ class PoolState<K, A, E> {
       }
       const backoff = slot.backoffUntil - started
       if (backoff > 0) attempt = Effect.zipRight(Effect.sleep(Duration.millis(backoff)), attempt)
-      attempt = Effect.withSpan(attempt, "KeyedPool.acquire", {
-        attributes: { "cistern.pool": this.settings.name, "cistern.key": slot.description }
-      })
+      if (this.settings.spans) {
+        attempt = Effect.withSpan(attempt, "KeyedPool.acquire", {
+          attributes: { "cistern.pool": this.settings.name, "cistern.key": slot.description }
+        })
+      }
       this.creators.add(fiber)
       return Effect.flatMap(Effect.exit(restore(attempt)), (exit) => {
         this.creators.delete(fiber)
@@ -908,6 +910,7 @@ class PoolState<K, A, E> {
     const result: CheckResult = Exit.isSuccess(exit)
       ? { kind, at: now, ok: true, millis: now - started }
       : { kind, at: now, ok: false, millis: now - started, error: describeCause(exit.cause) }
+    slot.history ??= []
     if (slot.history.push(result) > limit) slot.history.shift()
   }
 
@@ -1044,7 +1047,8 @@ class PoolState<K, A, E> {
 
   private health(slot: KeySlot<K, A>, now: number): KeyHealth {
     const breaker = slot.breaker
-    const lastCheck = slot.history.length === 0 ? null : slot.history[slot.history.length - 1]
+    const history = slot.history ?? []
+    const lastCheck = history.length === 0 ? null : history[history.length - 1]
     const state = breaker?.state ?? "closed"
     const failing = (breaker?.consecutive ?? 0) > 0 || (lastCheck !== null && !lastCheck.ok)
     return {
@@ -1054,7 +1058,7 @@ class PoolState<K, A, E> {
       retryAt:
         breaker !== undefined && state === "open" ? Math.max(now, breaker.openedAt + breaker.settings.reset) : null,
       lastCheck,
-      history: slot.history.slice(),
+      history: history.slice(),
       transitions: breaker === undefined ? [] : breaker.transitions.slice()
     }
   }
@@ -1118,9 +1122,8 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
 }
 
 const closeScope = (scope: Scope.CloseableScope, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
-  Scope.close(scope, exit).pipe(
-    Effect.catchAllCause((cause) => Effect.logWarning("an item's finalizer failed", cause)),
-    Effect.annotateLogs(annotations)
+  Effect.catchAllCause(Scope.close(scope, exit), (cause) =>
+    Effect.annotateLogs(Effect.logWarning("an item's finalizer failed", cause), annotations)
   )
 
 const closeItem = (item: Item<any, any>): Effect.Effect<void> => closeScope(item.scope, Exit.void)
@@ -1150,11 +1153,14 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
             ? Effect.succeed(admitted)
             : this.validated(admitted, key, since, restore)
       } else if (admitted instanceof Waiter) {
-        next = Effect.withSpan(
-          Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) => state.settle(admitted, exit, restore)),
-          "KeyedPool.get",
-          { attributes: { "cistern.pool": state.settings.name, "cistern.key": admitted.slot.description } }
+        next = Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) =>
+          state.settle(admitted, exit, restore)
         )
+        if (state.settings.spans) {
+          next = Effect.withSpan(next, "KeyedPool.get", {
+            attributes: { "cistern.pool": state.settings.name, "cistern.key": admitted.slot.description }
+          })
+        }
       } else if (admitted instanceof KeySlot) {
         next = state.create(admitted, key, fiber as AnyFiber, state.probeAdmitted, since, restore)
       } else {
@@ -1331,7 +1337,7 @@ export const make = <K, A, E, R>(
       Effect.withFiberRuntime<void>((fiber) => state.shutdown(fiber as AnyFiber)).pipe(
         Effect.zipRight(Effect.sync(() => state.sampleGauges())),
         Effect.zipRight(
-          Effect.suspend(() => Effect.logInfo(`pool closed: created ${state.created}, destroyed ${state.destroyed}`))
+          Effect.suspend(() => Effect.logDebug(`pool closed: created ${state.created}, destroyed ${state.destroyed}`))
         ),
         Effect.annotateLogs({ ...annotations, pool: settings.name })
       )

@@ -40,6 +40,7 @@ export interface Resolved<K> {
   readonly retry: Schedule.Schedule<unknown, unknown> | undefined
   readonly breaker: BreakerSettings | undefined
   readonly metricsPerKey: number
+  readonly spans: boolean
   readonly metricsInterval: number
   readonly keyId: (key: K) => unknown
   readonly fingerprint: ((key: K) => string) | undefined
@@ -160,6 +161,7 @@ export const resolve = <K>(options: Options<K, any, any, any>): Resolved<K> => {
           : undefined,
     breaker: options.breaker === undefined || options.breaker === false ? undefined : resolveBreaker(options.breaker),
     metricsPerKey: checkCount("metricsPerKey", options.metricsPerKey ?? 0),
+    spans: options.spans ?? false,
     metricsInterval: millis("metricsInterval", options.metricsInterval ?? "5 seconds", true),
     keyId,
     fingerprint: options.fingerprint,
