@@ -94,13 +94,17 @@ export const acquireFailures = Metric.counter("cistern_pool_acquire_failures_tot
 })
 
 /**
+ * Leases served at once from idle are not recorded (they wait nothing, and a
+ * histogram update on every lease is a tenth of the lease's cost): this is
+ * the wait of callers that queued or created.
+ *
  * @since 0.1.0
  * @category metrics
  */
 export const acquireWait = Metric.histogram(
   "cistern_pool_acquire_wait_seconds",
   seconds,
-  "Time from asking for an item to holding one"
+  "Time from asking for an item to holding one, for callers that found no idle item (waited or created)"
 )
 
 /**

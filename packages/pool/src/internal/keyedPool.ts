@@ -228,7 +228,6 @@ class PoolState<K, A, E> {
       if (item !== undefined) {
         this.lease(item, now, fiber)
         item.probe = probe
-        slot.tags.update(PoolMetrics.acquireWait, 0)
         return item
       }
       if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
@@ -1143,32 +1142,46 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   /** Leases an item to the current fiber: the fast path is one synchronous step. */
   private take(key: K, restore: Restore, firstTry?: number): Effect.Effect<Item<K, A>, E | PoolError> {
     return Effect.withFiberRuntime((fiber) => {
-      const state = this.state
-      const since = firstTry ?? state.now()
-      const admitted = state.admit(key, fiber as AnyFiber, since)
-      let next: Effect.Effect<Item<K, A>, E | PoolError>
-      if (admitted instanceof Item) {
-        next =
-          state.settings.validate === undefined
-            ? Effect.succeed(admitted)
-            : this.validated(admitted, key, since, restore)
-      } else if (admitted instanceof Waiter) {
-        next = Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) =>
-          state.settle(admitted, exit, restore)
-        )
-        if (state.settings.spans) {
-          next = Effect.withSpan(next, "KeyedPool.get", {
-            attributes: { "cistern.pool": state.settings.name, "cistern.key": admitted.slot.description }
-          })
-        }
-      } else if (admitted instanceof KeySlot) {
-        next = state.create(admitted, key, fiber as AnyFiber, state.probeAdmitted, since, restore)
-      } else {
-        next = Effect.fail(admitted)
-      }
-      const closing = state.closeDoomed()
-      return closing === Effect.void ? next : Effect.zipRight(closing, next)
+      const taken = this.takeNow(key, fiber as AnyFiber, restore, firstTry)
+      return taken instanceof Item ? Effect.succeed(taken) : taken
     })
+  }
+
+  /**
+   * One admission step for `fiber`: the item itself when it could be leased
+   * at once (the hot path allocates no effect for it), or the effect that
+   * waits, creates or validates.
+   */
+  private takeNow(
+    key: K,
+    fiber: AnyFiber,
+    restore: Restore,
+    firstTry?: number
+  ): Item<K, A> | Effect.Effect<Item<K, A>, E | PoolError> {
+    const state = this.state
+    const since = firstTry ?? state.now()
+    const admitted = state.admit(key, fiber, since)
+    let next: Effect.Effect<Item<K, A>, E | PoolError>
+    if (admitted instanceof Item) {
+      if (state.settings.validate === undefined) {
+        const closing = state.closeDoomed()
+        return closing === Effect.void ? admitted : Effect.as(closing, admitted)
+      }
+      next = this.validated(admitted, key, since, restore)
+    } else if (admitted instanceof Waiter) {
+      next = Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) => state.settle(admitted, exit, restore))
+      if (state.settings.spans) {
+        next = Effect.withSpan(next, "KeyedPool.get", {
+          attributes: { "cistern.pool": state.settings.name, "cistern.key": admitted.slot.description }
+        })
+      }
+    } else if (admitted instanceof KeySlot) {
+      next = state.create(admitted, key, fiber, state.probeAdmitted, since, restore)
+    } else {
+      next = Effect.fail(admitted)
+    }
+    const closing = state.closeDoomed()
+    return closing === Effect.void ? next : Effect.zipRight(closing, next)
   }
 
   /**
@@ -1204,8 +1217,28 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
 
   private useOnce<B, E2, R2>(key: K, f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2> {
     return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(this.take(key, restore), (item) => Effect.onExit(restore(f(item.value)), item.release))
+      Effect.withFiberRuntime((fiber) => {
+        const taken = this.takeNow(key, fiber as AnyFiber, restore)
+        return taken instanceof Item
+          ? this.lend(taken, f, restore)
+          : Effect.flatMap(taken, (item) => this.lend(item, f, restore))
+      })
     )
+  }
+
+  /** Runs `f` on a leased item (interruptibly) and ends the lease with its outcome. */
+  private lend<B, E2, R2>(
+    item: Item<K, A>,
+    f: (a: A) => Effect.Effect<B, E2, R2>,
+    restore: Restore
+  ): Effect.Effect<B, E2, R2> {
+    return Effect.matchCauseEffect(restore(f(item.value)), {
+      onFailure: (cause) => Effect.zipRight(this.state.release(item, Exit.failCause(cause)), Effect.failCause(cause)),
+      onSuccess: (b) => {
+        const closing = this.state.release(item, Exit.void)
+        return closing === Effect.void ? Effect.succeed(b) : Effect.as(closing, b)
+      }
+    })
   }
 
   get(key: K): Effect.Effect<A, E | PoolError, Scope.Scope> {
