@@ -243,7 +243,10 @@ describe("chaos: real sockets through a faulty network", () => {
 
 describe("chaos: Redis through the proxy", () => {
   if (!RedisServer.isInstalled()) {
-    it.skip(`${RedisServer.binary} is not on PATH: run .ci/install-servers.sh`, () => {})
+    const reason = `${RedisServer.binary} is not on PATH: run .ci/install-servers.sh`
+    // CI installs it (.ci/run): missing there is a failure, not a skip.
+    if (process.env.CI) it(reason, () => assert.fail(reason))
+    else it.skip(reason, () => {})
     return
   }
 
