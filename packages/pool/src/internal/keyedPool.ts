@@ -526,7 +526,7 @@ class PoolState<K, A, E> {
     if (unfit === undefined) this.returned(item, now)
     else this.destroy(item, unfit)
     this.checkDrained()
-    return this.closeDoomed()
+    return this.flush()
   }
 
   /**
@@ -578,7 +578,7 @@ class PoolState<K, A, E> {
 
   /**
    * Takes an item out of the pool and frees its slot; its scope is closed by
-   * whoever runs the current step (see `closeDoomed`).
+   * whoever runs the current step (see `flush`).
    */
   destroy(item: Item<K, A>, reason: PoolMetrics.DestroyReason): void {
     const slot = item.slot
@@ -602,8 +602,8 @@ class PoolState<K, A, E> {
     this.freed(slot)
   }
 
-  /** Closes the scopes of the items the current step destroyed, and writes its log lines. */
-  closeDoomed(): Effect.Effect<void> {
+  /** Finishes a step: closes the scopes of the items it destroyed and writes its log lines. */
+  flush(): Effect.Effect<void> {
     if (this.doomed.length === 0 && this.logs.length === 0) return Effect.void
     const doomed = this.doomed
     const logs = this.logs
@@ -654,7 +654,7 @@ class PoolState<K, A, E> {
           const failure = Exit.isFailure(exit)
             ? Effect.failCause(exit.cause)
             : Effect.fail(new PoolClosed({ key: waiter.slot.description }))
-          return Effect.zipRight(this.closeDoomed(), failure)
+          return Effect.zipRight(this.flush(), failure)
         }
         return this.create(waiter.slot, waiter.key, waiter.fiber, waiter.probe, waiter.since, restore)
       }
@@ -738,7 +738,7 @@ class PoolState<K, A, E> {
         }
         this.unreserve(slot)
         this.creationEnded(slot)
-        return this.closeDoomed().pipe(
+        return this.flush().pipe(
           Effect.zipRight(closeScope(scope, exit)),
           Effect.zipRight(Effect.failCause(exit.cause))
         )
@@ -825,7 +825,7 @@ class PoolState<K, A, E> {
       }
       for (const slot of this.lingering) if (!this.remembersFailures(slot, now)) this.drop(slot)
       const report: CleanupReport = { before, after: this.size, cleaned, keysDropped: this.keysDropped - dropped }
-      return this.closeDoomed().pipe(Effect.zipRight(this.refillAll()), Effect.as(report))
+      return this.flush().pipe(Effect.zipRight(this.refillAll()), Effect.as(report))
     })
   }
 
@@ -963,7 +963,7 @@ class PoolState<K, A, E> {
         onSuccess: () => true,
         onTimeout: () => false
       })
-      return this.closeDoomed().pipe(
+      return this.flush().pipe(
         Effect.zipRight(drain),
         Effect.flatMap((drained) => (drained ? Effect.void : this.forceClose(self)))
       )
@@ -983,7 +983,7 @@ class PoolState<K, A, E> {
         `drain timeout: interrupting ${holders.size} fiber(s) still holding or creating items`
       ).pipe(
         Effect.zipRight(Effect.forEach(holders, (fiber) => fiber.interruptAsFork(self.id()), { discard: true })),
-        Effect.zipRight(this.closeDoomed())
+        Effect.zipRight(this.flush())
       )
     })
   }
@@ -1164,7 +1164,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     let next: Effect.Effect<Item<K, A>, E | PoolError>
     if (admitted instanceof Item) {
       if (state.settings.validate === undefined) {
-        const closing = state.closeDoomed()
+        const closing = state.flush()
         return closing === Effect.void ? admitted : Effect.as(closing, admitted)
       }
       next = this.validated(admitted, key, since, restore)
@@ -1180,7 +1180,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     } else {
       next = Effect.fail(admitted)
     }
-    const closing = state.closeDoomed()
+    const closing = state.flush()
     return closing === Effect.void ? next : Effect.zipRight(closing, next)
   }
 
@@ -1280,7 +1280,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
         return Effect.void
       }
       this.state.destroy(item, "invalidated")
-      return this.state.closeDoomed()
+      return this.state.flush()
     })
   }
 
