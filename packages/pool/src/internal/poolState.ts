@@ -1,0 +1,1136 @@
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
+import {
+  CircuitOpen,
+  CreateTimeout,
+  KeyLimitExceeded,
+  type Occupancy,
+  PoolClosed,
+  type PoolError,
+  PoolTimeout
+} from "../PoolError.js"
+import * as PoolMetrics from "../PoolMetrics.js"
+import type { CheckResult, CleanupReport, ItemDetails, KeyHealth, KeyStats, PoolStats } from "../PoolStats.js"
+import { Breaker, PASS, PROBE } from "./breaker.js"
+import { KeyIndex } from "./keyIndex.js"
+import { Link, LinkedList } from "./linkedList.js"
+import { PoolTags, sample, type Tags } from "./metrics.js"
+import { configInForce, type Maintenance, type Resolved } from "./settings.js"
+
+/**
+ * The keyed pool's state machine: per-key slots, items, waiters, and every
+ * rule of admission, dispatch, release, expiry, health and shutdown.
+ * `keyedPool.ts` wraps it in the public object.
+ *
+ * @internal
+ */
+
+/** @internal */
+export type AnyFiber = Fiber.RuntimeFiber<unknown, unknown>
+
+/**
+ * One pooled resource. `scope` holds the finalizers its `acquire` added;
+ * closing it destroys the resource.
+ *
+ * @internal
+ */
+export class Item<K, A> {
+  state: "idle" | "leased" | "destroyed" = "leased"
+  /** Set on a leased item found broken: destroy it instead of returning it, for this reason. */
+  invalid: PoolMetrics.DestroyReason | undefined
+  /** The lease is a half-open circuit's probe: its outcome decides the circuit. */
+  probe = false
+  holder: AnyFiber | undefined
+  lastUsed: number
+  idleSince = 0
+  /** Membership in its key's idle stack. */
+  readonly keyLink = new Link<Item<K, A>>(this)
+  /** Membership in the pool-wide idle list, least recently released first. */
+  readonly lruLink = new Link<Item<K, A>>(this)
+  /** Built once per item, so a lease allocates no closure for its release. */
+  readonly release: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
+
+  constructor(
+    readonly slot: KeySlot<K, A>,
+    readonly value: A,
+    readonly scope: Scope.CloseableScope,
+    readonly fingerprint: string | undefined,
+    readonly createdAt: number,
+    pool: PoolState<K, A, any>
+  ) {
+    this.lastUsed = createdAt
+    this.release = (exit) => Effect.suspend(() => pool.release(this, exit))
+  }
+}
+
+/**
+ * A caller waiting for its turn. Whoever serves it writes the outcome here
+ * before waking it, so the caller's own fiber settles ownership whatever
+ * happened meanwhile (interruption, timeout, shutdown): nothing is lost.
+ *
+ * @internal
+ */
+export class Waiter<K, A> {
+  state: "waiting" | "item" | "create" | "failed" | "settled" = "waiting"
+  item: Item<K, A> | undefined
+  /** Why it failed: built when it happened, while the waiter still counts in the snapshot. */
+  error: PoolError | undefined
+  wake: ((effect: Effect.Effect<void>) => void) | undefined
+  readonly keyLink = new Link<Waiter<K, A>>(this)
+  readonly poolLink = new Link<Waiter<K, A>>(this)
+
+  constructor(
+    readonly slot: KeySlot<K, A>,
+    readonly key: K,
+    readonly fiber: AnyFiber,
+    /** Arrival order across the whole pool. */
+    readonly seq: number,
+    readonly since: number,
+    readonly deadline: number,
+    readonly probe: boolean
+  ) {}
+}
+
+/** Everything the pool knows about one key (one `keyId` group). */
+/** @internal */
+export class KeySlot<K, A> {
+  readonly idle = new LinkedList<Item<K, A>>()
+  readonly waiters = new LinkedList<Waiter<K, A>>()
+  inUse = 0
+  creating = 0
+  created = 0
+  destroyed = 0
+  timeouts = 0
+  failures = 0
+  lastUsed: number
+  /** Fingerprints this key moved past: a late caller holding one does not move it back. */
+  retired: Array<string | undefined> | undefined
+  /** Items leased to a health check or heartbeat (a subset of `inUse`). */
+  checking = 0
+  /** Failed creations in a row, and when the next creation may start. */
+  createFailures = 0
+  backoffUntil = 0
+  lastFailure = 0
+  /** Recent check, heartbeat and failed validation results, oldest first (made on the first). */
+  history: Array<CheckResult> | undefined
+
+  constructor(
+    readonly id: unknown,
+    /** The latest key seen: background refills create with it. */
+    public key: K,
+    readonly description: string,
+    readonly max: number,
+    public fingerprint: string | undefined,
+    readonly createdAt: number,
+    readonly breaker: Breaker | undefined,
+    /** Metric labels: this key's own, or shared with other keys. */
+    readonly tags: Tags
+  ) {
+    this.lastUsed = createdAt
+  }
+
+  get size(): number {
+    return this.idle.size + this.inUse + this.creating
+  }
+}
+
+/** How many past fingerprints a key remembers (see `KeySlot.retired`). */
+const retiredFingerprints = 8
+
+/** @internal */
+export const annotations = { package: "@cistern/pool", module: "KeyedPool" } as const
+
+/**
+ * The engine. All bookkeeping is synchronous and runs inside a single
+ * `Effect.sync`/`suspend` step, so each state change is atomic with respect to
+ * other fibers without locks; only resource creation and destruction (the
+ * user's effects) run asynchronously.
+ *
+ * @internal
+ */
+export class PoolState<K, A, E> {
+  readonly slots = new KeyIndex<unknown, KeySlot<K, A>>()
+  /** Idle items of every key, least recently released at the head. */
+  readonly lru = new LinkedList<Item<K, A>>()
+  /** Every waiter, oldest first: serves cross-key fairness and deadline expiry. */
+  readonly waiters = new LinkedList<Waiter<K, A>>()
+  /** Live items by value, for O(1) `invalidate`. */
+  readonly items = new Map<A, Item<K, A>>()
+  /** Fibers running a creation, interrupted if shutdown outlasts `drainTimeout`. */
+  readonly creators = new Set<AnyFiber>()
+  /** Items taken out of the pool by the current step, to be closed by the caller of that step. */
+  private doomed: Array<Item<K, A>> = []
+
+  idle = 0
+  inUse = 0
+  creating = 0
+  created = 0
+  destroyed = 0
+  timeouts = 0
+  failures = 0
+  keysDropped = 0
+  closed = false
+  /** Empty keys kept only because their breaker remembers failures; cleanup drops them. */
+  readonly lingering = new Set<KeySlot<K, A>>()
+  readonly tags: PoolTags
+  /** Log lines from synchronous steps, written by whoever runs the step (see `flush`). */
+  private logs: Array<Effect.Effect<void>> = []
+  private arrivals = 0
+  /** The key being admitted: kept even if it empties for a moment mid-step. */
+  pinned: KeySlot<K, A> | undefined
+
+  /** Wakes the deadline fiber when the first waiter arrives. */
+  private wakeDeadlines: ((effect: Effect.Effect<void>) => void) | undefined
+
+  constructor(
+    readonly settings: Resolved<K>,
+    /** Runs the user's `acquire` with the pool's context and the item's own scope. */
+    readonly acquire: (key: K, scope: Scope.Scope) => Effect.Effect<A, E>,
+    readonly clock: Clock.Clock,
+    readonly drained: Deferred.Deferred<void>,
+    /** The pool's scope: background refills run in it. */
+    readonly scope: Scope.Scope
+  ) {
+    this.tags = new PoolTags(settings.name, settings.metricsPerKey)
+  }
+
+  get size(): number {
+    return this.idle + this.inUse + this.creating
+  }
+
+  now(): number {
+    return this.clock.unsafeCurrentTimeMillis()
+  }
+
+  // ---------------------------------------------------------------------------
+  // admission
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Decides, in one synchronous step, what a `get` gets: an idle item (leased
+   * to `fiber`), a reservation to create one (the slot, with `creating` bumped),
+   * a place in the queue, or an error.
+   */
+  admit(key: K, fiber: AnyFiber, since: number): Item<K, A> | KeySlot<K, A> | Waiter<K, A> | PoolError {
+    if (this.closed) return new PoolClosed({ key: this.settings.describeKey(key) })
+    const now = this.now()
+    const slot = this.slotFor(key, now)
+    if (!(slot instanceof KeySlot)) return slot
+    let probe = false
+    if (slot.breaker !== undefined) {
+      const verdict = slot.breaker.admit(now)
+      if (verdict > PASS) return this.circuitOpen(slot, verdict)
+      probe = verdict === PROBE
+    }
+    this.probeAdmitted = probe
+    this.pinned = slot
+    try {
+      const item = this.takeIdle(slot, now)
+      if (item !== undefined) {
+        this.lease(item, now, fiber)
+        item.probe = probe
+        return item
+      }
+      if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
+        // The total is the bottleneck: make room by destroying the least
+        // recently used idle item (of another key: this key has none, or we
+        // would have taken it). Idle items never coexist with waiters that
+        // could create, so nobody is skipped.
+        const victim = this.lru.head?.value
+        if (victim !== undefined) this.destroy(victim, "evicted")
+      }
+      if (slot.waiters.size === 0 && this.canCreate(slot)) {
+        this.reserve(slot)
+        return slot
+      }
+      return this.enqueue(slot, key, fiber, since, probe)
+    } finally {
+      this.pinned = undefined
+    }
+  }
+
+  /**
+   * Whether the last `admit` let its caller through as a half-open probe (read
+   * right after `admit`, in the same step, when it returned a reservation).
+   */
+  probeAdmitted = false
+
+  private circuitOpen(slot: KeySlot<K, A>, retryAfter: number): CircuitOpen {
+    return new CircuitOpen({
+      key: slot.description,
+      retryAfterMillis: retryAfter,
+      consecutiveFailures: slot.breaker?.consecutive ?? 0
+    })
+  }
+
+  private slotFor(key: K, now: number): KeySlot<K, A> | KeyLimitExceeded {
+    const s = this.settings
+    const id = s.keyId(key)
+    const fingerprint = s.fingerprint?.(key)
+    let slot = this.slots.get(id)
+    if (slot === undefined) {
+      if (this.slots.size >= s.maxKeys && !this.evictIdleKey()) {
+        return new KeyLimitExceeded({
+          key: s.describeKey(key),
+          maxKeys: s.maxKeys,
+          poolSnapshot: this.occupancy()
+        })
+      }
+      const breaker = s.breaker === undefined ? undefined : new Breaker(s.breaker)
+      const description = s.describeKey(key)
+      const tags = this.tags.forKey(description)
+      slot = new KeySlot<K, A>(id, key, description, s.maxPerKey(key), fingerprint, now, breaker, tags)
+      this.slots.set(id, slot)
+    } else if (fingerprint !== slot.fingerprint && !slot.retired?.includes(fingerprint)) {
+      // Credentials changed: idle items of the old version go now, leased
+      // ones when they come back (see `release`).
+      slot.retired ??= []
+      if (slot.retired.push(slot.fingerprint) > retiredFingerprints) slot.retired.shift()
+      slot.fingerprint = fingerprint
+      let stale: Item<K, A> | undefined
+      while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale, "credentials")
+    }
+    slot.key = key
+    this.lingering.delete(slot)
+    return slot
+  }
+
+  /** Pops the most recently used idle item that is still fit to hand out. */
+  private takeIdle(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
+    let item: Item<K, A> | undefined
+    while ((item = slot.idle.tail?.value) !== undefined) {
+      const unfit = this.unfit(item, now)
+      if (unfit === undefined) {
+        slot.idle.remove(item.keyLink)
+        this.lru.remove(item.lruLink)
+        this.idle--
+        return item
+      }
+      this.destroy(item, unfit)
+    }
+    return undefined
+  }
+
+  /** Why an item may not be handed out (again), if it may not. */
+  private unfit(item: Item<K, A>, now: number): PoolMetrics.DestroyReason | undefined {
+    if (this.closed) return "shutdown"
+    if (item.invalid !== undefined) return item.invalid
+    if (item.fingerprint !== item.slot.fingerprint) return "credentials"
+    if (now - item.createdAt >= this.settings.maxLifetime) return "lifetime"
+    return undefined
+  }
+
+  /** Whether the key itself may start another creation (its limit and `createConcurrency`). */
+  private mayGrow(slot: KeySlot<K, A>): boolean {
+    return slot.size < slot.max && slot.creating < this.settings.createConcurrency
+  }
+
+  private canCreate(slot: KeySlot<K, A>): boolean {
+    return this.mayGrow(slot) && this.size < this.settings.maxTotal
+  }
+
+  private lease(item: Item<K, A>, now: number, fiber: AnyFiber): void {
+    item.state = "leased"
+    item.holder = fiber
+    item.lastUsed = now
+    item.slot.lastUsed = now
+    item.slot.inUse++
+    this.inUse++
+  }
+
+  private reserve(slot: KeySlot<K, A>): void {
+    slot.creating++
+    this.creating++
+  }
+
+  private enqueue(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
+    // Deadlines never decrease along the queue, so one timer for the oldest
+    // serves all: a caller re-admitted after a failed validation (an earlier
+    // `since`) may time out later by at most that validation's time.
+    const deadline = Math.max(since + this.settings.acquireTimeout, this.waiters.tail?.value.deadline ?? 0)
+    const waiter = new Waiter(slot, key, fiber, this.arrivals++, since, deadline, probe)
+    slot.waiters.push(waiter.keyLink)
+    this.waiters.push(waiter.poolLink)
+    if (this.waiters.size === 1 && this.wakeDeadlines !== undefined) {
+      const wake = this.wakeDeadlines
+      this.wakeDeadlines = undefined
+      wake(Effect.void)
+    }
+    return waiter
+  }
+
+  private dequeue(waiter: Waiter<K, A>): void {
+    waiter.slot.waiters.remove(waiter.keyLink)
+    this.waiters.remove(waiter.poolLink)
+  }
+
+  // ---------------------------------------------------------------------------
+  // dispatch: who gets a returned item or a freed slot
+  // ---------------------------------------------------------------------------
+
+  /**
+   * The oldest waiter (of any key but `except`) whose key may still grow: the
+   * one a freed total slot belongs to. Walks past waiters of keys at their own
+   * limit, which only exist while the total is also exhausted.
+   */
+  private oldestCreatable(except: KeySlot<K, A> | undefined): Waiter<K, A> | undefined {
+    for (let link = this.waiters.head; link !== undefined; link = link.next) {
+      const slot = link.value.slot
+      if (slot !== except && this.mayGrow(slot)) return link.value
+    }
+    return undefined
+  }
+
+  /**
+   * A healthy leased item came back (still counted as in use): to its key's
+   * first waiter, to make room for an older waiter of another key, or to idle.
+   */
+  private returned(item: Item<K, A>, now: number): void {
+    const slot = item.slot
+    const mine = slot.waiters.head?.value
+    if (this.size >= this.settings.maxTotal && this.waiters.size > slot.waiters.size) {
+      const other = this.oldestCreatable(slot)
+      if (other !== undefined && (mine === undefined || other.seq < mine.seq)) {
+        // Fairness across keys: the total is exhausted and a waiter of another
+        // key came first; this item makes room for it.
+        this.destroy(item, "evicted")
+        return
+      }
+    }
+    if (mine !== undefined) {
+      this.dequeue(mine)
+      item.holder = mine.fiber
+      item.probe = mine.probe
+      mine.item = item
+      this.settleWaiter(mine, "item")
+      return
+    }
+    slot.inUse--
+    this.inUse--
+    item.state = "idle"
+    item.idleSince = now
+    item.holder = undefined
+    slot.idle.push(item.keyLink)
+    this.lru.push(item.lruLink)
+    this.idle++
+  }
+
+  /** A slot of `slot`'s key (and of the total) was freed. */
+  private freed(slot: KeySlot<K, A>): void {
+    if (!this.closed) {
+      const next = Number.isFinite(this.settings.maxTotal)
+        ? this.oldestCreatable(undefined)
+        : slot.waiters.head !== undefined && this.mayGrow(slot)
+          ? slot.waiters.head.value
+          : undefined
+      if (next !== undefined) {
+        this.dequeue(next)
+        this.reserve(next.slot)
+        this.settleWaiter(next, "create")
+      }
+    }
+    this.dropIfEmpty(slot)
+  }
+
+  /** A creation of `slot` ended (either way): its key may start the next one. */
+  private creationEnded(slot: KeySlot<K, A>): void {
+    const next = slot.waiters.head?.value
+    if (!this.closed && next !== undefined && this.canCreate(slot)) {
+      this.dequeue(next)
+      this.reserve(slot)
+      this.settleWaiter(next, "create")
+    }
+  }
+
+  private fail(waiter: Waiter<K, A>, error: PoolError): void {
+    waiter.error = error
+    this.dequeue(waiter)
+    this.settleWaiter(waiter, "failed")
+  }
+
+  private settleWaiter(waiter: Waiter<K, A>, state: "item" | "create" | "failed"): void {
+    waiter.state = state
+    const wake = waiter.wake
+    if (wake !== undefined) {
+      waiter.wake = undefined
+      wake(Effect.void)
+    }
+  }
+
+  private dropIfEmpty(slot: KeySlot<K, A>): void {
+    if (slot.size === 0 && slot.waiters.size === 0 && slot !== this.pinned && this.slots.get(slot.id) === slot) {
+      // A key whose breaker or creation backoff remembers failures is kept
+      // until cleanup finds it quiet: forgetting would let callers hammer a
+      // server that is down.
+      if (this.remembersFailures(slot, this.now())) this.lingering.add(slot)
+      else this.drop(slot)
+    }
+  }
+
+  /**
+   * Whether an empty key must be kept: its creation backoff runs, its breaker
+   * failed within the last `reset`, or it is open (or half-open) and nobody
+   * came to probe it for a whole `reset` after it could be probed.
+   */
+  private remembersFailures(slot: KeySlot<K, A>, now: number): boolean {
+    const breaker = slot.breaker
+    if (now < slot.backoffUntil) return true
+    if (breaker === undefined || breaker.pristine) return false
+    const reset = breaker.settings.reset
+    if (breaker.state !== "closed") return now < breaker.openedAt + 2 * reset
+    return now - slot.lastFailure < reset
+  }
+
+  private drop(slot: KeySlot<K, A>): void {
+    this.slots.delete(slot.id)
+    this.lingering.delete(slot)
+    this.keysDropped++
+  }
+
+  /** Evicts a key kept only for its failures, or else one whose items are all idle, least recently used first. */
+  private evictIdleKey(): boolean {
+    for (const slot of this.lingering) {
+      this.drop(slot)
+      return true
+    }
+    for (let link = this.lru.head; link !== undefined; link = link.next) {
+      const slot = link.value.slot
+      if (slot.inUse === 0 && slot.creating === 0 && slot.waiters.size === 0) {
+        let item: Item<K, A> | undefined
+        while ((item = slot.idle.head?.value) !== undefined) this.destroy(item, "evicted")
+        return true
+      }
+    }
+    return false
+  }
+
+  // ---------------------------------------------------------------------------
+  // release and destruction
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Ends a lease: the item goes back, or is destroyed when unfit or when the
+   * lease failed with a connection error. The outcome feeds the breaker.
+   */
+  release(item: Item<K, A>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
+    if (item.state !== "leased") return Effect.void
+    const now = this.now()
+    const slot = item.slot
+    slot.lastUsed = now
+    if (item.holder !== undefined) slot.tags.update(PoolMetrics.leaseDuration, (now - item.lastUsed) / 1000)
+    item.lastUsed = now
+    const outcome = Exit.isSuccess(exit) ? "success" : this.classify(exit.cause)
+    if (outcome === "connection") item.invalid ??= "invalidated"
+    if (slot.breaker !== undefined) this.report(slot, outcome, item.probe, now)
+    item.probe = false
+    const unfit = this.unfit(item, now)
+    if (unfit === undefined) this.returned(item, now)
+    else this.destroy(item, unfit)
+    this.checkDrained()
+    return this.flush()
+  }
+
+  /**
+   * Releases an item the pool found broken (a failed check or validation)
+   * without dropping its key at once, so the key's health history survives
+   * and a refill or the caller's next try finds it; cleanup drops it later if
+   * it stays empty.
+   */
+  releaseKeepingKey(item: Item<K, A>): Effect.Effect<void> {
+    const slot = item.slot
+    const pinned = this.pinned
+    this.pinned = slot
+    try {
+      return this.release(item, Exit.void)
+    } finally {
+      this.pinned = pinned
+      if (slot.size === 0 && slot.waiters.size === 0) this.lingering.add(slot)
+    }
+  }
+
+  /** Whether a failure is the connection's fault, the caller's, or an interruption. */
+  classify(cause: Cause.Cause<unknown>): Outcome {
+    if (Cause.isInterruptedOnly(cause)) return "interrupted"
+    const failure = Cause.failureOption(cause)
+    const error = failure._tag === "Some" ? failure.value : Cause.squash(cause)
+    return this.settings.isConnectionError(error) ? "connection" : "caller"
+  }
+
+  /** Tells a key's breaker how a call went, failing the key's waiters if the circuit opens. */
+  report(slot: KeySlot<K, A>, outcome: Outcome, probe: boolean, now: number): void {
+    const breaker = slot.breaker
+    if (breaker === undefined) return
+    if (outcome === "connection") slot.lastFailure = now
+    const before = breaker.state
+    if (outcome === "success") breaker.success(now, probe)
+    else if (outcome === "connection") breaker.failure(now, probe)
+    else breaker.abandon(probe)
+    if (breaker.state !== before) {
+      slot.tags.update(PoolMetrics.breakerTransitions, 1, slot.tags.with("to", breaker.state))
+      const line = `circuit of key ${slot.description}: ${before} -> ${breaker.state}`
+      this.logs.push(breaker.state === "closed" ? Effect.logInfo(line) : Effect.logWarning(line))
+    }
+    if (breaker.state === "open" && slot.waiters.size > 0) {
+      const retryAfter = breaker.openedAt + breaker.settings.reset - now
+      let waiter: Waiter<K, A> | undefined
+      while ((waiter = slot.waiters.head?.value) !== undefined) this.fail(waiter, this.circuitOpen(slot, retryAfter))
+    }
+  }
+
+  /**
+   * Takes an item out of the pool and frees its slot; its scope is closed by
+   * whoever runs the current step (see `flush`).
+   */
+  destroy(item: Item<K, A>, reason: PoolMetrics.DestroyReason): void {
+    const slot = item.slot
+    if (item.state === "destroyed") return
+    slot.tags.update(PoolMetrics.destroyed, 1, slot.tags.with("reason", reason))
+    if (reason === "evicted") this.logs.push(Effect.logDebug(`evicted an idle item of key ${slot.description}`))
+    if (item.state === "idle") {
+      slot.idle.remove(item.keyLink)
+      this.lru.remove(item.lruLink)
+      this.idle--
+    } else {
+      slot.inUse--
+      this.inUse--
+    }
+    item.state = "destroyed"
+    item.holder = undefined
+    slot.destroyed++
+    this.destroyed++
+    this.items.delete(item.value)
+    this.doomed.push(item)
+    this.freed(slot)
+  }
+
+  /** Finishes a step: closes the scopes of the items it destroyed and writes its log lines. */
+  flush(): Effect.Effect<void> {
+    if (this.doomed.length === 0 && this.logs.length === 0) return Effect.void
+    const doomed = this.doomed
+    const logs = this.logs
+    this.doomed = []
+    this.logs = []
+    const close = Effect.forEach(doomed, closeItem, { discard: true })
+    return logs.length === 0 ? close : Effect.zipRight(Effect.annotateLogs(Effect.all(logs), annotations), close)
+  }
+
+  private checkDrained(): void {
+    if (this.closed && this.inUse === 0 && this.creating === 0) Deferred.unsafeDone(this.drained, Exit.void)
+  }
+
+  // ---------------------------------------------------------------------------
+  // waiting and creating (the caller's own fiber runs both)
+  // ---------------------------------------------------------------------------
+
+  /** Parks until served; returns at once if it already was. */
+  park(waiter: Waiter<K, A>): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      if (waiter.state === "waiting") waiter.wake = resume
+      else resume(Effect.void)
+    })
+  }
+
+  /**
+   * After parking ended (served, timed out, closed or interrupted), settles
+   * what the waiter owns: an item or a reservation is used, or given back when
+   * the caller was interrupted.
+   */
+  settle(waiter: Waiter<K, A>, exit: Exit.Exit<void>, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+    const state = waiter.state
+    waiter.state = "settled"
+    waiter.wake = undefined
+    switch (state) {
+      case "item": {
+        const item = waiter.item!
+        waiter.item = undefined
+        waiter.slot.tags.update(PoolMetrics.acquireWait, (this.now() - waiter.since) / 1000)
+        return Exit.isSuccess(exit)
+          ? Effect.succeed(item)
+          : Effect.zipRight(this.release(item, exit), Effect.failCause(exit.cause))
+      }
+      case "create": {
+        if (Exit.isFailure(exit) || this.closed) {
+          waiter.slot.breaker?.abandon(waiter.probe)
+          this.unreserve(waiter.slot)
+          const failure = Exit.isFailure(exit)
+            ? Effect.failCause(exit.cause)
+            : Effect.fail(new PoolClosed({ key: waiter.slot.description }))
+          return Effect.zipRight(this.flush(), failure)
+        }
+        return this.create(waiter.slot, waiter.key, waiter.fiber, waiter.probe, waiter.since, restore)
+      }
+      case "failed":
+        waiter.slot.breaker?.abandon(waiter.probe)
+        return Effect.fail(waiter.error!)
+      default: {
+        // Still queued: the caller was interrupted while waiting.
+        waiter.slot.breaker?.abandon(waiter.probe)
+        this.dequeue(waiter)
+        this.dropIfEmpty(waiter.slot)
+        return Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.dieMessage("a waiter woke unserved")
+      }
+    }
+  }
+
+  private unreserve(slot: KeySlot<K, A>): void {
+    slot.creating--
+    this.creating--
+    this.checkDrained()
+    this.freed(slot)
+  }
+
+  /**
+   * Runs `acquire` for a reservation, in a fresh scope that becomes the item's:
+   * after the key's creation backoff, bounded by `createTimeout`. Whatever
+   * happens, the reservation ends exactly once: as a leased item, or freed.
+   * (`acquireTimeout` bounds the wait for a turn; a creation is bounded by
+   * `createTimeout`.)
+   */
+  create(
+    slot: KeySlot<K, A>,
+    key: K,
+    fiber: AnyFiber,
+    probe: boolean,
+    since: number,
+    restore: Restore
+  ): Effect.Effect<Item<K, A>, E | PoolError> {
+    return Effect.flatMap(Scope.make(), (scope) => {
+      const started = this.now()
+      const { createTimeout } = this.settings
+      let attempt: Effect.Effect<A, E | CreateTimeout> = this.acquire(key, scope)
+      if (Number.isFinite(createTimeout)) {
+        attempt = Effect.timeoutFail(attempt, {
+          duration: Duration.millis(createTimeout),
+          onTimeout: () => new CreateTimeout({ key: slot.description, timeoutMillis: createTimeout })
+        })
+      }
+      const backoff = slot.backoffUntil - started
+      if (backoff > 0) attempt = Effect.zipRight(Effect.sleep(Duration.millis(backoff)), attempt)
+      if (this.settings.spans) {
+        attempt = Effect.withSpan(attempt, "KeyedPool.acquire", {
+          attributes: { "cistern.pool": this.settings.name, "cistern.key": slot.description }
+        })
+      }
+      this.creators.add(fiber)
+      return Effect.flatMap(Effect.exit(restore(attempt)), (exit) => {
+        this.creators.delete(fiber)
+        if (Exit.isSuccess(exit)) {
+          slot.createFailures = 0
+          slot.backoffUntil = 0
+          const item = this.register(slot, exit.value, scope, key, fiber)
+          item.probe = probe
+          const now = this.now()
+          slot.tags.update(PoolMetrics.createDuration, (now - started) / 1000)
+          slot.tags.update(PoolMetrics.acquireWait, (now - since) / 1000)
+          this.creationEnded(slot)
+          return Effect.succeed(item)
+        }
+        const now = this.now()
+        if (Cause.isInterruptedOnly(exit.cause)) {
+          slot.breaker?.abandon(probe)
+        } else {
+          // A failed creation is a connection failure whatever its error says.
+          slot.failures++
+          this.failures++
+          slot.tags.update(PoolMetrics.acquireFailures, 1)
+          this.logs.push(Effect.logWarning(`creating an item of key ${slot.description} failed`, exit.cause))
+          this.backOff(slot, now)
+          this.report(slot, "connection", probe, now)
+        }
+        this.unreserve(slot)
+        this.creationEnded(slot)
+        return this.flush().pipe(
+          Effect.zipRight(closeScope(scope, exit)),
+          Effect.zipRight(Effect.failCause(exit.cause))
+        )
+      })
+    })
+  }
+
+  /** After a failed creation, the key's next one waits: doubling per failure, capped, with jitter. */
+  private backOff(slot: KeySlot<K, A>, now: number): void {
+    const backoff = this.settings.createBackoff
+    if (backoff === undefined) return
+    const delay = Math.min(backoff.max, backoff.initial * 2 ** slot.createFailures)
+    slot.createFailures++
+    // Jitter spreads the retries of many keys; it needs no reproducible seed.
+    slot.backoffUntil = now + delay * (0.5 + Math.random() / 2)
+  }
+
+  private register(slot: KeySlot<K, A>, value: A, scope: Scope.CloseableScope, key: K, fiber: AnyFiber): Item<K, A> {
+    const now = this.now()
+    const item = new Item(slot, value, scope, this.settings.fingerprint?.(key), now, this)
+    slot.creating--
+    this.creating--
+    slot.created++
+    this.created++
+    slot.tags.update(PoolMetrics.created, 1)
+    this.items.set(value, item)
+    this.lease(item, now, fiber)
+    return item
+  }
+
+  // ---------------------------------------------------------------------------
+  // background work: deadlines, idle expiry, health checks, heartbeats, refills
+  // ---------------------------------------------------------------------------
+
+  /**
+   * One fiber expires waiters past their deadline. Deadlines follow arrival
+   * order (see `enqueue`), so it sleeps until the oldest waiter's deadline,
+   * and parks when nobody waits.
+   */
+  readonly deadlines: Effect.Effect<never> = Effect.forever(
+    Effect.suspend((): Effect.Effect<void> => {
+      const oldest = this.waiters.head?.value
+      if (oldest === undefined) {
+        return Effect.async<void>((resume) => {
+          this.wakeDeadlines = resume
+        })
+      }
+      const now = this.now()
+      if (oldest.deadline > now) return Effect.sleep(Duration.millis(oldest.deadline - now))
+      let waiter: Waiter<K, A> | undefined
+      while ((waiter = this.waiters.head?.value) !== undefined && waiter.deadline <= now) {
+        waiter.slot.timeouts++
+        this.timeouts++
+        waiter.slot.tags.update(PoolMetrics.acquireTimeouts, 1)
+        this.fail(waiter, this.timeoutError(waiter.slot, waiter.key, waiter.since))
+        this.dropIfEmpty(waiter.slot)
+      }
+      return Effect.void
+    })
+  )
+
+  /**
+   * Destroys idle items past `idleTimeout` (keeping `minIdlePerKey`) or
+   * `maxLifetime`, and drops keys kept only by a breaker that has gone quiet.
+   * A full pass over idle items: health checks return items out of release
+   * order, so the list is only roughly sorted.
+   */
+  cleanup(): Effect.Effect<CleanupReport> {
+    return Effect.suspend(() => {
+      const { idleTimeout, maxLifetime, minIdlePerKey } = this.settings
+      const now = this.now()
+      const before = this.size
+      const dropped = this.keysDropped
+      let cleaned = 0
+      for (let link = this.lru.head; link !== undefined; ) {
+        const item = link.value
+        link = link.next
+        const tooOld = now - item.createdAt >= maxLifetime
+        const idleTooLong = now - item.idleSince >= idleTimeout
+        if (tooOld || (idleTooLong && item.slot.idle.size > minIdlePerKey)) {
+          this.destroy(item, tooOld ? "lifetime" : "idle")
+          cleaned++
+        }
+      }
+      for (const slot of this.lingering) if (!this.remembersFailures(slot, now)) this.drop(slot)
+      const report: CleanupReport = { before, after: this.size, cleaned, keysDropped: this.keysDropped - dropped }
+      return this.flush().pipe(Effect.zipRight(this.refillAll()), Effect.as(report))
+    })
+  }
+
+  /**
+   * Runs a health check or heartbeat over the items idle right now, a few at
+   * a time. Each is taken out of idle while it runs (so no caller shares it),
+   * then handed to a waiter or put back; one that fails or outlives the
+   * timeout is destroyed and its key refilled up to `minIdlePerKey`.
+   */
+  maintain(kind: "check" | "heartbeat", task: Maintenance): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const batch: Array<Item<K, A>> = []
+      for (const item of this.lru) if (item.slot.breaker?.state !== "open") batch.push(item)
+      return Effect.forEach(batch, (item) => this.maintainOne(kind, task, item), {
+        concurrency: maintenanceConcurrency,
+        discard: true
+      }).pipe(Effect.zipRight(this.refillAll()))
+    })
+  }
+
+  /** Refills every key below `minIdlePerKey` (a no-op, and no scan, when it is 0). */
+  refillAll(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.settings.minIdlePerKey === 0 || this.closed) return Effect.void
+      const short: Array<KeySlot<K, A>> = []
+      for (const slot of this.slots.values()) {
+        if (slot.idle.size + slot.creating < this.settings.minIdlePerKey) short.push(slot)
+      }
+      return Effect.forEach(short, (slot) => this.refill(slot), { discard: true })
+    })
+  }
+
+  private maintainOne(kind: "check" | "heartbeat", task: Maintenance, item: Item<K, A>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (item.state !== "idle" || this.closed) return Effect.void
+      const slot = item.slot
+      const idleSince = item.idleSince
+      slot.idle.remove(item.keyLink)
+      this.lru.remove(item.lruLink)
+      this.idle--
+      item.state = "leased"
+      item.holder = undefined
+      slot.inUse++
+      this.inUse++
+      slot.checking++
+      const started = this.now()
+      const run = Effect.timeoutFail(task.run(item.value), {
+        duration: Duration.millis(task.timeout),
+        onTimeout: () => new Error(`${kind} timed out after ${task.timeout} ms`)
+      })
+      return Effect.flatMap(Effect.exit(run), (exit) => {
+        slot.checking--
+        const now = this.now()
+        this.record(slot, kind, started, now, exit)
+        if (item.state !== "leased") return Effect.void // destroyed by a shutdown meanwhile
+        if (Exit.isFailure(exit)) {
+          item.invalid = "failed_check"
+          this.logs.push(Effect.logWarning(`${kind} of an idle item of key ${slot.description} failed`, exit.cause))
+          this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
+          return Effect.zipRight(this.releaseKeepingKey(item), this.refill(slot))
+        }
+        this.report(slot, "success", false, now)
+        // Back where it was: a check is not a use, so idle expiry still applies.
+        const back = this.release(item, Exit.void)
+        if (isIdle(item)) item.idleSince = idleSince
+        return back
+      })
+    })
+  }
+
+  /** Appends a result to the key's bounded history. */
+  record(
+    slot: KeySlot<K, A>,
+    kind: CheckResult["kind"],
+    started: number,
+    now: number,
+    exit: Exit.Exit<unknown, unknown>
+  ): void {
+    const limit = this.settings.checkHistory
+    if (limit === 0) return
+    const result: CheckResult = Exit.isSuccess(exit)
+      ? { kind, at: now, ok: true, millis: now - started }
+      : { kind, at: now, ok: false, millis: now - started, error: describeCause(exit.cause) }
+    slot.history ??= []
+    if (slot.history.push(result) > limit) slot.history.shift()
+  }
+
+  /** Creates idle items in the background, one at a time, until the key has `minIdlePerKey` again. */
+  refill(slot: KeySlot<K, A>): Effect.Effect<void> {
+    const fillOne: Effect.Effect<boolean> = Effect.withFiberRuntime((fiber) => {
+      const missing = this.settings.minIdlePerKey - slot.idle.size - slot.creating
+      const closed = slot.breaker !== undefined && slot.breaker.state !== "closed"
+      if (missing <= 0 || this.closed || closed || !this.canCreate(slot) || this.slots.get(slot.id) !== slot) {
+        return Effect.succeed(false)
+      }
+      // Reserved and created in the same fiber: an interruption frees the reservation.
+      this.reserve(slot)
+      return Effect.matchCauseEffect(this.create(slot, slot.key, fiber as AnyFiber, false, this.now(), identity), {
+        onFailure: (cause) => Effect.as(Effect.logWarning("refilling an idle item failed", cause), false),
+        onSuccess: (item) => Effect.as(this.release(item, Exit.void), true)
+      })
+    })
+    const fills = Effect.repeat(fillOne, { while: (filled) => filled })
+    return Effect.suspend(() =>
+      this.settings.minIdlePerKey > slot.idle.size + slot.creating && !this.closed
+        ? Effect.asVoid(Effect.forkIn(Effect.annotateLogs(fills, annotations), this.scope))
+        : Effect.void
+    )
+  }
+
+  // ---------------------------------------------------------------------------
+  // shutdown
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Closes the pool: refuses new callers, releases waiters with `PoolClosed`,
+   * destroys idle items, gives leases `drainTimeout` to come back, then
+   * interrupts their holders and destroys what is left. Every item's scope is
+   * closed exactly once.
+   */
+  shutdown(self: AnyFiber): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.closed = true
+      let waiter: Waiter<K, A> | undefined
+      while ((waiter = this.waiters.head?.value) !== undefined) {
+        this.fail(waiter, new PoolClosed({ key: waiter.slot.description }))
+        this.dropIfEmpty(waiter.slot)
+      }
+      let idle: Item<K, A> | undefined
+      while ((idle = this.lru.head?.value) !== undefined) this.destroy(idle, "shutdown")
+      this.checkDrained()
+      // Scopes close uninterruptibly; the wait must stay interruptible for the timeout to end it.
+      const drain = Effect.timeoutTo(Effect.interruptible(Deferred.await(this.drained)), {
+        duration: Duration.millis(this.settings.drainTimeout),
+        onSuccess: () => true,
+        onTimeout: () => false
+      })
+      return this.flush().pipe(
+        Effect.zipRight(drain),
+        Effect.flatMap((drained) => (drained ? Effect.void : this.forceClose(self)))
+      )
+    })
+  }
+
+  private forceClose(self: AnyFiber): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const holders = new Set<AnyFiber>(this.creators)
+      for (const item of this.items.values()) {
+        if (item.state !== "leased") continue
+        if (item.holder !== undefined) holders.add(item.holder)
+        this.destroy(item, "shutdown")
+      }
+      holders.delete(self)
+      return Effect.logWarning(
+        `drain timeout: interrupting ${holders.size} fiber(s) still holding or creating items`
+      ).pipe(
+        Effect.zipRight(Effect.forEach(holders, (fiber) => fiber.interruptAsFork(self.id()), { discard: true })),
+        Effect.zipRight(this.flush())
+      )
+    })
+  }
+
+  // ---------------------------------------------------------------------------
+  // snapshots
+  // ---------------------------------------------------------------------------
+
+  occupancy(): Occupancy {
+    return {
+      size: this.size,
+      idle: this.idle,
+      inUse: this.inUse,
+      creating: this.creating,
+      waiting: this.waiters.size
+    }
+  }
+
+  private keyOccupancy(slot: KeySlot<K, A>): Occupancy {
+    return {
+      size: slot.size,
+      idle: slot.idle.size,
+      inUse: slot.inUse,
+      creating: slot.creating,
+      waiting: slot.waiters.size
+    }
+  }
+
+  timeoutError(slot: KeySlot<K, A>, key: K, since: number): PoolTimeout {
+    const s = this.settings
+    return new PoolTimeout({
+      key: s.describeKey(key),
+      waitedMillis: this.now() - since,
+      limits: {
+        maxPerKey: slot.max,
+        maxTotal: Number.isFinite(s.maxTotal) ? s.maxTotal : null,
+        acquireTimeoutMillis: Number.isFinite(s.acquireTimeout) ? s.acquireTimeout : null
+      },
+      keySnapshot: this.keyOccupancy(slot),
+      poolSnapshot: this.occupancy()
+    })
+  }
+
+  itemDetails(): Array<ItemDetails> {
+    const now = this.now()
+    const details: Array<ItemDetails> = []
+    for (const item of this.items.values()) {
+      const idle = item.state === "idle"
+      details.push({
+        key: item.slot.description,
+        state: idle ? "idle" : "leased",
+        createdAt: item.createdAt,
+        lastUsed: item.lastUsed,
+        ageMillis: now - item.createdAt,
+        idleMillis: idle ? now - item.idleSince : 0
+      })
+    }
+    return details
+  }
+
+  private health(slot: KeySlot<K, A>, now: number): KeyHealth {
+    const breaker = slot.breaker
+    const history = slot.history ?? []
+    const lastCheck = history.length === 0 ? null : history[history.length - 1]
+    const state = breaker?.state ?? "closed"
+    const failing = (breaker?.consecutive ?? 0) > 0 || (lastCheck !== null && !lastCheck.ok)
+    return {
+      state: state === "open" ? "open" : state === "half-open" || failing ? "degraded" : "healthy",
+      breaker: state,
+      consecutiveFailures: breaker?.consecutive ?? 0,
+      retryAt:
+        breaker !== undefined && state === "open" ? Math.max(now, breaker.openedAt + breaker.settings.reset) : null,
+      lastCheck,
+      history: history.slice(),
+      transitions: breaker === undefined ? [] : breaker.transitions.slice()
+    }
+  }
+
+  /** Sets the occupancy gauges: the pool's, and those of keys with labels of their own. */
+  sampleGauges(): void {
+    sample(this.tags.pool, this.occupancy(), this.slots.size)
+    if (this.settings.metricsPerKey === 0) return
+    for (const slot of this.slots.values()) if (this.tags.isOwn(slot.tags)) sample(slot.tags, this.keyOccupancy(slot))
+  }
+
+  stats(): PoolStats {
+    this.sampleGauges()
+    const now = this.now()
+    const perKey: Array<KeyStats> = []
+    for (const slot of this.slots.values()) {
+      perKey.push({
+        key: slot.description,
+        max: slot.max,
+        ...this.keyOccupancy(slot),
+        created: slot.created,
+        destroyed: slot.destroyed,
+        timeouts: slot.timeouts,
+        failures: slot.failures,
+        createdAt: slot.createdAt,
+        lastUsed: slot.lastUsed,
+        checking: slot.checking,
+        health: this.health(slot, now)
+      })
+    }
+    return {
+      name: this.settings.name,
+      closed: this.closed,
+      keys: this.slots.size,
+      ...this.occupancy(),
+      created: this.created,
+      destroyed: this.destroyed,
+      timeouts: this.timeouts,
+      failures: this.failures,
+      perKey,
+      config: configInForce(this.settings)
+    }
+  }
+}
+
+type Outcome = "success" | "connection" | "caller" | "interrupted"
+
+/** @internal */
+export type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>
+
+const identity: Restore = (effect) => effect
+
+/** Reads an item's state afresh (past TypeScript's narrowing across a release). */
+const isIdle = (item: Item<any, any>): boolean => item.state === "idle"
+
+/** Health checks and heartbeats run this many items at a time. */
+const maintenanceConcurrency = 4
+
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return error instanceof Error ? error.message : String(error)
+}
+
+const closeScope = (scope: Scope.CloseableScope, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+  Effect.catchAllCause(Scope.close(scope, exit), (cause) =>
+    Effect.annotateLogs(Effect.logWarning("an item's finalizer failed", cause), annotations)
+  )
+
+const closeItem = (item: Item<any, any>): Effect.Effect<void> => closeScope(item.scope, Exit.void)
