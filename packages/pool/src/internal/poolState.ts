@@ -97,8 +97,11 @@ export class Waiter<K, A> {
   ) {}
 }
 
-/** Everything the pool knows about one key (one `keyId` group). */
-/** @internal */
+/**
+ * Everything the pool knows about one key (one `keyId` group).
+ *
+ * @internal
+ */
 export class KeySlot<K, A> {
   readonly idle = new LinkedList<Item<K, A>>()
   readonly waiters = new LinkedList<Waiter<K, A>>()
