@@ -100,9 +100,8 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
       // Only failed validations go into the history: successes would crowd out the checks.
       state.record(item.slot, "validate", started, state.now(), exit)
       if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
-      item.invalid = "failed_check"
       return state
-        .releaseKeepingKey(item)
+        .releaseBroken(item)
         .pipe(Effect.zipRight(state.refill(item.slot)), Effect.zipRight(this.take(key, restore, since)))
     })
   }

@@ -119,7 +119,9 @@ export class KeySlot<K, A> {
   /** Failed creations in a row, and when the next creation may start. */
   createFailures = 0
   backoffUntil = 0
+  /** When the breaker last counted a failure, and when an item last failed a check or validation. */
   lastFailure = 0
+  lastBroken = Number.NEGATIVE_INFINITY
   /** Recent check, heartbeat and failed validation results, oldest first (made on the first). */
   history: Array<CheckResult> | undefined
 
@@ -170,7 +172,6 @@ export class PoolState<K, A, E> {
   /** Items taken out of the pool by the current step, to be closed by the caller of that step. */
   private doomed: Array<Item<K, A>> = []
 
-  idle = 0
   inUse = 0
   creating = 0
   created = 0
@@ -179,14 +180,14 @@ export class PoolState<K, A, E> {
   failures = 0
   keysDropped = 0
   closed = false
-  /** Empty keys kept only because their breaker remembers failures; cleanup drops them. */
+  /** Empty keys kept only because they remember recent failures (`remembersFailures`); cleanup drops them. */
   readonly lingering = new Set<KeySlot<K, A>>()
   readonly tags: PoolTags
   /** Log lines from synchronous steps, written by whoever runs the step (see `flush`). */
   private logs: Array<Effect.Effect<void>> = []
   private arrivals = 0
   /** The key being admitted: kept even if it empties for a moment mid-step. */
-  pinned: KeySlot<K, A> | undefined
+  private pinned: KeySlot<K, A> | undefined
 
   /** Wakes the deadline fiber when the first waiter arrives. */
   private wakeDeadlines: ((effect: Effect.Effect<void>) => void) | undefined
@@ -201,6 +202,11 @@ export class PoolState<K, A, E> {
     readonly scope: Scope.Scope
   ) {
     this.tags = new PoolTags(settings.name, settings.metricsPerKey)
+  }
+
+  /** Idle items: exactly the members of the idle LRU. */
+  get idle(): number {
+    return this.lru.size
   }
 
   get size(): number {
@@ -312,7 +318,6 @@ export class PoolState<K, A, E> {
       if (unfit === undefined) {
         slot.idle.remove(item.keyLink)
         this.lru.remove(item.lruLink)
-        this.idle--
         return item
       }
       this.destroy(item, unfit)
@@ -421,7 +426,6 @@ export class PoolState<K, A, E> {
     item.holder = undefined
     slot.idle.push(item.keyLink)
     this.lru.push(item.lruLink)
-    this.idle++
   }
 
   /** A slot of `slot`'s key (and of the total) was freed. */
@@ -477,13 +481,15 @@ export class PoolState<K, A, E> {
   }
 
   /**
-   * Whether an empty key must be kept: its creation backoff runs, its breaker
-   * failed within the last `reset`, or it is open (or half-open) and nobody
-   * came to probe it for a whole `reset` after it could be probed.
+   * Whether an empty key must be kept: its creation backoff runs, an item of
+   * it failed a check or validation within the last `cleanupInterval`, its
+   * breaker failed within the last `reset`, or it is open (or half-open) and
+   * nobody came to probe it for a whole `reset` after it could be probed.
    */
   private remembersFailures(slot: KeySlot<K, A>, now: number): boolean {
     const breaker = slot.breaker
     if (now < slot.backoffUntil) return true
+    if (now - slot.lastBroken < this.settings.cleanupInterval) return true
     if (breaker === undefined || breaker.pristine) return false
     const reset = breaker.settings.reset
     if (breaker.state !== "closed") return now < breaker.openedAt + 2 * reset
@@ -540,21 +546,14 @@ export class PoolState<K, A, E> {
   }
 
   /**
-   * Releases an item the pool found broken (a failed check or validation)
-   * without dropping its key at once, so the key's health history survives
-   * and a refill or the caller's next try finds it; cleanup drops it later if
-   * it stays empty.
+   * Destroys an item the pool found broken (a failed check or validation).
+   * Its key remembers the failure (see `remembersFailures`), so the key's
+   * health history survives and a refill or the caller's next try finds it.
    */
-  releaseKeepingKey(item: Item<K, A>): Effect.Effect<void> {
-    const slot = item.slot
-    const pinned = this.pinned
-    this.pinned = slot
-    try {
-      return this.release(item, Exit.void)
-    } finally {
-      this.pinned = pinned
-      if (slot.size === 0 && slot.waiters.size === 0) this.lingering.add(slot)
-    }
+  releaseBroken(item: Item<K, A>): Effect.Effect<void> {
+    item.invalid = "failed_check"
+    item.slot.lastBroken = this.now()
+    return this.release(item, Exit.void)
   }
 
   /** Whether a failure is the connection's fault, the caller's, or an interruption. */
@@ -598,7 +597,6 @@ export class PoolState<K, A, E> {
     if (item.state === "idle") {
       slot.idle.remove(item.keyLink)
       this.lru.remove(item.lruLink)
-      this.idle--
     } else {
       slot.inUse--
       this.inUse--
@@ -875,7 +873,6 @@ export class PoolState<K, A, E> {
       const idleSince = item.idleSince
       slot.idle.remove(item.keyLink)
       this.lru.remove(item.lruLink)
-      this.idle--
       item.state = "leased"
       item.holder = undefined
       slot.inUse++
@@ -892,10 +889,9 @@ export class PoolState<K, A, E> {
         this.record(slot, kind, started, now, exit)
         if (item.state !== "leased") return Effect.void // destroyed by a shutdown meanwhile
         if (Exit.isFailure(exit)) {
-          item.invalid = "failed_check"
           this.logs.push(Effect.logWarning(`${kind} of an idle item of key ${slot.description} failed`, exit.cause))
           this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
-          return Effect.zipRight(this.releaseKeepingKey(item), this.refill(slot))
+          return Effect.zipRight(this.releaseBroken(item), this.refill(slot))
         }
         this.report(slot, "success", false, now)
         // Back where it was: a check is not a use, so idle expiry still applies.
