@@ -13,7 +13,7 @@ import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool
 import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
-import { type AnyFiber, annotations, Item, KeySlot, PoolState, type Restore, Waiter } from "./poolState.js"
+import { type AnyFiber, annotations, bounded, Item, KeySlot, PoolState, type Restore, Waiter } from "./poolState.js"
 import { resolve } from "./settings.js"
 
 /** @internal */
@@ -91,15 +91,12 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     const settings = state.settings
     const started = state.now()
     if (started - item.idleSince < settings.validateAfter) return Effect.succeed(item)
-    const check = Effect.timeoutFail(settings.validate!(item.value), {
-      duration: Duration.millis(settings.checkTimeout),
-      onTimeout: () => new Error(`validation timed out after ${settings.checkTimeout} ms`)
-    })
+    const check = bounded(settings.validate!(item.value), settings.validateTimeout, "validation")
     return Effect.flatMap(Effect.exit(restore(check)), (exit) => {
       if (Exit.isSuccess(exit)) return Effect.succeed(item)
+      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
       // Only failed validations go into the history: successes would crowd out the checks.
       state.record(item.slot, "validate", started, state.now(), exit)
-      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
       return state
         .releaseBroken(item)
         .pipe(Effect.zipRight(state.refill(item.slot)), Effect.zipRight(this.take(key, restore, since)))

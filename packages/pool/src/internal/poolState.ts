@@ -879,10 +879,7 @@ export class PoolState<K, A, E> {
       this.inUse++
       slot.checking++
       const started = this.now()
-      const run = Effect.timeoutFail(task.run(item.value), {
-        duration: Duration.millis(task.timeout),
-        onTimeout: () => new Error(`${kind} timed out after ${task.timeout} ms`)
-      })
+      const run = bounded(task.run(item.value), task.timeout, kind)
       return Effect.flatMap(Effect.exit(run), (exit) => {
         slot.checking--
         const now = this.now()
@@ -1115,6 +1112,13 @@ type Outcome = "success" | "connection" | "caller" | "interrupted"
 export type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>
 
 const identity: Restore = (effect) => effect
+
+/** Bounds a check of an item (health check, heartbeat, validation): a timeout is its failure. */
+export const bounded = (check: Effect.Effect<unknown, unknown>, millis: number, what: string) =>
+  Effect.timeoutFail(check, {
+    duration: Duration.millis(millis),
+    onTimeout: () => new Error(`${what} timed out after ${millis} ms`)
+  })
 
 /** Reads an item's state afresh (past TypeScript's narrowing across a release). */
 const isIdle = (item: Item<any, any>): boolean => item.state === "idle"

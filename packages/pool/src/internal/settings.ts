@@ -32,7 +32,7 @@ export interface Resolved<K> {
   readonly createBackoff: { readonly initial: number; readonly max: number } | undefined
   readonly validate: ((item: any) => Effect.Effect<unknown, unknown>) | undefined
   readonly validateAfter: number
-  readonly checkTimeout: number
+  readonly validateTimeout: number
   readonly healthCheck: Maintenance | undefined
   readonly heartbeat: Maintenance | undefined
   readonly checkHistory: number
@@ -133,7 +133,7 @@ export const resolve = <K>(options: Options<K, any, any, any>): Resolved<K> => {
           },
     validate: options.validate,
     validateAfter: millis("validateAfter", options.validateAfter ?? 0, false),
-    checkTimeout: millis("validateTimeout", options.validateTimeout ?? "5 seconds", true),
+    validateTimeout: millis("validateTimeout", options.validateTimeout ?? "5 seconds", true),
     healthCheck:
       options.healthCheck === undefined
         ? undefined
