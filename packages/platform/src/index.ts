@@ -33,8 +33,26 @@ export * as AdminHealth from "./AdminHealth.js"
 export * as AdminHttp from "./AdminHttp.js"
 
 /**
+ * A concurrency limit for requests (in flight, queued, queue timeout) as an
+ * HTTP middleware answering 503/429 with `Retry-After`, and as an Effect
+ * combinator with a typed error.
+ *
+ * @since 0.1.0
+ */
+export * as ConcurrencyLimit from "./ConcurrencyLimit.js"
+
+/**
  * Effect metrics in the Prometheus text exposition format.
  *
  * @since 0.1.0
  */
 export * as PrometheusText from "./PrometheusText.js"
+
+/**
+ * Streams an upstream response (SSE or chunked) while holding a pool lease
+ * that ends with the stream: completion, failure, maximum duration or client
+ * disconnect.
+ *
+ * @since 0.1.0
+ */
+export * as StreamLease from "./StreamLease.js"
