@@ -1,0 +1,78 @@
+/**
+ * The client's settings, read from the memory-service client's environment
+ * variables in their own unit: seconds.
+ *
+ * `PoolConfig.duration` of `@cistern/pool` reads a bare number as
+ * milliseconds (`MEM0_HEALTH_CHECK_INTERVAL=30` would mean 30 ms), so the
+ * interval and timeout variables are read here as numbers of seconds and
+ * converted to `Duration`s before they reach the pool. Once the pool's config
+ * can be told a variable's unit, this module shrinks to a list of names.
+ */
+import { PoolConfig } from "@cistern/pool"
+import { Config, Duration, Redacted } from "effect"
+
+/** How the client keeps its one connection healthy. */
+export interface Settings {
+  /** `MEM0_HEALTH_CHECK_INTERVAL`: a ping of the idle connection; a failure rebuilds it. */
+  readonly healthCheckInterval: Duration.Duration
+  /** `MEM0_HEARTBEAT_INTERVAL`: a keep-alive ping of the idle connection. */
+  readonly heartbeatInterval: Duration.Duration
+  /** `MEM0_AUTO_REBUILD`: rebuild a broken connection and retry the call (with backoff); keep one connection ready. */
+  readonly autoRebuild: boolean
+  /** `MEM0_CONNECTION_TIMEOUT`: bound of connecting (with the key's validation), of each ping and heartbeat. */
+  readonly connectionTimeout: Duration.Duration
+  /** `MEM0_REQUEST_TIMEOUT`: bound of each tool call; a call that outlives it is retried on a new connection. */
+  readonly requestTimeout: Duration.Duration
+  /** `MEM0_MAX_RETRIES`: retries of one call after connection failures. */
+  readonly maxRetries: number
+  /** `MEM0_RETRY_DELAY`: the first retry's delay; each next one is `MEM0_BACKOFF_FACTOR` times longer. */
+  readonly retryDelay: Duration.Duration
+  /** `MEM0_BACKOFF_FACTOR`. */
+  readonly backoffFactor: number
+}
+
+/** The defaults: the memory-service client's own (30 s checks, 60 s heartbeats, 10 s connection timeout). */
+export const defaults: Settings = {
+  healthCheckInterval: Duration.seconds(30),
+  heartbeatInterval: Duration.seconds(60),
+  autoRebuild: true,
+  connectionTimeout: Duration.seconds(10),
+  requestTimeout: Duration.seconds(30),
+  maxRetries: 3,
+  retryDelay: Duration.seconds(1),
+  backoffFactor: 2
+}
+
+/** A positive number of seconds (`30`, `0.5`), as a `Duration`. */
+export const seconds = (name: string, fallback: Duration.Duration): Config.Config<Duration.Duration> =>
+  Config.number(name).pipe(
+    Config.validate({
+      message: `${name} must be a positive number of seconds, such as 30 or 0.5`,
+      validation: (n) => Number.isFinite(n) && n > 0
+    }),
+    Config.map((n) => Duration.millis(Math.round(n * 1000))),
+    Config.withDefault(fallback)
+  )
+
+/** Every setting from its `MEM0_*` variable, with {@link defaults} for those unset. */
+export const config: Config.Config<Settings> = Config.all({
+  healthCheckInterval: seconds("MEM0_HEALTH_CHECK_INTERVAL", defaults.healthCheckInterval),
+  heartbeatInterval: seconds("MEM0_HEARTBEAT_INTERVAL", defaults.heartbeatInterval),
+  autoRebuild: PoolConfig.flag("MEM0_AUTO_REBUILD").pipe(Config.withDefault(defaults.autoRebuild)),
+  connectionTimeout: seconds("MEM0_CONNECTION_TIMEOUT", defaults.connectionTimeout),
+  requestTimeout: seconds("MEM0_REQUEST_TIMEOUT", defaults.requestTimeout),
+  maxRetries: Config.integer("MEM0_MAX_RETRIES").pipe(
+    Config.validate({ message: "MEM0_MAX_RETRIES must be 0 or more", validation: (n) => n >= 0 }),
+    Config.withDefault(defaults.maxRetries)
+  ),
+  retryDelay: seconds("MEM0_RETRY_DELAY", defaults.retryDelay),
+  backoffFactor: Config.number("MEM0_BACKOFF_FACTOR").pipe(
+    Config.validate({ message: "MEM0_BACKOFF_FACTOR must be at least 1", validation: (n) => n >= 1 }),
+    Config.withDefault(defaults.backoffFactor)
+  )
+})
+
+/** `MEM0_API_KEY`: the key the client sends (default: the demo service's key). */
+export const apiKey: Config.Config<Redacted.Redacted<string>> = Config.redacted("MEM0_API_KEY").pipe(
+  Config.withDefault(Redacted.make("mem0-demo-key"))
+)

@@ -1,0 +1,75 @@
+/**
+ * One long-lived connection, held in a Cistern pool of one item: created on
+ * first use (or by `prewarm`), health-checked and kept alive while idle,
+ * destroyed and rebuilt when it breaks, and closed with the scope.
+ *
+ * The only module that knows which pool holds it. Today that is a
+ * `KeyedPool` with one constant key and `maxPerKey: 1`, because `Pool` does
+ * not take health checks, heartbeats or retries yet, and leases are
+ * exclusive: concurrent callers take turns on the connection. Once `Pool`
+ * takes every option and an item can serve several leases at once
+ * (`maxLeasesPerItem`), this becomes `Pool.make({ max: 1, maxLeasesPerItem, … })`
+ * and nothing outside this file changes.
+ */
+import { type HealthCheck, KeyedPool, type PoolError, type PoolStats } from "@cistern/pool"
+import { Duration, Effect, type Schedule, type Scope } from "effect"
+
+/** A connection shared by every caller. */
+export interface SharedConnection<A, E> {
+  /** Runs `f` with the connection; connection failures are retried on a rebuilt one when `retry` is set. */
+  readonly use: <B, E2, R2>(f: (a: A) => Effect.Effect<B, E2, R2>) => Effect.Effect<B, E | E2 | PoolError.PoolError, R2>
+  /** Connects now (if not connected), failing as `use` would. */
+  readonly prewarm: Effect.Effect<void, E | PoolError.PoolError>
+  /** The pool's counts, health history and configuration. */
+  readonly stats: Effect.Effect<PoolStats.PoolStats>
+}
+
+/** How to hold the connection. */
+export interface Options<A, E, R> {
+  /** The pool's name in stats and logs. */
+  readonly name: string
+  /** Opens (and validates) a connection; its scope's finalizers close it. */
+  readonly acquire: Effect.Effect<A, E, R>
+  readonly healthCheck: HealthCheck.Check<A>
+  readonly heartbeat: HealthCheck.Heartbeat<A>
+  /** Tells a broken connection from an answer. */
+  readonly isConnectionError: (error: unknown) => boolean
+  /** Bound of one `acquire`. */
+  readonly createTimeout: Duration.Duration
+  /** Retries of a call that failed with a connection error, each on a rebuilt connection; `false`: none. */
+  readonly retry: Schedule.Schedule<unknown, unknown> | false
+  /** Rebuild a connection destroyed by a failed check at once, in the background, instead of on the next call. */
+  readonly keepReady: boolean
+}
+
+const key = "connection"
+
+/** Holds one connection for the lifetime of the scope. */
+export const make = <A, E, R>(
+  options: Options<A, E, R>
+): Effect.Effect<SharedConnection<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
+  Effect.map(
+    KeyedPool.make({
+      name: options.name,
+      acquire: () => options.acquire,
+      describeKey: () => options.name,
+      maxPerKey: 1,
+      maxTotal: 1,
+      maxKeys: 1,
+      minIdlePerKey: options.keepReady ? 1 : 0,
+      // A long-lived client: idle is its normal state, never a reason to close it.
+      idleTimeout: Duration.infinity,
+      createTimeout: options.createTimeout,
+      // The call's retry schedule is the one backoff: the pool's own creation backoff would add a random one.
+      createBackoff: false,
+      healthCheck: options.healthCheck,
+      heartbeat: options.heartbeat,
+      isConnectionError: options.isConnectionError,
+      retry: options.retry
+    }),
+    (pool): SharedConnection<A, E> => ({
+      use: (f) => pool.use(key, f),
+      prewarm: pool.prewarm(key, 1),
+      stats: pool.stats
+    })
+  )
