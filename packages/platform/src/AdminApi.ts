@@ -12,8 +12,9 @@
  * | `GET /metrics` | the Effect metrics in the Prometheus text format |
  *
  * Every endpoint needs a bearer token (see `AdminAuth`); `/health` can be made
- * public. A malformed path parameter or body is answered with 400
- * `HttpApiDecodeError`, naming what was wrong, and changes nothing.
+ * public. A malformed path parameter or body, whatever its shape, is answered
+ * with 400 `HttpApiDecodeError`, naming what was wrong, and changes nothing; a
+ * body over {@link maxBodyBytes} with 413 `PayloadTooLarge`.
  *
  * ```ts
  * import { HttpApi } from "@effect/platform"
@@ -303,6 +304,28 @@ export const unauthorized: Unauthorized = new Unauthorized({
 })
 
 /**
+ * The most bytes an admin request body may have. The bodies the API reads
+ * are a few hundred bytes; anything past this is refused with 413.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxBodyBytes = 8192
+
+/**
+ * The request body is larger than {@link maxBodyBytes}. A body announced
+ * that large is refused before any of it is read, and the connection closed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>("@cistern/platform/PayloadTooLarge")(
+  "PayloadTooLarge",
+  { limit: Schema.Number, message: Schema.String },
+  HttpApiSchema.annotations({ status: 413 })
+) {}
+
+/**
  * Bearer authentication of the pool endpoints. Implemented by `AdminAuth`.
  *
  * @since 0.1.0
@@ -355,6 +378,7 @@ export class AdminGroup extends HttpApiGroup.make("cistern")
       .setPayload(CleanupRequest)
       .addSuccess(CleanupResult)
       .addError(PoolNotFound)
+      .addError(PayloadTooLarge)
       .middleware(Authorization)
       .annotate(OpenApi.Summary, "Expire idle items now")
   )

@@ -9,8 +9,10 @@
  *   digests compared with `crypto.timingSafeEqual`, so the comparison takes the
  *   same time whatever is presented, and a token of another length is a plain
  *   mismatch rather than an exception.
- * - A missing header, an empty token, another scheme and a wrong token all get
- *   the same 401 body (`Unauthorized`) with `WWW-Authenticate: Bearer`.
+ * - A missing header, an empty token, another scheme, a wrong token and two
+ *   `Authorization` headers (whatever they hold) all get the same 401 body
+ *   (`Unauthorized`) with `WWW-Authenticate: Bearer`; when the request
+ *   announced a body, with `Connection: close` too, so it is not read.
  * - Tokens in the query string are never read.
  * - Nothing here logs; see `AdminHttp.logger` for an access log that never
  *   writes headers or query strings.

@@ -1,7 +1,6 @@
 import * as PoolRegistry from "@cistern/pool/PoolRegistry"
 import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import { HttpApiDecodeError } from "@effect/platform/HttpApiError"
 import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import type * as HttpApp from "@effect/platform/HttpApp"
@@ -15,8 +14,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
-import * as Schema from "effect/Schema"
 import {
   AdminApi,
   type Authorization,
@@ -26,6 +23,7 @@ import {
   PoolNotFound,
   type PoolView
 } from "../AdminApi.js"
+import { readJson } from "./body.js"
 import { makeChecker } from "./health.js"
 import { scrape } from "./prometheus.js"
 
@@ -38,24 +36,6 @@ const find = (registry: PoolRegistry.Service, name: string): Effect.Effect<PoolR
   Effect.flatMap(
     registry.get(name),
     Option.match({ onNone: () => Effect.fail(new PoolNotFound({ name })), onSome: Effect.succeed })
-  )
-
-const decodeCleanupRequest = Schema.decodeUnknown(Schema.parseJson(CleanupRequest))
-
-/**
- * Reads the cleanup body itself, so that malformed JSON gets the same typed
- * 400 as a body of the wrong shape instead of the platform's empty one.
- */
-const cleanupRequest = (request: HttpServerRequest.HttpServerRequest) =>
-  request.text.pipe(
-    Effect.catchAll(() =>
-      Effect.fail(new HttpApiDecodeError({ issues: [], message: "the request body could not be read" }))
-    ),
-    Effect.flatMap((text) =>
-      decodeCleanupRequest(text.trim() === "" ? "{}" : text).pipe(
-        Effect.catchIf(ParseResult.isParseError, HttpApiDecodeError.refailParseError)
-      )
-    )
   )
 
 const encodeCleanupResult = HttpServerResponse.schemaJson(CleanupResult)
@@ -86,7 +66,7 @@ export const layerGroup = <ApiId extends string, Groups extends HttpApiGroup.Htt
         .handleRaw("cleanupPool", ({ path, request }) =>
           Effect.gen(function* () {
             // Validate everything before touching the pool: a bad request changes nothing.
-            const body = yield* cleanupRequest(request)
+            const body = yield* readJson(request, CleanupRequest)
             const entry = yield* find(registry, path.name)
             const report = yield* entry.cleanup
             const stats = yield* entry.stats

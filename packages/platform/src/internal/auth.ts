@@ -9,6 +9,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { Authorization, HealthAuthorization, unauthorized } from "../AdminApi.js"
+import { hasBody } from "./body.js"
 
 /** @internal */
 export const defaultVariable = "CISTERN_ADMIN_TOKEN"
@@ -39,10 +40,35 @@ export const verifier = (token: Redacted.Redacted<string>): ((header: string | u
   }
 }
 
-const challenge = (_request: HttpServerRequest.HttpServerRequest, response: HttpServerResponse.HttpServerResponse) =>
+const challenge = (request: HttpServerRequest.HttpServerRequest, response: HttpServerResponse.HttpServerResponse) =>
   Effect.succeed(
-    response.status === 401 ? HttpServerResponse.setHeader(response, "www-authenticate", "Bearer") : response
+    response.status !== 401
+      ? response
+      : HttpServerResponse.setHeaders(response, {
+          "www-authenticate": "Bearer",
+          // An unauthenticated upload is not read: the server hangs up after the 401.
+          ...(hasBody(request) ? { connection: "close" } : {})
+        })
   )
+
+/**
+ * How many `Authorization` headers the request carried. Node's `headers`
+ * object keeps the first of duplicates and drops the rest, so its raw header
+ * list is read when there is one; a fetch `Request` joins duplicates with a
+ * comma, which no bearer header matches.
+ */
+const authorizationHeaders = (request: HttpServerRequest.HttpServerRequest): number => {
+  const source = request.source as { readonly rawHeaders?: unknown } | null
+  if (typeof source === "object" && source !== null && Array.isArray(source.rawHeaders)) {
+    let count = 0
+    for (let i = 0; i < source.rawHeaders.length; i += 2) {
+      const name = source.rawHeaders[i]
+      if (typeof name === "string" && name.length === 13 && name.toLowerCase() === "authorization") count++
+    }
+    return count
+  }
+  return request.headers.authorization === undefined ? 0 : 1
+}
 
 /** @internal */
 export const authenticate = (
@@ -50,7 +76,8 @@ export const authenticate = (
 ): Effect.Effect<void, typeof unauthorized, HttpServerRequest.HttpServerRequest> => {
   const verify = verifier(token)
   return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    verify(request.headers.authorization)
+    // Two credentials are none: a proxy must not be able to smuggle a second one.
+    authorizationHeaders(request) === 1 && verify(request.headers.authorization)
       ? Effect.void
       : Effect.zipRight(HttpApp.appendPreResponseHandler(challenge), Effect.fail(unauthorized))
   )

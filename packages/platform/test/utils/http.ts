@@ -9,7 +9,7 @@ import * as Net from "node:net"
 import { PoolRegistry } from "@cistern/pool"
 import { HttpApiClient, HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer, type Redacted, type Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, type Redacted, type Scope } from "effect"
 import { AdminApi, AdminAuth, AdminHttp } from "../../src/index.js"
 
 export interface Server {
@@ -41,6 +41,8 @@ export interface RawRequest {
   readonly method?: string
   readonly path: string
   readonly headers?: Record<string, string>
+  /** Header lines sent as they are, after `headers` (a header twice, say). */
+  readonly headerLines?: ReadonlyArray<string>
   readonly body?: string
 }
 
@@ -100,7 +102,8 @@ export const raw = (server: Server, request: RawRequest): Effect.Effect<RawRespo
     }
     const head = [
       `${request.method ?? "GET"} ${request.path} HTTP/1.1`,
-      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
+      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+      ...(request.headerLines ?? [])
     ].join("\r\n")
     const chunks: Array<Buffer> = []
     const socket = Net.connect({ host: "127.0.0.1", port: server.port })
@@ -124,3 +127,62 @@ export const client = (server: Server, token?: Redacted.Redacted<string>) =>
 
 /** A real HTTP client (undici), closed with the test's scope. */
 export const httpClient = NodeHttpClient.layerUndici
+
+/** A connection that has sent a request head and maybe part of its body, and stays open until told. */
+export interface OpenRequest {
+  /** Sends more of the body; `false` once the server has closed the connection. */
+  readonly write: (chunk: string | Buffer) => Effect.Effect<boolean>
+  /** The first complete response (head, and a body as long as its `content-length`). */
+  readonly response: Effect.Effect<RawResponse>
+  /** Resolves when the connection is closed (by either side). */
+  readonly closed: Effect.Effect<void>
+}
+
+const complete = (raw: Buffer): RawResponse | undefined => {
+  const split = raw.indexOf("\r\n\r\n")
+  if (split === -1) return undefined
+  const length = /\r\ncontent-length: *(\d+)/i.exec(raw.subarray(0, split).toString("latin1"))
+  if (length !== null && raw.length < split + 4 + Number(length[1])) return undefined
+  return parseResponse(raw)
+}
+
+/**
+ * Opens a connection, sends `head` (the request line and headers, without the
+ * blank line that ends them) and `body`, and keeps the connection open: a
+ * request whose body is announced but not (all) sent. Destroyed with the scope.
+ */
+export const openRequest = (
+  server: Server,
+  head: ReadonlyArray<string>,
+  body: string | Buffer = ""
+): Effect.Effect<OpenRequest, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const response = yield* Deferred.make<RawResponse>()
+    const closed = yield* Deferred.make<void>()
+    const socket = yield* Effect.acquireRelease(
+      Effect.sync(() => Net.connect({ host: "127.0.0.1", port: server.port })),
+      (socket) => Effect.sync(() => socket.destroy())
+    )
+    const chunks: Array<Buffer> = []
+    socket.on("data", (chunk) => {
+      chunks.push(chunk)
+      const parsed = complete(Buffer.concat(chunks))
+      if (parsed !== undefined) Deferred.unsafeDone(response, Exit.succeed(parsed))
+    })
+    // A reset after the server closed is how a refused upload ends: not a test failure.
+    socket.on("error", () => {})
+    // A safety net for a broken server, not a timing rule: no test waits for it.
+    socket.setTimeout(10_000, () => socket.destroy())
+    socket.on("close", () => Deferred.unsafeDone(closed, Exit.void))
+    socket.write(`${head.join("\r\n")}\r\n\r\n`)
+    if (body.length > 0) socket.write(body)
+    return {
+      write: (chunk) =>
+        Effect.async<boolean>((resume) => {
+          if (socket.destroyed || socket.writableEnded) return resume(Effect.succeed(false))
+          socket.write(chunk, (error) => resume(Effect.succeed(error == null)))
+        }),
+      response: Deferred.await(response),
+      closed: Deferred.await(closed)
+    }
+  })
