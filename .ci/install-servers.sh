@@ -8,6 +8,8 @@ has_postgres() { compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; }
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 has_postgres || missing+=(postgresql)
+# Debian's chromium, for the dashboard's real-browser test (playwright-core drives it; no browser download).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -29,6 +31,7 @@ fi
 
 command -v redis-server >/dev/null 2>&1 || { echo "install-servers: redis-server is still not on PATH" >&2; exit 1; }
 has_postgres || { echo "install-servers: postgres is still not under /usr/lib/postgresql" >&2; exit 1; }
+command -v chromium >/dev/null 2>&1 || { echo "install-servers: chromium is still not on PATH" >&2; exit 1; }
 echo "install-servers: $(redis-server --version)"
 postgres_bin=$(compgen -G "/usr/lib/postgresql/*/bin/postgres" | head -n 1)
 echo "install-servers: $("$postgres_bin" --version)"
