@@ -1,0 +1,125 @@
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, Either, Ref, Schedule } from "effect"
+import * as Connection from "../src/Connection.js"
+import * as VectorPool from "../src/VectorPool.js"
+import * as VectorStore from "../src/VectorStore.js"
+import { Postgres, runs, sessionCounter, sessions } from "./utils/Postgres.js"
+
+const dimension = 16
+const vector = (seed: number) => Array.from({ length: dimension }, (_, i) => Math.sin(seed * 7.1 + i * 1.3))
+
+describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
+  layer(Postgres.layer, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
+    it.scoped("100 concurrent workers on 10 connections: none fails, the server never sees more than 10", () =>
+      Effect.gen(function* () {
+        const server = yield* Postgres
+        const applicationName = "workers-test"
+        const pool = yield* VectorPool.make({ url: server.url, applicationName })
+        yield* pool.use(VectorStore.migrate)
+        yield* pool.use((c) =>
+          VectorStore.insert(
+            c,
+            Array.from({ length: 50 }, (_, i) => ({ label: `doc-${i}`, embedding: vector(i) }))
+          )
+        )
+        const counter = yield* sessionCounter(server.url, applicationName)
+        const openOnClient = yield* Ref.make(0)
+
+        // The note's worker: lease, query, hold the connection a little (10 ms on the server), give it back.
+        const worker = (id: number) =>
+          Effect.forEach(
+            [0, 1, 2],
+            (round) =>
+              pool.use((connection) =>
+                Effect.gen(function* () {
+                  const stats = yield* pool.stats
+                  yield* Ref.update(openOnClient, (m) => Math.max(m, stats.open))
+                  yield* Connection.query(connection, "SELECT pg_sleep(0.01)")
+                  return yield* VectorStore.search(connection, vector(id * 3 + round), 5)
+                })
+              ),
+            { discard: false }
+          )
+        const outcomes = yield* Effect.forEach(
+          Array.from({ length: 100 }, (_, i) => i),
+          (id) => Effect.either(worker(id)),
+          {
+            concurrency: "unbounded"
+          }
+        )
+
+        const failed = outcomes.filter(Either.isLeft)
+        assert.deepStrictEqual(failed, [], "no worker fails")
+        for (const outcome of outcomes) {
+          if (Either.isRight(outcome)) for (const hits of outcome.right) assert.strictEqual(hits.length, 5)
+        }
+        const maxOnServer = yield* counter.max
+        assert.isAbove(yield* counter.samples, 10, "pg_stat_activity was sampled during the run")
+        assert.strictEqual(maxOnServer, 10, "never more than 10 sessions on the server (and all 10 were used)")
+        assert.isAtMost(yield* Ref.get(openOnClient), 10)
+        const stats = yield* pool.stats
+        assert.strictEqual(stats.requests, 2 + 300, "every lease is counted")
+        assert.strictEqual(stats.created, 10, "no connection was made beyond the fixed 10")
+        assert.strictEqual(stats.failedConnections, 0)
+        assert.strictEqual(stats.timeouts, 0)
+        console.log(
+          `100 workers × 3 requests: at most ${maxOnServer} sessions seen in ${yield* counter.samples} samples`
+        )
+      })
+    )
+
+    it.scoped(
+      "check-on-borrow: connections the server killed are rebuilt before they are lent, no caller sees it",
+      () =>
+        Effect.gen(function* () {
+          const server = yield* Postgres
+          const applicationName = "borrow-test"
+          // No retries: only the `SELECT 1` before each lease stands between a dead connection and the caller.
+          const pool = yield* VectorPool.make({ url: server.url, applicationName, size: 4, retries: 0 })
+          assert.strictEqual(yield* sessions(server.url, applicationName), 4)
+          const killed = yield* Effect.scoped(
+            Effect.flatMap(Connection.connect({ url: server.url, applicationName: "test-killer" }), (killer) =>
+              Connection.query<{ ok: boolean }>(
+                killer,
+                "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1",
+                [applicationName]
+              )
+            )
+          )
+          assert.strictEqual(killed.length, 4)
+          const versions = yield* Effect.forEach(Array.from({ length: 8 }), () => pool.use(Connection.serverVersion), {
+            concurrency: 4
+          })
+          assert.isTrue(versions.every((v) => v === server.version))
+          const stats = yield* pool.stats
+          assert.strictEqual(stats.created, 8, "each killed connection was rebuilt once")
+          assert.strictEqual(stats.destroyed, 4)
+          assert.strictEqual(stats.open, 4)
+          assert.strictEqual(yield* sessions(server.url, applicationName), 4)
+        })
+    )
+
+    it.scoped("closing the scope ends every connection (close-all)", () =>
+      Effect.gen(function* () {
+        const server = yield* Postgres
+        const applicationName = "close-test"
+        const stats = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const pool = yield* VectorPool.make({ url: server.url, applicationName, size: 5 })
+            assert.strictEqual(yield* sessions(server.url, applicationName), 5)
+            yield* pool.use(Connection.ping)
+            return pool.stats
+          })
+        )
+        const after = yield* stats
+        assert.strictEqual(after.open, 0)
+        assert.strictEqual(after.destroyed, 5)
+        // The server drops a session's row once its backend has exited: poll briefly.
+        const left = yield* sessions(server.url, applicationName).pipe(
+          Effect.repeat({ until: (n) => n === 0, times: 100, schedule: Schedule.spaced("20 millis") })
+        )
+        assert.strictEqual(left, 0)
+      })
+    )
+  })
+})
