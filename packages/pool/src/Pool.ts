@@ -21,7 +21,8 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Types from "effect/Types"
-import * as KeyedPool from "./KeyedPool.js"
+import * as internal from "./internal/keyedPool.js"
+import type * as KeyedPool from "./KeyedPool.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { PoolError } from "./PoolError.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "./PoolStats.js"
@@ -121,8 +122,10 @@ class PoolImpl<A, E> implements Pool<A, E> {
 /**
  * Makes a pool owned by the current scope; closing the scope drains and shuts
  * it down (see {@link KeyedPool.make}). With `minIdle`, that many items are
- * created in the background right away (a failure is logged; the pool keeps
- * refilling on its cleanup and health-check rounds).
+ * created in the background right away, without competing with callers; a
+ * failed creation is logged and retried after the creation backoff, and the
+ * pool refills whenever it falls below `minIdle`. A `minIdle` above `max`
+ * is rejected (an `InvalidOption` defect naming `minIdle`).
  *
  * @since 0.1.0
  * @category constructors
@@ -132,16 +135,19 @@ export const make = <A, E, R>(
 ): Effect.Effect<Pool<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> => {
   const { acquire, max, minIdle, name, ...timings } = options
   return Effect.map(
-    KeyedPool.make({
-      ...timings,
-      acquire: () => acquire,
-      maxPerKey: max ?? 10,
-      maxTotal: Number.POSITIVE_INFINITY,
-      maxKeys: 1,
-      minIdlePerKey: minIdle,
-      name,
-      describeKey: () => name ?? "pool"
-    }),
+    internal.make<symbol, A, E, R>(
+      {
+        ...timings,
+        acquire: () => acquire,
+        maxPerKey: max ?? 10,
+        maxTotal: Number.POSITIVE_INFINITY,
+        maxKeys: 1,
+        minIdlePerKey: minIdle,
+        name,
+        describeKey: () => name ?? "pool"
+      },
+      { maxPerKey: "max", minIdlePerKey: "minIdle" }
+    ),
     (keyed) => new PoolImpl(keyed)
   ).pipe(
     Effect.tap((pool) =>
@@ -149,6 +155,7 @@ export const make = <A, E, R>(
         ? Effect.forkScoped(
             pool.prewarm().pipe(
               Effect.catchAllCause((cause) => Effect.logWarning("pre-warming the pool failed", cause)),
+              Effect.interruptible,
               Effect.annotateLogs({ package: "@cistern/pool", module: "Pool" })
             )
           )

@@ -154,18 +154,28 @@ export const count = (name: string): Config.Config<number> =>
 
 /**
  * A duration: `"30 seconds"`, `"5 minutes"`, plain milliseconds (`"30000"`),
- * or `infinity`.
+ * or `infinity`. Negative values are rejected; with `positive`, zero is too
+ * (a zero timeout or interval is never what a setting means).
  *
  * @since 0.1.0
  * @category config
  */
-export const duration = (name: string): Config.Config<Duration.Duration> =>
+export const duration = (
+  name: string,
+  options?: { readonly positive?: boolean | undefined }
+): Config.Config<Duration.Duration> =>
   parsed(name, (raw) => {
-    if (millis.test(raw)) return Either.right(Duration.millis(Number(raw)))
-    if (unbounded.test(raw)) return Either.right(Duration.infinity)
-    return Option.match(Duration.decodeUnknown(raw), {
+    const expected = options?.positive ? "expected a positive duration" : "expected a duration of zero or more"
+    // `Duration` reads "-1 seconds" as zero: refuse the sign before it does.
+    if (raw.startsWith("-")) return Either.left(expected)
+    const decoded: Option.Option<Duration.Duration> = millis.test(raw)
+      ? Option.some(Duration.millis(Number(raw)))
+      : unbounded.test(raw)
+        ? Option.some(Duration.infinity)
+        : Duration.decodeUnknown(raw)
+    return Option.match(decoded, {
       onNone: () => Either.left('expected a duration such as "30 seconds", "5 minutes" or milliseconds'),
-      onSome: Either.right
+      onSome: (d) => (options?.positive && Duration.isZero(d) ? Either.left(expected) : Either.right(d))
     })
   })
 
@@ -190,28 +200,31 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
 /**
  * Reads every setting from its variable (see {@link variables}; rename any of
  * them with `names`). Missing variables stay `undefined`, so the pool's own
- * options or {@link defaults} apply; present but invalid ones fail with a
- * `ConfigError` naming the variable and its value.
+ * options or {@link defaults} apply; present but invalid ones (a limit below
+ * 1, a negative duration, a zero timeout or interval — only `drainTimeout`
+ * may be 0) fail with a `ConfigError` naming the variable and its value.
  *
  * @since 0.1.0
  * @category config
  */
 export const settings = (names: { readonly [K in keyof Settings]?: string } = {}): Config.Config<Settings> => {
   const name = (k: keyof Settings) => names[k] ?? variables[k]
+  const positive = { positive: true }
   return Config.all({
     maxPerKey: optional(limit(name("maxPerKey"))),
     maxTotal: optional(limit(name("maxTotal"))),
     maxKeys: optional(limit(name("maxKeys"))),
     minIdlePerKey: optional(count(name("minIdlePerKey"))),
-    idleTimeout: optional(duration(name("idleTimeout"))),
-    maxLifetime: optional(duration(name("maxLifetime"))),
-    acquireTimeout: optional(duration(name("acquireTimeout"))),
-    cleanupInterval: optional(duration(name("cleanupInterval"))),
+    idleTimeout: optional(duration(name("idleTimeout"), positive)),
+    maxLifetime: optional(duration(name("maxLifetime"), positive)),
+    acquireTimeout: optional(duration(name("acquireTimeout"), positive)),
+    cleanupInterval: optional(duration(name("cleanupInterval"), positive)),
+    // The one setting that may be zero: shut down without waiting for leases.
     drainTimeout: optional(duration(name("drainTimeout"))),
-    createTimeout: optional(duration(name("createTimeout"))),
+    createTimeout: optional(duration(name("createTimeout"), positive)),
     createConcurrency: optional(limit(name("createConcurrency"))),
-    healthCheckInterval: optional(duration(name("healthCheckInterval"))),
-    heartbeatInterval: optional(duration(name("heartbeatInterval"))),
+    healthCheckInterval: optional(duration(name("healthCheckInterval"), positive)),
+    heartbeatInterval: optional(duration(name("heartbeatInterval"), positive)),
     autoRebuild: optional(flag(name("autoRebuild")))
   })
 }

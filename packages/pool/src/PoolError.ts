@@ -141,6 +141,27 @@ export class CreateTimeout extends Schema.TaggedError<CreateTimeout>("@cistern/p
 }
 
 /**
+ * An option given to `make` (or `layer`) is invalid: a zero limit, a negative
+ * or NaN duration, a zero interval, a string where a number belongs, a floor
+ * above its limit. It is a programmer error, so `make` dies with it (a
+ * defect) before the pool exists; it names the option, the value and what
+ * was expected. Settings read from the environment fail earlier, with a
+ * `ConfigError` naming the variable (see `PoolConfig`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidOption extends Schema.TaggedError<InvalidOption>("@cistern/pool/InvalidOption")("InvalidOption", {
+  option: Schema.String,
+  value: Schema.String,
+  expected: Schema.String
+}) {
+  override get message(): string {
+    return `@cistern/pool: option ${this.option} = ${this.value} is invalid: expected ${this.expected}`
+  }
+}
+
+/**
  * Every error a pool adds to the resource's own.
  *
  * @since 0.1.0

@@ -79,6 +79,9 @@ export class Breaker {
       if (probe && ++this.probeSuccesses >= this.settings.halfOpenProbes) this.close(now)
       return
     }
+    // A lease that began before the circuit opened says nothing about now:
+    // only probes may bring an open circuit back (and reset its count).
+    if (this.state === "open") return
     this.consecutive = 0
     this.record(0)
   }

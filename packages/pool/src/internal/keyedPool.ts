@@ -14,7 +14,7 @@ import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
 import { type AnyFiber, annotations, bounded, Item, KeySlot, PoolState, type Restore, Waiter } from "./poolState.js"
-import { resolve } from "./settings.js"
+import { type Labels, resolve } from "./settings.js"
 
 /** @internal */
 export const TypeId: KeyedPoolTypeId = Symbol.for("@cistern/pool/KeyedPool") as KeyedPoolTypeId
@@ -94,12 +94,12 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     const check = bounded(settings.validate!(item.value), settings.validateTimeout, "validation")
     return Effect.flatMap(Effect.exit(restore(check)), (exit) => {
       if (Exit.isSuccess(exit)) return Effect.succeed(item)
-      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(item.release(Exit.void), Effect.interrupt)
+      // Interrupted before using it: no verdict, and a probe gives up its place.
+      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(state.giveBack(item), Effect.interrupt)
       // Only failed validations go into the history: successes would crowd out the checks.
       state.record(item.slot, "validate", started, state.now(), exit)
-      return state
-        .releaseBroken(item)
-        .pipe(Effect.zipRight(state.refill(item.slot)), Effect.zipRight(this.take(key, restore, since)))
+      // Destroying it refills the key if it falls below its floor; a probe tries again on a fresh item.
+      return Effect.zipRight(state.releaseBroken(item), this.take(key, restore, since))
     })
   }
 
@@ -114,13 +114,23 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     )
   }
 
-  /** Runs `f` on a leased item (interruptibly) and ends the lease with its outcome. */
+  /**
+   * Runs `f` on a leased item (interruptibly) and ends the lease with its
+   * outcome. An `f` that throws instead of returning an Effect fails the
+   * caller with that defect, and the lease still ends.
+   */
   private lend<B, E2, R2>(
     item: Item<K, A>,
     f: (a: A) => Effect.Effect<B, E2, R2>,
     restore: Restore
   ): Effect.Effect<B, E2, R2> {
-    return Effect.matchCauseEffect(restore(f(item.value)), {
+    let body: Effect.Effect<B, E2, R2>
+    try {
+      body = f(item.value)
+    } catch (defect) {
+      body = Effect.die(defect)
+    }
+    return Effect.matchCauseEffect(restore(body), {
       onFailure: (cause) => Effect.zipRight(this.state.release(item, Exit.failCause(cause)), Effect.failCause(cause)),
       onSuccess: (b) => {
         const closing = this.state.release(item, Exit.void)
@@ -152,16 +162,13 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   prewarm(key: K, count?: number): Effect.Effect<void, E | PoolError> {
     return Effect.suspend(() => {
       const n = count ?? this.state.settings.minIdlePerKey
-      if (n <= 0) return Effect.void
-      // Holding n leases at once makes the pool create what it lacks; closing them leaves n idle.
-      const leases = Array.from({ length: n }, () => this.get(key))
-      return Effect.scoped(Effect.all(leases, { concurrency: "unbounded", discard: true }))
+      return n > 0 ? this.state.prewarm(key, n) : Effect.void
     })
   }
 
   invalidate(value: A): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const item = this.state.items.get(value)
+    return Effect.withFiberRuntime((fiber) => {
+      const item = holding(this.state.items.holding(value), fiber as AnyFiber)
       if (item === undefined) return Effect.void
       if (item.state === "leased") {
         item.invalid = "invalidated"
@@ -191,6 +198,16 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
 }
 
 /**
+ * Of the items holding one value (usually one; several when values compare
+ * equal), the one `invalidate` means: the caller's own lease, else an idle
+ * one, else any.
+ */
+const holding = <K, A>(items: ReadonlyArray<Item<K, A>>, fiber: AnyFiber): Item<K, A> | undefined => {
+  if (items.length <= 1) return items[0]
+  return items.find((i) => i.holder === fiber) ?? items.find((i) => i.state === "idle") ?? items[0]
+}
+
+/**
  * Runs a background loop on `schedule` (its first round after the first
  * delay) until the pool's scope closes; a failing round is logged, never fatal.
  */
@@ -209,18 +226,24 @@ const background = (
 
 /** @internal */
 export const make = <K, A, E, R>(
-  options: Options<K, A, E, R>
+  options: Options<K, A, E, R>,
+  labels?: Labels
 ): Effect.Effect<KeyedPool<K, A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
   Effect.gen(function* () {
-    const settings = resolve(options)
+    const settings = resolve(options, labels)
     // The pool's own scope is in this context; each item gets a scope of its own instead.
     const context = Context.omit(Scope.Scope)(yield* Effect.context<Exclude<R, Scope.Scope>>())
     const clock = yield* Effect.clock
     const drained = yield* Deferred.make<void>()
     const scope = yield* Effect.scope
+    const runtime = yield* Effect.runtime<never>()
+    // Lazily: an `acquire` that throws (a bad URL) fails its creation with the defect, which frees the reservation.
     const acquire = (key: K, itemScope: Scope.Scope) =>
-      Effect.provide(options.acquire(key), Context.add(context, Scope.Scope, itemScope) as Context.Context<R>)
-    const state = new PoolState<K, A, E>(settings, acquire, clock, drained, scope)
+      Effect.provide(
+        Effect.suspend(() => options.acquire(key)),
+        Context.add(context, Scope.Scope, itemScope) as Context.Context<R>
+      )
+    const state = new PoolState<K, A, E>(settings, acquire, clock, drained, scope, runtime)
 
     if (Number.isFinite(settings.acquireTimeout)) {
       yield* Effect.forkIn(Effect.annotateLogs(state.deadlines, annotations), scope)

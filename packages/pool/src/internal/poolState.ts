@@ -5,6 +5,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import {
   CircuitOpen,
@@ -18,6 +19,7 @@ import {
 import * as PoolMetrics from "../PoolMetrics.js"
 import type { CheckResult, CleanupReport, ItemDetails, KeyHealth, KeyStats, PoolStats } from "../PoolStats.js"
 import { Breaker, PASS, PROBE } from "./breaker.js"
+import { ItemIndex } from "./itemIndex.js"
 import { KeyIndex } from "./keyIndex.js"
 import { Link, LinkedList } from "./linkedList.js"
 import { PoolTags, sample, type Tags } from "./metrics.js"
@@ -124,6 +126,8 @@ export class KeySlot<K, A> {
   lastBroken = Number.NEGATIVE_INFINITY
   /** Recent check, heartbeat and failed validation results, oldest first (made on the first). */
   history: Array<CheckResult> | undefined
+  /** A background refill of this key runs (see `PoolState.refill`): one at a time. */
+  refilling = false
 
   constructor(
     readonly id: unknown,
@@ -165,12 +169,16 @@ export class PoolState<K, A, E> {
   readonly lru = new LinkedList<Item<K, A>>()
   /** Every waiter, oldest first: serves cross-key fairness and deadline expiry. */
   readonly waiters = new LinkedList<Waiter<K, A>>()
-  /** Live items by value, for O(1) `invalidate`. */
-  readonly items = new Map<A, Item<K, A>>()
+  /** Live items, each by its own identity (values may be equal), found by value for O(1) `invalidate`. */
+  readonly items = new ItemIndex<Item<K, A>, A>()
   /** Fibers running a creation, interrupted if shutdown outlasts `drainTimeout`. */
   readonly creators = new Set<AnyFiber>()
-  /** Items taken out of the pool by the current step, to be closed by the caller of that step. */
+  /** Items taken out of the pool by the current step, to be closed when the step ends (see `flush`). */
   private doomed: Array<Item<K, A>> = []
+  /** Keys that fell below `minIdlePerKey` in the current step, to be refilled when it ends. */
+  private short: Array<KeySlot<K, A>> = []
+  /** Items whose finalizers are running, each on a fiber of its own (see `closeAll`). */
+  closing = 0
 
   inUse = 0
   creating = 0
@@ -199,7 +207,9 @@ export class PoolState<K, A, E> {
     readonly clock: Clock.Clock,
     readonly drained: Deferred.Deferred<void>,
     /** The pool's scope: background refills run in it. */
-    readonly scope: Scope.Scope
+    readonly scope: Scope.Scope,
+    /** Runs items' finalizers on fibers of their own, outside any caller's (see `closeAll`). */
+    readonly runtime: Runtime.Runtime<never>
   ) {
     this.tags = new PoolTags(settings.name, settings.metricsPerKey)
   }
@@ -246,14 +256,7 @@ export class PoolState<K, A, E> {
         item.probe = probe
         return item
       }
-      if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
-        // The total is the bottleneck: make room by destroying the least
-        // recently used idle item (of another key: this key has none, or we
-        // would have taken it). Idle items never coexist with waiters that
-        // could create, so nobody is skipped.
-        const victim = this.lru.head?.value
-        if (victim !== undefined) this.destroy(victim, "evicted")
-      }
+      this.makeRoom(slot)
       if (slot.waiters.size === 0 && this.canCreate(slot)) {
         this.reserve(slot)
         return slot
@@ -284,17 +287,15 @@ export class PoolState<K, A, E> {
     const fingerprint = s.fingerprint?.(key)
     let slot = this.slots.get(id)
     if (slot === undefined) {
+      // The user's functions of the key run before anything changes: one that throws leaves the pool as it was.
+      const description = s.describeKey(key)
+      const max = s.maxPerKey(key)
       if (this.slots.size >= s.maxKeys && !this.evictIdleKey()) {
-        return new KeyLimitExceeded({
-          key: s.describeKey(key),
-          maxKeys: s.maxKeys,
-          poolSnapshot: this.occupancy()
-        })
+        return new KeyLimitExceeded({ key: description, maxKeys: s.maxKeys, poolSnapshot: this.occupancy() })
       }
       const breaker = s.breaker === undefined ? undefined : new Breaker(s.breaker)
-      const description = s.describeKey(key)
       const tags = this.tags.forKey(description)
-      slot = new KeySlot<K, A>(id, key, description, s.maxPerKey(key), fingerprint, now, breaker, tags)
+      slot = new KeySlot<K, A>(id, key, description, max, fingerprint, now, breaker, tags)
       this.slots.set(id, slot)
     } else if (fingerprint !== slot.fingerprint && !slot.retired?.includes(fingerprint)) {
       // Credentials changed: idle items of the old version go now, leased
@@ -341,6 +342,20 @@ export class PoolState<K, A, E> {
 
   private canCreate(slot: KeySlot<K, A>): boolean {
     return this.mayGrow(slot) && this.size < this.settings.maxTotal
+  }
+
+  /**
+   * When only the total stands between `slot` and a creation, makes room by
+   * destroying the least recently used idle item (of another key: a key with
+   * idle items has no waiters, and a caller takes its own key's idle item
+   * first). Runs wherever a creation may be granted: on admission and when a
+   * creation ends (a waiter held back by `createConcurrency`).
+   */
+  private makeRoom(slot: KeySlot<K, A>): void {
+    if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
+      const victim = this.lru.head?.value
+      if (victim !== undefined) this.destroy(victim, "evicted")
+    }
   }
 
   private lease(item: Item<K, A>, now: number, fiber: AnyFiber): void {
@@ -442,17 +457,36 @@ export class PoolState<K, A, E> {
         this.settleWaiter(next, "create")
       }
     }
+    if (this.belowFloor(slot)) this.scheduleRefill(slot)
     this.dropIfEmpty(slot)
   }
 
   /** A creation of `slot` ended (either way): its key may start the next one. */
   private creationEnded(slot: KeySlot<K, A>): void {
+    if (this.closed || slot.waiters.size === 0) return
+    this.makeRoom(slot)
     const next = slot.waiters.head?.value
-    if (!this.closed && next !== undefined && this.canCreate(slot)) {
+    if (next !== undefined && this.canCreate(slot)) {
       this.dequeue(next)
       this.reserve(slot)
       this.settleWaiter(next, "create")
     }
+  }
+
+  /** Whether a key of the pool has fewer than `minIdlePerKey` items idle, being checked or being created. */
+  private belowFloor(slot: KeySlot<K, A>): boolean {
+    return (
+      slot.idle.size + slot.checking + slot.creating < this.settings.minIdlePerKey &&
+      !this.closed &&
+      this.slots.get(slot.id) === slot
+    )
+  }
+
+  /** Asks the end of the current step to start a refill of `slot` (one per key at a time). */
+  private scheduleRefill(slot: KeySlot<K, A>): void {
+    if (slot.refilling) return
+    slot.refilling = true
+    this.short.push(slot)
   }
 
   private fail(waiter: Waiter<K, A>, error: PoolError): void {
@@ -472,6 +506,8 @@ export class PoolState<K, A, E> {
 
   private dropIfEmpty(slot: KeySlot<K, A>): void {
     if (slot.size === 0 && slot.waiters.size === 0 && slot !== this.pinned && this.slots.get(slot.id) === slot) {
+      // A key with a floor stays, and is refilled (see `minIdlePerKey`).
+      if (slot.refilling) return
       // A key whose breaker or creation backoff remembers failures is kept
       // until cleanup finds it quiet: forgetting would let callers hammer a
       // server that is down.
@@ -513,6 +549,9 @@ export class PoolState<K, A, E> {
       if (slot.inUse === 0 && slot.creating === 0 && slot.waiters.size === 0) {
         let item: Item<K, A> | undefined
         while ((item = slot.idle.head?.value) !== undefined) this.destroy(item, "evicted")
+        // An evicted key goes even if it remembers failures or has a floor:
+        // otherwise it would linger, still counted, and `maxKeys` be exceeded.
+        if (this.slots.get(slot.id) === slot) this.drop(slot)
         return true
       }
     }
@@ -524,36 +563,57 @@ export class PoolState<K, A, E> {
   // ---------------------------------------------------------------------------
 
   /**
-   * Ends a lease: the item goes back, or is destroyed when unfit or when the
-   * lease failed with a connection error. The outcome feeds the breaker.
+   * Ends a caller's lease: the item goes back, or is destroyed when unfit or
+   * when the lease failed with a connection error. The outcome feeds the
+   * breaker.
    */
   release(item: Item<K, A>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
     if (item.state !== "leased") return Effect.void
-    const now = this.now()
-    const slot = item.slot
-    slot.lastUsed = now
-    if (item.holder !== undefined) slot.tags.update(PoolMetrics.leaseDuration, (now - item.lastUsed) / 1000)
-    item.lastUsed = now
-    const outcome = Exit.isSuccess(exit) ? "success" : this.classify(exit.cause)
-    if (outcome === "connection") item.invalid ??= "invalidated"
-    if (slot.breaker !== undefined) this.report(slot, outcome, item.probe, now)
-    item.probe = false
-    const unfit = this.unfit(item, now)
-    if (unfit === undefined) this.returned(item, now)
-    else this.destroy(item, unfit)
-    this.checkDrained()
-    return this.flush()
+    return this.end(item, Exit.isSuccess(exit) ? "success" : this.classify(exit.cause))
+  }
+
+  /**
+   * Puts back an item whose lease gives the breaker no verdict: one the pool
+   * held itself (a check, a pre-warm), or a caller's that was interrupted
+   * before using it. A probe's place is given up, so the next caller probes.
+   */
+  giveBack(item: Item<K, A>): Effect.Effect<void> {
+    return this.end(item, undefined)
   }
 
   /**
    * Destroys an item the pool found broken (a failed check or validation).
    * Its key remembers the failure (see `remembersFailures`), so the key's
    * health history survives and a refill or the caller's next try finds it.
+   * The check reports to the breaker itself; a failed validation is no
+   * verdict on the upstream (the caller goes on to a fresh item, whose
+   * outcome counts).
    */
   releaseBroken(item: Item<K, A>): Effect.Effect<void> {
     item.invalid = "failed_check"
     item.slot.lastBroken = this.now()
-    return this.release(item, Exit.void)
+    return this.end(item, undefined)
+  }
+
+  /** Ends a lease with the breaker's verdict on it, if it gives one. */
+  private end(item: Item<K, A>, outcome: Outcome | undefined): Effect.Effect<void> {
+    if (item.state !== "leased") return Effect.void
+    const now = this.now()
+    const slot = item.slot
+    slot.lastUsed = now
+    if (item.holder !== undefined) slot.tags.update(PoolMetrics.leaseDuration, (now - item.lastUsed) / 1000)
+    item.lastUsed = now
+    if (outcome === "connection") item.invalid ??= "invalidated"
+    if (slot.breaker !== undefined) {
+      if (outcome !== undefined) this.report(slot, outcome, item.probe, now)
+      else slot.breaker.abandon(item.probe)
+    }
+    item.probe = false
+    const unfit = this.unfit(item, now)
+    if (unfit === undefined) this.returned(item, now)
+    else this.destroy(item, unfit)
+    this.checkDrained()
+    return this.flush()
   }
 
   /** Whether a failure is the connection's fault, the caller's, or an interruption. */
@@ -605,24 +665,58 @@ export class PoolState<K, A, E> {
     item.holder = undefined
     slot.destroyed++
     this.destroyed++
-    this.items.delete(item.value)
+    this.items.delete(item)
     this.doomed.push(item)
     this.freed(slot)
   }
 
-  /** Finishes a step: closes the scopes of the items it destroyed and writes its log lines. */
+  /**
+   * Finishes a step: writes its log lines, starts closing the items it
+   * destroyed and starts the refills it asked for.
+   */
   flush(): Effect.Effect<void> {
-    if (this.doomed.length === 0 && this.logs.length === 0) return Effect.void
+    if (this.doomed.length === 0 && this.logs.length === 0 && this.short.length === 0) return Effect.void
     const doomed = this.doomed
     const logs = this.logs
+    const short = this.short
     this.doomed = []
     this.logs = []
-    const close = Effect.forEach(doomed, closeItem, { discard: true })
-    return logs.length === 0 ? close : Effect.zipRight(Effect.annotateLogs(Effect.all(logs), annotations), close)
+    this.short = []
+    let step: Effect.Effect<void> = Effect.void
+    if (logs.length > 0) step = Effect.annotateLogs(Effect.all(logs, { discard: true }), annotations)
+    if (doomed.length > 0)
+      step = Effect.zipRight(
+        step,
+        Effect.sync(() => this.closeAll(doomed))
+      )
+    if (short.length > 0) step = Effect.zipRight(step, Effect.forEach(short, this.refill, { discard: true }))
+    return step
   }
 
+  /**
+   * Closes items' scopes, each on a fiber of its own, started at once: a
+   * finalizer that finishes without waiting has finished when this returns,
+   * and one that hangs holds up no caller (a caller must not run another key's
+   * finalizer inside its own uninterruptible step), nor shutdown beyond
+   * `drainTimeout`. Each runs exactly once: an item is doomed once.
+   */
+  private closeAll(doomed: ReadonlyArray<Item<K, A>>): void {
+    const run = Runtime.runFork(this.runtime)
+    for (const item of doomed) {
+      this.closing++
+      run(Effect.ensuring(closeItem(item), this.closedOne))
+    }
+  }
+
+  private readonly closedOne = Effect.sync(() => {
+    this.closing--
+    this.checkDrained()
+  })
+
   private checkDrained(): void {
-    if (this.closed && this.inUse === 0 && this.creating === 0) Deferred.unsafeDone(this.drained, Exit.void)
+    if (this.closed && this.inUse === 0 && this.creating === 0 && this.closing === 0) {
+      Deferred.unsafeDone(this.drained, Exit.void)
+    }
   }
 
   // ---------------------------------------------------------------------------
@@ -772,7 +866,7 @@ export class PoolState<K, A, E> {
     slot.created++
     this.created++
     slot.tags.update(PoolMetrics.created, 1)
-    this.items.set(value, item)
+    this.items.add(item)
     this.lease(item, now, fiber)
     return item
   }
@@ -858,16 +952,14 @@ export class PoolState<K, A, E> {
   refillAll(): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (this.settings.minIdlePerKey === 0 || this.closed) return Effect.void
-      const short: Array<KeySlot<K, A>> = []
-      for (const slot of this.slots.values()) {
-        if (slot.idle.size + slot.creating < this.settings.minIdlePerKey) short.push(slot)
-      }
-      return Effect.forEach(short, (slot) => this.refill(slot), { discard: true })
+      for (const slot of this.slots.values()) if (this.belowFloor(slot)) this.scheduleRefill(slot)
+      return this.flush()
     })
   }
 
   private maintainOne(kind: "check" | "heartbeat", task: Maintenance, item: Item<K, A>): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    // Uninterruptible but for the check itself: whatever ends the check, the item is put back or destroyed.
+    return Effect.uninterruptibleMask((restore) => {
       if (item.state !== "idle" || this.closed) return Effect.void
       const slot = item.slot
       const idleSince = item.idleSince
@@ -880,19 +972,20 @@ export class PoolState<K, A, E> {
       slot.checking++
       const started = this.now()
       const run = bounded(task.run(item.value), task.timeout, kind)
-      return Effect.flatMap(Effect.exit(run), (exit) => {
+      return Effect.flatMap(Effect.exit(restore(run)), (exit) => {
         slot.checking--
         const now = this.now()
         this.record(slot, kind, started, now, exit)
         if (item.state !== "leased") return Effect.void // destroyed by a shutdown meanwhile
         if (Exit.isFailure(exit)) {
           this.logs.push(Effect.logWarning(`${kind} of an idle item of key ${slot.description} failed`, exit.cause))
+          // The check's own verdict is the breaker's only one: putting the broken item away is none.
           this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
-          return Effect.zipRight(this.releaseBroken(item), this.refill(slot))
+          return this.releaseBroken(item)
         }
         this.report(slot, "success", false, now)
         // Back where it was: a check is not a use, so idle expiry still applies.
-        const back = this.release(item, Exit.void)
+        const back = this.giveBack(item)
         if (isIdle(item)) item.idleSince = idleSince
         return back
       })
@@ -916,27 +1009,104 @@ export class PoolState<K, A, E> {
     if (slot.history.push(result) > limit) slot.history.shift()
   }
 
-  /** Creates idle items in the background, one at a time, until the key has `minIdlePerKey` again. */
-  refill(slot: KeySlot<K, A>): Effect.Effect<void> {
-    const fillOne: Effect.Effect<boolean> = Effect.withFiberRuntime((fiber) => {
-      const missing = this.settings.minIdlePerKey - slot.idle.size - slot.creating
-      const closed = slot.breaker !== undefined && slot.breaker.state !== "closed"
-      if (missing <= 0 || this.closed || closed || !this.canCreate(slot) || this.slots.get(slot.id) !== slot) {
-        return Effect.succeed(false)
-      }
-      // Reserved and created in the same fiber: an interruption frees the reservation.
-      this.reserve(slot)
-      return Effect.matchCauseEffect(this.create(slot, slot.key, fiber as AnyFiber, false, this.now(), identity), {
-        onFailure: (cause) => Effect.as(Effect.logWarning("refilling an idle item failed", cause), false),
-        onSuccess: (item) => Effect.as(this.release(item, Exit.void), true)
+  /**
+   * Reserves a creation for the pool's own use (a refill or a pre-warm) if
+   * `slot` still lacks items (`missing`) and may create one now without
+   * waiting: pool open, key live, circuit closed, limits and
+   * `createConcurrency` allowing. It never evicts and never queues, so it
+   * never competes with callers.
+   */
+  private reserveFill(slot: KeySlot<K, A>, missing: (slot: KeySlot<K, A>) => number): boolean {
+    if (this.closed || this.slots.get(slot.id) !== slot) return false
+    if (slot.breaker !== undefined && slot.breaker.state !== "closed") return false
+    if (missing(slot) <= 0 || !this.canCreate(slot)) return false
+    this.reserve(slot)
+    return true
+  }
+
+  /**
+   * Creates items for `slot` one after another while `reserveFill` allows,
+   * putting each back (to a waiting caller, or idle). Reserved and created
+   * under one mask: an interruption (the pool closing) frees the
+   * reservation and closes what the creation had opened. A failed creation
+   * fails the fill with the resource's error.
+   */
+  private fill(slot: KeySlot<K, A>, missing: (slot: KeySlot<K, A>) => number): Effect.Effect<boolean, E | PoolError> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.withFiberRuntime<boolean, E | PoolError>((fiber) => {
+        if (!this.reserveFill(slot, missing)) return Effect.succeed(false)
+        return Effect.flatMap(this.create(slot, slot.key, fiber as AnyFiber, false, this.now(), restore), (item) =>
+          Effect.as(this.giveBack(item), true)
+        )
       })
-    })
-    const fills = Effect.repeat(fillOne, { while: (filled) => filled })
-    return Effect.suspend(() =>
-      this.settings.minIdlePerKey > slot.idle.size + slot.creating && !this.closed
-        ? Effect.asVoid(Effect.forkIn(Effect.annotateLogs(fills, annotations), this.scope))
-        : Effect.void
     )
+  }
+
+  private readonly belowFloorBy = (slot: KeySlot<K, A>): number =>
+    this.settings.minIdlePerKey - slot.idle.size - slot.checking - slot.creating
+
+  /**
+   * Brings a key back to `minIdlePerKey` in the background, one creation at a
+   * time. A failed creation is logged and retried after the key's creation
+   * backoff (with `createBackoff: false`, the next breach or cleanup round
+   * retries). Runs in the pool's scope, interruptibly whoever started it (a
+   * caller inside its own uninterruptible step must not pass its mask on to a
+   * connect that may hang), so closing the pool stops it.
+   */
+  readonly refill = (slot: KeySlot<K, A>): Effect.Effect<void> => {
+    const retry = this.settings.createBackoff !== undefined
+    const one = Effect.catchAllCause(this.fill(slot, this.belowFloorBy), (cause) =>
+      Effect.as(Effect.logWarning("refilling an idle item failed", cause), retry)
+    )
+    const fills = Effect.repeat(one, { while: (more) => more }).pipe(
+      Effect.ensuring(
+        Effect.suspend(() => {
+          slot.refilling = false
+          this.dropIfEmpty(slot)
+          return this.flush()
+        })
+      ),
+      Effect.interruptible,
+      Effect.annotateLogs(annotations)
+    )
+    slot.refilling = true
+    return Effect.asVoid(Effect.forkIn(fills, this.scope))
+  }
+
+  /**
+   * Makes sure `key` has `count` items (capped at its limit), creating only
+   * the missing ones, `createConcurrency` at a time, and leaving them idle.
+   * It holds no lease and never waits for one, so it cannot deadlock with
+   * callers; it stops early when the total is full. Fails like `get` would
+   * (closed pool, open circuit, too many keys, a failed creation).
+   */
+  prewarm(key: K, count: number): Effect.Effect<void, E | PoolError> {
+    return Effect.suspend(() => {
+      if (this.closed) return Effect.fail(new PoolClosed({ key: this.settings.describeKey(key) }))
+      const now = this.now()
+      const slot = this.slotFor(key, now)
+      if (!(slot instanceof KeySlot)) return Effect.fail(slot)
+      if (slot.breaker !== undefined && slot.breaker.state === "open") {
+        const retryAfter = slot.breaker.openedAt + slot.breaker.settings.reset - now
+        if (retryAfter > 0) return Effect.fail(this.circuitOpen(slot, retryAfter))
+      }
+      const missing = (s: KeySlot<K, A>) => Math.min(count, s.max) - s.size
+      const fills = Math.min(missing(slot), this.settings.createConcurrency)
+      if (fills <= 0) return Effect.void
+      const worker = Effect.repeat(this.fill(slot, missing), { while: (more) => more })
+      return Effect.all(
+        Array.from({ length: fills }, () => worker),
+        { concurrency: "unbounded", discard: true }
+      ).pipe(
+        // A key that got nothing (the total was full) is not kept empty.
+        Effect.ensuring(
+          Effect.suspend(() => {
+            this.dropIfEmpty(slot)
+            return this.flush()
+          })
+        )
+      )
+    })
   }
 
   // ---------------------------------------------------------------------------
@@ -959,24 +1129,31 @@ export class PoolState<K, A, E> {
       }
       let idle: Item<K, A> | undefined
       while ((idle = this.lru.head?.value) !== undefined) this.destroy(idle, "shutdown")
-      this.checkDrained()
-      // Scopes close uninterruptibly; the wait must stay interruptible for the timeout to end it.
+      // Leases, creations and finalizers (started here or later) all count;
+      // the wait must stay interruptible for the timeout to end it.
       const drain = Effect.timeoutTo(Effect.interruptible(Deferred.await(this.drained)), {
         duration: Duration.millis(this.settings.drainTimeout),
         onSuccess: () => true,
         onTimeout: () => false
       })
       return this.flush().pipe(
+        Effect.zipRight(Effect.sync(() => this.checkDrained())),
         Effect.zipRight(drain),
         Effect.flatMap((drained) => (drained ? Effect.void : this.forceClose(self)))
       )
     })
   }
 
+  /**
+   * At `drainTimeout`: interrupts the fibers still holding or creating
+   * items, destroys the items still leased (their finalizers start now), and
+   * returns. A finalizer still running then (one that hangs) is left to
+   * finish on its own fiber, and a warning counts them.
+   */
   private forceClose(self: AnyFiber): Effect.Effect<void> {
     return Effect.suspend(() => {
       const holders = new Set<AnyFiber>(this.creators)
-      for (const item of this.items.values()) {
+      for (const item of Array.from(this.items)) {
         if (item.state !== "leased") continue
         if (item.holder !== undefined) holders.add(item.holder)
         this.destroy(item, "shutdown")
@@ -986,7 +1163,16 @@ export class PoolState<K, A, E> {
         `drain timeout: interrupting ${holders.size} fiber(s) still holding or creating items`
       ).pipe(
         Effect.zipRight(Effect.forEach(holders, (fiber) => fiber.interruptAsFork(self.id()), { discard: true })),
-        Effect.zipRight(this.flush())
+        Effect.zipRight(this.flush()),
+        Effect.zipRight(
+          Effect.suspend(() =>
+            this.closing === 0
+              ? Effect.void
+              : Effect.logWarning(
+                  `drain timeout: ${this.closing} finalizer(s) still running are left to finish in the background`
+                )
+          )
+        )
       )
     })
   }
@@ -1033,7 +1219,7 @@ export class PoolState<K, A, E> {
   itemDetails(): Array<ItemDetails> {
     const now = this.now()
     const details: Array<ItemDetails> = []
-    for (const item of this.items.values()) {
+    for (const item of this.items) {
       const idle = item.state === "idle"
       details.push({
         key: item.slot.description,
@@ -1110,8 +1296,6 @@ type Outcome = "success" | "connection" | "caller" | "interrupted"
 
 /** @internal */
 export type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>
-
-const identity: Restore = (effect) => effect
 
 /** Bounds a check of an item (health check, heartbeat, validation): a timeout is its failure. */
 export const bounded = (check: Effect.Effect<unknown, unknown>, millis: number, what: string) =>

@@ -1,11 +1,12 @@
 import * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Hash from "effect/Hash"
 import * as Schedule from "effect/Schedule"
 import * as CircuitBreaker from "../CircuitBreaker.js"
 import * as HealthCheck from "../HealthCheck.js"
 import type { Options } from "../KeyedPool.js"
 import * as PoolConfig from "../PoolConfig.js"
+import { InvalidOption } from "../PoolError.js"
 import type { ConfigInForce } from "../PoolStats.js"
 import type { BreakerSettings } from "./breaker.js"
 
@@ -47,8 +48,24 @@ export interface Resolved<K> {
   readonly describeKey: (key: K) => string
 }
 
+/**
+ * How options are named in errors: `Pool` calls two of them `max` and
+ * `minIdle`.
+ *
+ * @internal
+ */
+export interface Labels {
+  readonly maxPerKey: string
+  readonly minIdlePerKey: string
+}
+
+const keyedLabels: Labels = { maxPerKey: "maxPerKey", minIdlePerKey: "minIdlePerKey" }
+
+const show = (value: unknown): string =>
+  typeof value === "string" ? JSON.stringify(value) : Array.isArray(value) ? `[${value.join(", ")}]` : String(value)
+
 const invalid = (option: string, value: unknown, expected: string): never => {
-  throw new RangeError(`@cistern/pool: option ${option} = ${String(value)} is invalid: expected ${expected}`)
+  throw new InvalidOption({ option, value: show(value), expected })
 }
 
 /** @internal */
@@ -60,14 +77,53 @@ export const checkLimit = (option: string, value: number): number =>
 const checkCount = (option: string, value: number): number =>
   Number.isInteger(value) && value >= 0 ? value : invalid(option, value, "a non-negative integer")
 
+/**
+ * Whether a duration input is negative or NaN: `Duration` reads those as 0,
+ * which would let `-5` or `NaN` pass as "no wait" (or, for an interval, as a
+ * busy loop).
+ */
+const negative = (input: unknown): boolean => {
+  switch (typeof input) {
+    case "number":
+      return Number.isNaN(input) || input < 0
+    case "bigint":
+      return input < BigInt(0)
+    case "string":
+      return /^\s*-/.test(input)
+    default:
+      return Array.isArray(input) && input.some((n) => typeof n !== "number" || Number.isNaN(n) || n < 0)
+  }
+}
+
 const millis = (option: string, input: Duration.DurationInput, positive: boolean): number => {
+  const expected = positive ? "a positive duration" : "a duration of zero or more"
+  if (negative(input)) return invalid(option, input, expected)
   const decoded = Duration.decodeUnknown(input)
   if (decoded._tag === "None") return invalid(option, input, 'a duration such as "30 seconds" or milliseconds')
   const ms = Duration.toMillis(decoded.value)
-  return ms > 0 || (!positive && ms === 0)
-    ? ms
-    : invalid(option, input, positive ? "a positive duration" : "a duration")
+  return ms > 0 || (!positive && ms === 0) ? ms : invalid(option, input, expected)
 }
+
+/**
+ * Runs a user's function that should return an Effect lazily, so that one
+ * that throws instead fails the Effect with a defect (as `Effect.suspend`
+ * does) and the pool's bookkeeping around it still runs.
+ */
+const lazily =
+  <A>(f: (a: A) => Effect.Effect<unknown, unknown>) =>
+  (a: A): Effect.Effect<unknown, unknown> =>
+    Effect.suspend(() => f(a))
+
+/** A classifier that throws counts the error as a connection failure: the item it was judging is treated as broken. */
+const classifier =
+  (f: (error: unknown) => boolean) =>
+  (error: unknown): boolean => {
+    try {
+      return f(error) === true
+    } catch {
+      return true
+    }
+  }
 
 /** A health check or heartbeat, with its schedule and bound resolved. */
 export interface Maintenance {
@@ -99,22 +155,37 @@ const hashedKey = (id: unknown): string => `key-${(Hash.hash(id) >>> 0).toString
 
 /**
  * Validates options, filling in {@link PoolConfig.defaults}. Invalid values are
- * programmer errors and throw a `RangeError` naming the option and value.
+ * programmer errors and throw an `InvalidOption` naming the option and value.
+ * User callbacks that should return an Effect are wrapped so that one that
+ * throws fails its Effect instead.
  *
  * @internal
  */
-export const resolve = <K>(options: Options<K, any, any, any>): Resolved<K> => {
+export const resolve = <K>(options: Options<K, any, any, any>, labels: Labels = keyedLabels): Resolved<K> => {
   const d = PoolConfig.defaults
-  const maxPerKey = options.maxPerKey ?? d.maxPerKey
+  const maxPerKey: unknown = options.maxPerKey ?? d.maxPerKey
   const keyId = options.keyId ?? ((key: K): unknown => key)
-  const minIdlePerKey = checkCount("minIdlePerKey", options.minIdlePerKey ?? d.minIdlePerKey)
-  const fixedMaxPerKey = typeof maxPerKey === "number" ? checkLimit("maxPerKey", maxPerKey) : undefined
+  if (typeof maxPerKey !== "number" && typeof maxPerKey !== "function") {
+    // An unparsed environment value ("10") must not pass for a function of the key.
+    invalid(labels.maxPerKey, maxPerKey, "a positive integer, Infinity, or a function of the key")
+  }
+  const perKey = maxPerKey as number | ((key: K) => number)
+  const fixedMaxPerKey = typeof perKey === "number" ? checkLimit(labels.maxPerKey, perKey) : undefined
+  const maxTotal = checkLimit("maxTotal", options.maxTotal ?? d.maxTotal)
+  const minIdlePerKey = checkCount(labels.minIdlePerKey, options.minIdlePerKey ?? d.minIdlePerKey)
+  // A floor above a limit could never be reached: pre-warming and refills would wait for ever.
+  if (fixedMaxPerKey !== undefined && minIdlePerKey > fixedMaxPerKey) {
+    invalid(labels.minIdlePerKey, minIdlePerKey, `at most ${labels.maxPerKey} (${fixedMaxPerKey})`)
+  }
+  if (minIdlePerKey > maxTotal) invalid(labels.minIdlePerKey, minIdlePerKey, `at most maxTotal (${maxTotal})`)
+  const healthCheckInterval = millis("healthCheckInterval", options.healthCheckInterval ?? d.healthCheckInterval, true)
+  const heartbeatInterval = millis("heartbeatInterval", options.heartbeatInterval ?? d.heartbeatInterval, true)
   return {
     name: options.name ?? "pool",
     maxPerKey:
-      typeof maxPerKey === "number" ? () => fixedMaxPerKey! : (key) => checkLimit("maxPerKey(key)", maxPerKey(key)),
+      typeof perKey === "number" ? () => fixedMaxPerKey! : (key) => checkLimit(`${labels.maxPerKey}(key)`, perKey(key)),
     fixedMaxPerKey,
-    maxTotal: checkLimit("maxTotal", options.maxTotal ?? d.maxTotal),
+    maxTotal,
     maxKeys: checkLimit("maxKeys", options.maxKeys ?? d.maxKeys),
     minIdlePerKey,
     idleTimeout: millis("idleTimeout", options.idleTimeout ?? d.idleTimeout, true),
@@ -131,28 +202,28 @@ export const resolve = <K>(options: Options<K, any, any, any>): Resolved<K> => {
             initial: millis("createBackoff.initial", options.createBackoff?.initial ?? "100 millis", true),
             max: millis("createBackoff.max", options.createBackoff?.max ?? "10 seconds", true)
           },
-    validate: options.validate,
+    validate: options.validate === undefined ? undefined : lazily(options.validate),
     validateAfter: millis("validateAfter", options.validateAfter ?? 0, false),
     validateTimeout: millis("validateTimeout", options.validateTimeout ?? "5 seconds", true),
     healthCheck:
       options.healthCheck === undefined
         ? undefined
         : {
-            run: options.healthCheck.check,
-            schedule:
-              options.healthCheck.schedule ?? Schedule.spaced(options.healthCheckInterval ?? d.healthCheckInterval),
+            run: lazily(options.healthCheck.check),
+            schedule: options.healthCheck.schedule ?? Schedule.spaced(Duration.millis(healthCheckInterval)),
             timeout: millis("healthCheck.timeout", options.healthCheck.timeout ?? "5 seconds", true)
           },
     heartbeat:
       options.heartbeat === undefined
         ? undefined
         : {
-            run: options.heartbeat.beat,
-            schedule: options.heartbeat.schedule ?? Schedule.spaced(options.heartbeatInterval ?? d.heartbeatInterval),
+            run: lazily(options.heartbeat.beat),
+            schedule: options.heartbeat.schedule ?? Schedule.spaced(Duration.millis(heartbeatInterval)),
             timeout: millis("heartbeat.timeout", options.heartbeat.timeout ?? "5 seconds", true)
           },
     checkHistory: checkCount("checkHistory", options.checkHistory ?? 100),
-    isConnectionError: options.isConnectionError ?? HealthCheck.isConnectionError,
+    isConnectionError:
+      options.isConnectionError === undefined ? HealthCheck.isConnectionError : classifier(options.isConnectionError),
     retry:
       typeof options.retry === "object"
         ? options.retry
