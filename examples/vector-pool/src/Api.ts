@@ -37,11 +37,14 @@ export const InsertRequest = Schema.Struct({
 /** The ids of the stored vectors, in the order they were sent. */
 export const InsertResponse = Schema.Struct({ ids: Schema.Array(Schema.Int) })
 
+/** How many hits `POST /search` answers when the body names no `limit`. */
+export const defaultLimit = 5
+
 /** The body of `POST /search`. */
 export const SearchRequest = Schema.Struct({
   embedding: Embedding,
   /** How many hits, 1 to 100. Default 5. */
-  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { default: () => 5 })
+  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 100)))
 })
 
 /** Hits, closest first; only vectors of the query's dimension are compared. */

@@ -115,7 +115,7 @@ export const VectorsLive = HttpApiBuilder.group(Api.VectorApi, "vectors", (handl
       )
       .handle("search", ({ payload }) =>
         pool
-          .use((connection) => VectorStore.search(connection, payload.embedding, payload.limit))
+          .use((connection) => VectorStore.search(connection, payload.embedding, payload.limit ?? Api.defaultLimit))
           .pipe(
             Effect.map((results) => ({ results })),
             Effect.mapError(toHttpError)

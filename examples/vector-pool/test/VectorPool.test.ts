@@ -1,9 +1,9 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Either, Ref, Schedule } from "effect"
+import { Effect, Either, Ref } from "effect"
 import * as Connection from "../src/Connection.js"
 import * as VectorPool from "../src/VectorPool.js"
 import * as VectorStore from "../src/VectorStore.js"
-import { Postgres, runs, sessionCounter, sessions } from "./utils/Postgres.js"
+import { eventually, Postgres, runs, sessionCounter, sessions } from "./utils/Postgres.js"
 
 const dimension = 16
 const vector = (seed: number) => Array.from({ length: dimension }, (_, i) => Math.sin(seed * 7.1 + i * 1.3))
@@ -115,9 +115,7 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
         assert.strictEqual(after.open, 0)
         assert.strictEqual(after.destroyed, 5)
         // The server drops a session's row once its backend has exited: poll briefly.
-        const left = yield* sessions(server.url, applicationName).pipe(
-          Effect.repeat({ until: (n) => n === 0, times: 100, schedule: Schedule.spaced("20 millis") })
-        )
+        const left = yield* eventually(sessions(server.url, applicationName), (n) => n === 0)
         assert.strictEqual(left, 0)
       })
     )

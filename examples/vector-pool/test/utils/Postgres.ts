@@ -4,6 +4,7 @@
  * sessions on the server.
  */
 import { Context, Effect, Layer, Ref, Schedule, type Scope } from "effect"
+import type * as Duration from "effect/Duration"
 import * as Connection from "../../src/Connection.js"
 import * as PgServer from "../../src/PgServer.js"
 
@@ -25,6 +26,21 @@ export const sessions = (url: string, applicationName: string) =>
   Effect.scoped(
     Effect.flatMap(Connection.connect({ url, applicationName: "test-observer" }), (observer) =>
       Effect.map(Connection.query<{ n: number }>(observer, countSql, [applicationName]), (rows) => rows[0].n)
+    )
+  )
+
+/** The backend process ids of the sessions open for `applicationName`. */
+export const backendPids = (url: string, applicationName: string) =>
+  Effect.scoped(
+    Effect.flatMap(Connection.connect({ url, applicationName: "test-observer" }), (observer) =>
+      Effect.map(
+        Connection.query<{ pid: number }>(
+          observer,
+          "SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid",
+          [applicationName]
+        ),
+        (rows) => rows.map((row) => row.pid)
+      )
     )
   )
 
@@ -55,3 +71,21 @@ export const sessionCounter = (url: string, applicationName: string) =>
     )
     return { count, max: Ref.get(max), samples: Ref.get(samples) }
   }) satisfies Effect.Effect<unknown, unknown, Scope.Scope>
+
+/**
+ * Reads `self` every 20 ms until `predicate` holds and returns that value;
+ * fails with the last value read after `within` (default 10 seconds). For
+ * real I/O settling (a backend exiting), never for timing rules.
+ */
+export const eventually = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  predicate: (a: A) => boolean,
+  within: Duration.DurationInput = "10 seconds"
+): Effect.Effect<A, E | { readonly _tag: "NotYet"; readonly last: A }, R> =>
+  self.pipe(
+    Effect.filterOrFail(predicate, (last) => ({ _tag: "NotYet" as const, last })),
+    Effect.retry({
+      while: (e) => typeof e === "object" && e !== null && "_tag" in e && e._tag === "NotYet",
+      schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo(within))
+    })
+  )
