@@ -8,18 +8,28 @@
 // file against the packed types with NodeNext and Bundler resolution.
 //
 // Exits non-zero, naming every problem, when any step fails.
-import { execFileSync } from "node:child_process"
+import { execFile, execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { promisify } from "node:util"
 
+const execFileAsync = promisify(execFile)
 const here = import.meta.dirname
 const root = path.resolve(here, "../..")
 const problems = []
 let checks = 0
+const started = Date.now()
+let lap = started
+const elapsed = () => {
+  const now = Date.now()
+  const text = `${((now - lap) / 1000).toFixed(1)}s`
+  lap = now
+  return text
+}
 const ok = (message) => {
   checks++
-  console.log(`  ok  ${message}`)
+  console.log(`  ok  ${message} (${elapsed()})`)
 }
 const problem = (message) => {
   problems.push(message)
@@ -53,16 +63,22 @@ fs.mkdirSync(tarballs)
 
 // --- 2. Pack, unpack and inspect each tarball.
 const packed = []
+try {
+  // One pnpm call for all: publishConfig applied and workspace: ranges replaced, as `pnpm publish` does.
+  const filters = packages.flatMap(({ manifest }) => ["--filter", manifest.name])
+  run("npx", ["-y", "pnpm@10", "-r", ...filters, "pack", "--pack-destination", tarballs], { cwd: root })
+} catch (e) {
+  problem(`pnpm pack failed\n${e.stderr || e.stdout || e.message}`)
+  finish()
+}
+console.log(`packed in ${elapsed()}`)
 for (const { dir, manifest } of packages) {
   const name = manifest.name
-  const before = new Set(fs.readdirSync(tarballs))
-  try {
-    run("npx", ["-y", "pnpm@10", "pack", "--pack-destination", tarballs], { cwd: dir })
-  } catch (e) {
-    problem(`${name}: pnpm pack failed\n${e.stderr || e.stdout || e.message}`)
+  const tarball = `${name.replace(/^@/, "").replace("/", "-")}-${manifest.version}.tgz`
+  if (!fs.existsSync(path.join(tarballs, tarball))) {
+    problem(`${name}: pnpm pack wrote no ${tarball}`)
     continue
   }
-  const tarball = fs.readdirSync(tarballs).find((f) => !before.has(f))
   const unpacked = path.join(tmp, "unpacked", name)
   fs.mkdirSync(unpacked, { recursive: true })
   run("tar", ["-xzf", path.join(tarballs, tarball), "-C", unpacked])
@@ -156,7 +172,9 @@ function inspect(name, manifest, published, pkgRoot, files) {
       const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), specifier))
       const candidates = isDts ? [target.replace(/\.([cm]?)js$/, ".d.$1ts"), `${target}.d.ts`] : [target]
       if (!candidates.some((c) => fileSet.has(c))) {
-        const what = /(^|\/)internal\//.test(target) ? "an internal module whose declarations are not shipped" : "a file not in the tarball"
+        const what = /(^|\/)internal\//.test(target)
+          ? "an internal module whose declarations are not shipped"
+          : "a file not in the tarball"
         problem(`${name}: ${file} imports "${specifier}", ${what}`)
         leaks++
       }
@@ -187,7 +205,8 @@ for (const p of packed) {
   for (const peer of Object.keys(p.published.peerDependencies ?? {})) {
     if (peer in dependencies) continue
     const version = workspaceVersion(peer, p.dir)
-    if (version === undefined) problem(`${p.name}: peer ${peer} is not installed in the workspace, so its tested version is unknown`)
+    if (version === undefined)
+      problem(`${p.name}: peer ${peer} is not installed in the workspace, so its tested version is unknown`)
     else dependencies[peer] = version
   }
 }
@@ -196,7 +215,11 @@ fs.writeFileSync(
   path.join(app, "package.json"),
   JSON.stringify({ name: "cistern-consumer", private: true, type: "module", dependencies, overrides }, null, 2)
 )
-console.log(`npm install ${Object.entries(dependencies).map(([n, v]) => (v.startsWith("file:") ? n : `${n}@${v}`)).join(" ")}`)
+console.log(
+  `npm install ${Object.entries(dependencies)
+    .map(([n, v]) => (v.startsWith("file:") ? n : `${n}@${v}`))
+    .join(" ")}`
+)
 try {
   run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], { cwd: app })
   ok("npm installs the tarballs with the supported peers")
@@ -217,10 +240,10 @@ fs.writeFileSync(path.join(app, "entrypoints.json"), JSON.stringify(entrypoints)
 fs.copyFileSync(path.join(here, "program.mjs"), path.join(app, "program.mjs"))
 try {
   const out = run("node", ["program.mjs"], { cwd: app, timeout: 60_000 })
-  process.stdout.write(out.replace(/^/gm, "  | "))
+  console.log(out.trimEnd().replace(/^/gm, "  | "))
   ok("plain node runs the consumer program; every finalizer ran")
 } catch (e) {
-  process.stdout.write(String(e.stdout ?? "").replace(/^/gm, "  | "))
+  if (e.stdout) console.log(String(e.stdout).trimEnd().replace(/^/gm, "  | "))
   problem(`node program.mjs failed\n${e.stderr || e.message}`)
 }
 
@@ -232,10 +255,11 @@ fs.writeFileSync(
     `export const modules = [${entrypoints.map((_, i) => `m${i}`).join(", ")}] as const\n`
 )
 const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc")
-for (const [label, moduleOptions] of [
+// The two compilers run side by side: with skipLibCheck off each reads all of effect's declarations.
+const typeChecks = [
   ["NodeNext", { module: "NodeNext", moduleResolution: "NodeNext" }],
   ["Bundler", { module: "ESNext", moduleResolution: "Bundler" }]
-]) {
+].map(([label, moduleOptions]) => {
   const config = `tsconfig.${label.toLowerCase()}.json`
   fs.writeFileSync(
     path.join(app, config),
@@ -257,12 +281,14 @@ for (const [label, moduleOptions] of [
       2
     )
   )
-  try {
-    run(process.execPath, [tsc, "-p", config], { cwd: app })
-    ok(`the packed types check with moduleResolution ${label} (skipLibCheck false)`)
-  } catch (e) {
-    problem(`tsc with moduleResolution ${label} failed\n${(e.stdout || e.stderr || e.message).trim()}`)
-  }
+  return execFileAsync(process.execPath, [tsc, "-p", config], { cwd: app, encoding: "utf8" }).then(
+    () => [label, undefined],
+    (e) => [label, (e.stdout || e.stderr || e.message).trim()]
+  )
+})
+for (const [label, error] of await Promise.all(typeChecks)) {
+  if (error === undefined) ok(`the packed types check with moduleResolution ${label} (skipLibCheck false)`)
+  else problem(`tsc with moduleResolution ${label} failed\n${error}`)
 }
 
 finish()
@@ -272,6 +298,8 @@ function finish() {
     console.log(`consumer check FAILED: ${problems.length} problem(s), ${checks} check(s) ok`)
     process.exit(1)
   }
-  console.log(`consumer check ok: ${checks} checks, ${packed.length} package(s)`)
+  console.log(
+    `consumer check ok: ${checks} checks, ${packed.length} package(s), ${((Date.now() - started) / 1000).toFixed(0)}s`
+  )
   process.exit(0)
 }

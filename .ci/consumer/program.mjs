@@ -15,7 +15,8 @@ const internal = await import("@cistern/pool/internal/keyedPool.js").then(
   () => "open",
   (e) => e.code
 )
-if (internal !== "ERR_PACKAGE_PATH_NOT_EXPORTED") throw new Error(`@cistern/pool/internal/* is not closed (${internal})`)
+if (internal !== "ERR_PACKAGE_PATH_NOT_EXPORTED")
+  throw new Error(`@cistern/pool/internal/* is not closed (${internal})`)
 
 // Counting resources: every acquire must be matched by exactly one release.
 let acquired = 0
