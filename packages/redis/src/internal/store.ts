@@ -71,7 +71,11 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
     const annotations = { package: "@cistern/redis", module: "RedisSessionStore", store: name }
 
     const pending = new Map<string, Pending<A>>()
+    // Writes of the batch being flushed: still this instance's newest word until Redis has them.
+    const flushing = new Map<string, Pending<A>>()
+    const unsent = (id: string): Pending<A> | undefined => pending.get(id) ?? flushing.get(id)
     const flushSignal = yield* Queue.sliding<void>(1)
+    const fallbackSignal = yield* Queue.sliding<void>(1)
     let fallback = !(yield* client.isReady)
     let hits = 0
     let misses = 0
@@ -108,6 +112,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
       Effect.suspend(() => {
         if (fallback) return Effect.void
         fallback = true
+        fallbackSignal.unsafeOffer(undefined)
         return Effect.zipRight(
           Effect.logWarning("Redis unreachable: sessions are served from this instance's memory").pipe(
             Effect.annotateLogs({ ...annotations, reason: error.reason, error: error.detail, pending: pending.size })
@@ -214,7 +219,13 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
           batch.push(entry)
           if (batch.length >= batchSize) break
         }
-        for (const [id] of batch) pending.delete(id)
+        for (const [id, p] of batch) {
+          pending.delete(id)
+          flushing.set(id, p)
+        }
+        const settled = () => {
+          for (const [id, p] of batch) if (flushing.get(id) === p) flushing.delete(id)
+        }
         const pipeline = redis.pipeline()
         const send = write(pipeline)
         for (const [id, p] of batch) {
@@ -225,6 +236,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
           for (const [id, p] of batch) if (!pending.has(id)) pending.set(id, p)
         }
         return command("flush", () => pipeline.exec()).pipe(
+          Effect.ensuring(Effect.sync(settled)),
           Effect.flatMap((results) => {
             flushes++
             let lost = false
@@ -245,6 +257,10 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
         )
       })
 
+    /** Waits for the flush carrying a write of `id`, so a later write to Redis cannot land before it. */
+    const afterFlushOf = (id: string) =>
+      Effect.suspend(() => (flushing.has(id) ? flushLock.withPermits(1)(Effect.void) : Effect.void))
+
     /** Flushes everything pending, in batches, while Redis answers. */
     const flushAll: Effect.Effect<void> = flushLock.withPermits(1)(
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -260,7 +276,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
 
     /** What this instance knows of `id` without asking Redis: a pending write, else the cache. */
     const local = (id: string, now: number, stale: boolean): Option.Option<Option.Option<Stored<A>>> => {
-      const p = pending.get(id)
+      const p = unsent(id)
       if (p !== undefined) {
         return Option.some(
           p.op === "del" || p.expiresAt <= now ? Option.none() : Option.some({ value: p.value, expiresAt: p.expiresAt })
@@ -309,7 +325,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
             Effect.map(({ stored }) => {
               // A local write that landed while the read was in flight is newer than what Redis said.
               const racing = local(id, now, true)
-              if (pending.has(id) || cache.peek(id, now) !== before) {
+              if (unsent(id) !== undefined || cache.peek(id, now) !== before) {
                 return Option.flatMap(racing, (s) => Option.map(s, (x) => x.value))
               }
               if (Option.isNone(stored)) {
@@ -348,8 +364,11 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
         enqueue(id, p)
         return Effect.void
       }
+      // This write supersedes any older one still waiting.
+      pending.delete(id)
       const [key, ...args] = argsOf(id, "set", p, null, now)
-      return command("write", (r) => write(r)(key!, ...args)).pipe(
+      return afterFlushOf(id).pipe(
+        Effect.zipRight(command("write", (r) => write(r)(key!, ...args))),
         Effect.asVoid,
         Effect.catchAll(() => Effect.sync(() => enqueue(id, { ...p, replay: true })))
       )
@@ -372,7 +391,8 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
         }
         pending.delete(id)
         const [key, ...args] = argsOf(id, "del", undefined, null, 0)
-        return command("delete", (r) => write(r)(key!, ...args)).pipe(
+        return afterFlushOf(id).pipe(
+          Effect.zipRight(command("delete", (r) => write(r)(key!, ...args))),
           Effect.asVoid,
           Effect.catchAll(() => Effect.sync(() => enqueue(id, { op: "del", replay: true })))
         )
@@ -390,58 +410,79 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
       return Effect.succeed(Option.some(next))
     }
 
+    // Updates of one session within this instance take turns, so their compare-and-set
+    // conflicts only with other instances instead of with each other.
+    const locks = new Map<string, { readonly lock: Effect.Semaphore; users: number }>()
+    const serialized = <X, E>(id: string, effect: Effect.Effect<X, E>): Effect.Effect<X, E> =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => {
+          let held = locks.get(id)
+          if (held === undefined) locks.set(id, (held = { lock: Effect.unsafeMakeSemaphore(1), users: 0 }))
+          held.users++
+          return held
+        }),
+        (held) => held.lock.withPermits(1)(effect),
+        (held) =>
+          Effect.sync(() => {
+            if (--held.users === 0) locks.delete(id)
+          })
+      )
+
     const update = (
       id: string,
       f: (a: A) => A,
       callOptions?: SessionStore.TtlOptions
     ): Effect.Effect<Option.Option<A>, SessionError.SessionSchemaError> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const ttl = callOptions?.ttl === undefined ? undefined : positive("ttl", callOptions.ttl)
-        if (fallback) return updateLocal(id, f, now, ttl)
-        const attempt: Effect.Effect<
-          Option.Option<Option.Option<A>>,
-          SessionError.SessionSchemaError | RedisError
-        > = Effect.flatMap(
-          readRedis(id, now),
-          ({
-            raw,
-            stored
-          }): Effect.Effect<Option.Option<Option.Option<A>>, SessionError.SessionSchemaError | RedisError> => {
-            const mine = pending.get(id)
-            const current =
-              mine === undefined
-                ? stored
-                : mine.op === "del" || mine.expiresAt <= now
-                  ? Option.none()
-                  : Option.some({ value: mine.value, expiresAt: mine.expiresAt })
-            if (Option.isNone(current)) {
-              if (mine === undefined) cache.delete(id)
-              return Effect.succeed(Option.some(Option.none()))
-            }
-            const next = f(current.value.value)
-            const p = prepare(id, next, ttl === undefined ? current.value.expiresAt : now + ttl)
-            if (Either.isLeft(p)) return Effect.fail(p.left)
-            const [key, ...args] = argsOf(id, "cas", p.right, raw, now)
-            return Effect.map(
-              command("update", (r) => write(r)(key!, ...args)),
-              (written) => {
-                // Another writer changed it since the read: read again.
-                if (written !== 1) return Option.none()
-                if (pending.get(id) === mine) pending.delete(id)
-                cache.set(id, next, p.right.expiresAt, now + cacheTtl)
-                return Option.some(Option.some(next))
+      serialized(
+        id,
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const ttl = callOptions?.ttl === undefined ? undefined : positive("ttl", callOptions.ttl)
+          if (fallback) return updateLocal(id, f, now, ttl)
+          const attempt: Effect.Effect<
+            Option.Option<Option.Option<A>>,
+            SessionError.SessionSchemaError | RedisError
+          > = Effect.flatMap(
+            Effect.zipRight(afterFlushOf(id), readRedis(id, now)),
+            ({
+              raw,
+              stored
+            }): Effect.Effect<Option.Option<Option.Option<A>>, SessionError.SessionSchemaError | RedisError> => {
+              const mine = unsent(id)
+              const current =
+                mine === undefined
+                  ? stored
+                  : mine.op === "del" || mine.expiresAt <= now
+                    ? Option.none()
+                    : Option.some({ value: mine.value, expiresAt: mine.expiresAt })
+              if (Option.isNone(current)) {
+                if (mine === undefined) cache.delete(id)
+                return Effect.succeed(Option.some(Option.none()))
               }
-            )
-          }
-        )
-        const loop: Effect.Effect<Option.Option<A>, SessionError.SessionSchemaError> = attempt.pipe(
-          Effect.catchTag("RedisError", () => Effect.map(updateLocal(id, f, now, ttl), Option.some)),
-          Effect.flatMap(
-            Option.match({ onNone: () => Effect.zipRight(Effect.yieldNow(), loop), onSome: Effect.succeed })
+              const next = f(current.value.value)
+              const p = prepare(id, next, ttl === undefined ? current.value.expiresAt : now + ttl)
+              if (Either.isLeft(p)) return Effect.fail(p.left)
+              const [key, ...args] = argsOf(id, "cas", p.right, raw, now)
+              return Effect.map(
+                command("update", (r) => write(r)(key!, ...args)),
+                (written) => {
+                  // Another writer changed it since the read: read again.
+                  if (written !== 1) return Option.none()
+                  if (pending.get(id) === mine) pending.delete(id)
+                  cache.set(id, next, p.right.expiresAt, now + cacheTtl)
+                  return Option.some(Option.some(next))
+                }
+              )
+            }
           )
-        )
-        return loop
-      })
+          const loop: Effect.Effect<Option.Option<A>, SessionError.SessionSchemaError> = attempt.pipe(
+            Effect.catchTag("RedisError", () => Effect.map(updateLocal(id, f, now, ttl), Option.some)),
+            Effect.flatMap(
+              Option.match({ onNone: () => Effect.zipRight(Effect.yieldNow(), loop), onSome: Effect.succeed })
+            )
+          )
+          return loop
+        })
+      )
 
     const getOrCreate = <E, R>(id: string, create: Effect.Effect<A, E, R>, callOptions?: SessionStore.TtlOptions) =>
       Effect.flatMap(
@@ -454,7 +495,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
                 const ttl = callOptions?.ttl === undefined ? defaultTtl : positive("ttl", callOptions.ttl)
                 const p = prepare(id, value, now + ttl)
                 if (Either.isLeft(p)) return Effect.fail(p.left)
-                if (fallback || pending.has(id)) return Effect.as(store(id, p.right, now, false), value)
+                if (fallback || unsent(id) !== undefined) return Effect.as(store(id, p.right, now, false), value)
                 // Created at once, only if nobody else did: two instances agree on one session.
                 const [key, ...args] = argsOf(id, "nx", p.right, null, now)
                 return command("create", (r) => write(r)(key!, ...args)).pipe(
@@ -502,7 +543,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
           )
           const ids = (replies?.[1]?.[1] ?? []) as Array<string>
           // This instance's own writes still on their way to Redis are newer than what Redis holds.
-          const remote = ids.filter((id) => !pending.has(id))
+          const remote = ids.filter((id) => unsent(id) === undefined)
           const raws =
             remote.length === 0 ? [] : yield* command("MGET", (r) => r.mget(remote.map((id) => sessionPrefix + id)))
           const found = new Map<string, SessionStore.Found<A>>()
@@ -520,7 +561,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
             if (s.expiresAt <= now || cache.indexValuesOf(s.value)[position] !== value) continue
             found.set(id, { id, value: s.value, expiresAt: s.expiresAt })
           }
-          for (const e of findLocal(index, value, now)) if (pending.has(e.id)) found.set(e.id, e)
+          for (const e of findLocal(index, value, now)) if (unsent(e.id) !== undefined) found.set(e.id, e)
           return Array.from(found.values())
         }).pipe(Effect.catchTag("RedisError", () => Effect.succeed(findLocal(index, value, now))))
       })
@@ -530,7 +571,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
     const background = <X, E>(effect: Effect.Effect<X, E>) =>
       effect.pipe(Effect.catchAllCause(Effect.logWarning), Effect.annotateLogs(annotations), Effect.forkScoped)
 
-    yield* background(Effect.repeat(flushAll, flushSchedule))
+    yield* background(Effect.schedule(flushAll, flushSchedule))
     yield* background(Effect.forever(Effect.zipRight(Queue.take(flushSignal), flushAll)))
     yield* background(
       Effect.repeat(
@@ -538,29 +579,25 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
         Schedule.spaced(cleanupInterval)
       )
     )
-    yield* background(
-      Effect.repeat(
-        Effect.suspend(() =>
-          fallback
-            ? client
-                .run("PING", (r) => r.ping())
-                .pipe(
-                  Effect.flatMap(() => {
-                    fallback = false
-                    return Effect.logInfo("Redis reachable again: replaying writes kept in memory").pipe(
-                      Effect.annotateLogs({ ...annotations, pending: pending.size }),
-                      Effect.zipRight(sampleMetrics),
-                      Effect.zipRight(flushAll)
-                    )
-                  }),
-                  Effect.ignore
-                )
-            : Effect.void
-        ),
-        Schedule.spaced(probeInterval)
+    // Sleeps until the store falls back, then probes until Redis answers.
+    const probe = client
+      .run("PING", (r) => r.ping())
+      .pipe(
+        Effect.retry(Schedule.spaced(probeInterval)),
+        Effect.zipRight(
+          Effect.suspend(() => {
+            fallback = false
+            return Effect.logInfo("Redis reachable again: replaying writes kept in memory").pipe(
+              Effect.annotateLogs({ ...annotations, pending: pending.size }),
+              Effect.zipRight(sampleMetrics),
+              Effect.zipRight(flushAll)
+            )
+          })
+        )
       )
-    )
+    yield* background(Effect.forever(Effect.zipRight(Queue.take(fallbackSignal), probe)))
     if (fallback) {
+      fallbackSignal.unsafeOffer(undefined)
       yield* Effect.logWarning("Redis unreachable: sessions are served from this instance's memory").pipe(
         Effect.annotateLogs({ ...annotations, reason: "connection" })
       )
