@@ -125,7 +125,7 @@ export interface HealthSource {
 export interface Options<K, E, R> {
   readonly pool: HealthSource
   /** Where pins live: a store of `Pin(keySchema)`; a Redis store shares them across instances. */
-  readonly store: SessionStore<Pin<K>, any>
+  readonly store: SessionStore<Pin<K>, never>
   /**
    * How the pool shows a key in its stats: pass the same function as the
    * pool's `describeKey` option.
