@@ -10,6 +10,10 @@
  * | `POST /pools/:name/cleanup` | expires idle items now: size before and after, how many were cleaned |
  * | `GET /health` | `healthy` / `degraded` (200) or `unhealthy` (503), with reasons and the limits in force |
  * | `GET /metrics` | the Effect metrics in the Prometheus text format |
+ * | `GET /livez` | 200 while the process serves: no details, no token |
+ *
+ * and the live dashboard ({@link DashboardGroup}): `GET /dashboard`, fed by
+ * the server-sent events of `GET /dashboard/events`.
  *
  * Every endpoint needs a bearer token (see `AdminAuth`); `/health` can be made
  * public. A malformed path parameter or body, whatever its shape, is answered
@@ -390,6 +394,11 @@ export class AdminGroup extends HttpApiGroup.make("cistern")
       .annotate(OpenApi.Summary, "healthy / degraded (200) or unhealthy (503), with reasons and limits")
   )
   .add(
+    HttpApiEndpoint.get("livez", "/livez")
+      .addSuccess(HttpApiSchema.Text())
+      .annotate(OpenApi.Summary, "Liveness for orchestrators: 200 while the process serves, no details, no token")
+  )
+  .add(
     HttpApiEndpoint.get("metrics", "/metrics")
       .addSuccess(MetricsText)
       .middleware(Authorization)
@@ -399,6 +408,293 @@ export class AdminGroup extends HttpApiGroup.make("cistern")
   .annotate(OpenApi.Description, "Status, cleanup, health and metrics of the pools this service runs") {}
 
 /**
+ * One key as the dashboard shows it: its counts, health and circuit.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DashboardKey = Schema.Struct({
+  key: Schema.String,
+  max: Schema.Number,
+  size: Schema.Number,
+  idle: Schema.Number,
+  inUse: Schema.Number,
+  creating: Schema.Number,
+  waiting: Schema.Number,
+  failures: Schema.Number,
+  timeouts: Schema.Number,
+  health: Schema.Literal("healthy", "degraded", "open"),
+  breaker: Schema.Literal("closed", "open", "half-open"),
+  consecutiveFailures: Schema.Number,
+  retryAt: Schema.NullOr(Schema.Number)
+}).annotations({ identifier: "DashboardKey" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface DashboardKey extends Schema.Schema.Type<typeof DashboardKey> {}
+
+/**
+ * One sample of a pool for the charts: occupancy at `at`, and what happened
+ * since the previous sample (acquire-wait quantiles of the callers that
+ * waited or created, timeouts and failed creations).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DashboardPoint = Schema.Struct({
+  at: Schema.Number,
+  idle: Schema.Number,
+  inUse: Schema.Number,
+  creating: Schema.Number,
+  waiting: Schema.Number,
+  /** Callers that waited or created since the previous sample. */
+  waited: Schema.Number,
+  /** Upper bounds of the histogram buckets holding the median and 99th percentile; null when nobody waited. */
+  waitP50Millis: Schema.NullOr(Schema.Number),
+  waitP99Millis: Schema.NullOr(Schema.Number),
+  timeouts: Schema.Number,
+  failures: Schema.Number
+}).annotations({ identifier: "DashboardPoint" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface DashboardPoint extends Schema.Schema.Type<typeof DashboardPoint> {}
+
+/**
+ * Something that happened to a pool: a circuit transition, a failed health
+ * check, failed creations, acquire timeouts, evictions, a pool registered or
+ * gone. `id` grows by one per event.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DashboardEvent = Schema.Struct({
+  id: Schema.Number,
+  at: Schema.Number,
+  pool: Schema.String,
+  kind: Schema.Literal(
+    "circuit",
+    "check-failed",
+    "creation-failed",
+    "timeout",
+    "eviction",
+    "pool-added",
+    "pool-removed"
+  ),
+  key: Schema.NullOr(Schema.String),
+  message: Schema.String
+}).annotations({ identifier: "DashboardEvent" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface DashboardEvent extends Schema.Schema.Type<typeof DashboardEvent> {}
+
+/**
+ * One pool in a dashboard snapshot. `keys` holds at most the dashboard's
+ * `keysPerPool` keys, those that need attention first (open circuits,
+ * half-open, degraded, then most waiting, in use, failing); `keysTotal` says
+ * how many there are, and `POST /dashboard/keys` pages through all of them.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DashboardPool = Schema.Struct({
+  name: Schema.String,
+  closed: Schema.Boolean,
+  status: HealthStatus,
+  reasons: Schema.Array(Schema.String),
+  totals: Schema.Struct({
+    keys: Schema.Number,
+    size: Schema.Number,
+    idle: Schema.Number,
+    inUse: Schema.Number,
+    creating: Schema.Number,
+    waiting: Schema.Number,
+    created: Schema.Number,
+    destroyed: Schema.Number,
+    timeouts: Schema.Number,
+    failures: Schema.Number
+  }),
+  circuits: Schema.Struct({ open: Schema.Number, halfOpen: Schema.Number }),
+  point: DashboardPoint,
+  config: ConfigInForce,
+  keysTotal: Schema.Number,
+  keys: Schema.Array(DashboardKey)
+}).annotations({ identifier: "DashboardPool" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface DashboardPool extends Schema.Schema.Type<typeof DashboardPool> {}
+
+/**
+ * What the dashboard pushes every interval: every registered pool, and the
+ * 30 most recent events (newest last).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DashboardSnapshot = Schema.Struct({
+  at: Schema.Number,
+  intervalMillis: Schema.Number,
+  pools: Schema.Array(DashboardPool),
+  events: Schema.Array(DashboardEvent)
+}).annotations({ identifier: "DashboardSnapshot" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface DashboardSnapshot extends Schema.Schema.Type<typeof DashboardSnapshot> {}
+
+/**
+ * The samples each pool's charts start from: the event stream sends it once,
+ * first.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DashboardHistory = Schema.Struct({
+  pools: Schema.Array(Schema.Struct({ name: Schema.String, points: Schema.Array(DashboardPoint) })),
+  /** Every event the dashboard keeps (its `events` option), newest last. */
+  events: Schema.Array(DashboardEvent)
+}).annotations({ identifier: "DashboardHistory" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface DashboardHistory extends Schema.Schema.Type<typeof DashboardHistory> {}
+
+/**
+ * How the key table is ordered. `attention`: open circuits, half-open,
+ * degraded, then most waiting, in use and failing.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const KeySort = Schema.Literal("attention", "inUse", "waiting", "failures", "timeouts", "key")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type KeySort = Schema.Schema.Type<typeof KeySort>
+
+/**
+ * A page of one pool's keys: those whose name contains `search` (any case),
+ * in `sort` order, `limit` (1 to 100, default 50) from `offset`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const KeyQuery = Schema.Struct({
+  pool: PoolName,
+  search: Schema.optionalWith(
+    Schema.String.pipe(Schema.maxLength(128, { message: () => "a search has at most 128 characters" })),
+    { exact: true }
+  ),
+  sort: Schema.optionalWith(KeySort, { exact: true }),
+  offset: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 1_000_000)), { exact: true }),
+  limit: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 100)), { exact: true })
+}).annotations({ identifier: "KeyQuery" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyQuery extends Schema.Schema.Type<typeof KeyQuery> {}
+
+/**
+ * A page of keys from the dashboard's latest sample (`at`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const KeyPage = Schema.Struct({
+  pool: Schema.String,
+  at: Schema.Number,
+  keysTotal: Schema.Number,
+  matched: Schema.Number,
+  offset: Schema.Number,
+  rows: Schema.Array(DashboardKey)
+}).annotations({ identifier: "KeyPage" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyPage extends Schema.Schema.Type<typeof KeyPage> {}
+
+/**
+ * The files the dashboard page loads, all served by the admin API itself.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DashboardAsset = Schema.Literal("app.js", "app.css", "uplot.js", "uplot.css")
+
+/**
+ * The live dashboard of the pools, as a group named `cistern-dashboard`:
+ *
+ * | endpoint | answers |
+ * |---|---|
+ * | `GET /dashboard` | the page (no token: it holds no data, and asks for the token) |
+ * | `GET /dashboard/assets/:file` | its script, style sheet and charting library |
+ * | `GET /dashboard/events` | server-sent events: the history once, then a snapshot every interval (token) |
+ * | `GET /dashboard/snapshot` | the latest snapshot, for polling when the stream drops (token) |
+ * | `POST /dashboard/keys` | a page of one pool's keys, searched and sorted (token) |
+ *
+ * @since 0.1.0
+ * @category groups
+ */
+export class DashboardGroup extends HttpApiGroup.make("cistern-dashboard")
+  .add(
+    HttpApiEndpoint.get("page", "/dashboard")
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/html" }))
+      .annotate(OpenApi.Exclude, true)
+  )
+  .add(
+    HttpApiEndpoint.get("asset", "/dashboard/assets/:file")
+      .setPath(Schema.Struct({ file: DashboardAsset }))
+      .addSuccess(HttpApiSchema.Text())
+      .annotate(OpenApi.Exclude, true)
+  )
+  .add(
+    HttpApiEndpoint.get("events", "/dashboard/events")
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/event-stream" }))
+      .middleware(Authorization)
+      .annotate(
+        OpenApi.Summary,
+        "Server-sent events: `history` once, then a `snapshot` every interval (a slow reader gets the latest)"
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("snapshot", "/dashboard/snapshot")
+      .addSuccess(DashboardSnapshot)
+      .middleware(Authorization)
+      .annotate(OpenApi.Summary, "The latest dashboard snapshot")
+  )
+  .add(
+    HttpApiEndpoint.post("keys", "/dashboard/keys")
+      .setPayload(KeyQuery)
+      .addSuccess(KeyPage)
+      .addError(PoolNotFound)
+      .addError(PayloadTooLarge)
+      .middleware(Authorization)
+      .annotate(OpenApi.Summary, "A page of one pool's keys, searched and sorted")
+  )
+  .annotate(OpenApi.Title, "Cistern dashboard")
+  .annotate(OpenApi.Description, "The live dashboard of the pools and its data") {}
+
+/**
  * The admin endpoints as an API of their own, for a dedicated admin server.
  *
  * @since 0.1.0
@@ -406,5 +702,6 @@ export class AdminGroup extends HttpApiGroup.make("cistern")
  */
 export class AdminApi extends HttpApi.make("cistern-admin")
   .add(AdminGroup)
+  .add(DashboardGroup)
   .annotate(OpenApi.Title, "Cistern admin API")
   .annotate(OpenApi.Version, "0.1.0") {}

@@ -44,6 +44,7 @@ import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import type { Authorization, HealthAuthorization } from "./AdminApi.js"
+import type * as AdminDashboard from "./AdminDashboard.js"
 import * as internal from "./internal/adminHttp.js"
 import * as status from "./internal/poolStatus.js"
 
@@ -87,12 +88,16 @@ export interface ServerOptions {
   readonly openApiPath?: `/${string}` | false | undefined
   /** Where the Swagger UI page is served, self-contained (`false`: not at all). Default `/docs`. */
   readonly docsPath?: `/${string}` | false | undefined
+  /** How the dashboard (`/dashboard`) samples the pools and what it keeps. */
+  readonly dashboard?: AdminDashboard.Options | undefined
 }
 
 /**
  * Serves the standalone `AdminApi` on the provided `HttpServer`, with its
- * OpenAPI document and docs page, an access log ({@link logger}), and query
- * strings dropped before routing (no admin endpoint reads one).
+ * OpenAPI document and docs page, the live dashboard (`/dashboard`, whose
+ * sampler it also provides as `AdminDashboard.Dashboard`), `/livez`, an
+ * access log ({@link logger}), and query strings dropped before routing (no
+ * admin endpoint reads one).
  *
  * The OpenAPI document and the docs page describe the API only, never pool
  * data, and are served without a token so a browser can open them; switch them
@@ -104,7 +109,7 @@ export interface ServerOptions {
 export const layerServer: (
   options?: ServerOptions
 ) => Layer.Layer<
-  never,
+  AdminDashboard.Dashboard,
   never,
   | HttpServer.HttpServer
   | HttpRouter.HttpRouter.DefaultServices

@@ -9,13 +9,19 @@
  * @since 0.1.0
  */
 export * as AdminApi from "./AdminApi.js"
-
 /**
  * Bearer-token authentication of the admin API, compared in constant time.
  *
  * @since 0.1.0
  */
 export * as AdminAuth from "./AdminAuth.js"
+/**
+ * A live dashboard of the pools, served by the admin API: charts, key table,
+ * events and configuration, fed by server-sent events.
+ *
+ * @since 0.1.0
+ */
+export * as AdminDashboard from "./AdminDashboard.js"
 
 /**
  * How the admin API judges the pools' health.

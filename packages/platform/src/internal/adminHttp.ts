@@ -24,6 +24,8 @@ import {
   type PoolView
 } from "../AdminApi.js"
 import { readJson } from "./body.js"
+import * as dashboard from "./dashboard.js"
+import * as dashboardHttp from "./dashboardHttp.js"
 import { makeChecker } from "./health.js"
 import { scrape } from "./prometheus.js"
 
@@ -88,6 +90,7 @@ export const layerGroup = <ApiId extends string, Groups extends HttpApiGroup.Htt
             Effect.flatMap(checker.check)
           )
         )
+        .handle("livez", () => Effect.succeed("ok"))
         .handle("metrics", () =>
           // Reading a pool's stats samples its gauges, so the scrape agrees with `/pools`.
           registry.list.pipe(
@@ -171,13 +174,14 @@ export const maxParamLength = 1024
 export interface ServerOptions {
   readonly openApiPath?: `/${string}` | false | undefined
   readonly docsPath?: `/${string}` | false | undefined
+  readonly dashboard?: dashboard.Options | undefined
 }
 
 /** @internal */
 export const layerServer = (
   options?: ServerOptions
 ): Layer.Layer<
-  never,
+  dashboard.Dashboard,
   never,
   | HttpServer.HttpServer
   | HttpRouter.HttpRouter.DefaultServices
@@ -185,7 +189,7 @@ export const layerServer = (
   | Authorization
   | HealthAuthorization
 > => {
-  const api = HttpApiBuilder.api(AdminApi).pipe(Layer.provide(layer))
+  const api = HttpApiBuilder.api(AdminApi).pipe(Layer.provide(layer), Layer.provide(dashboardHttp.layer))
   const openApiPath = options?.openApiPath ?? "/openapi.json"
   const docsPath = options?.docsPath ?? "/docs"
   const docs = Layer.mergeAll(
@@ -196,6 +200,7 @@ export const layerServer = (
     Layer.provide(docs),
     Layer.provide(api),
     // find-my-way answers 404 to parameters over 100 characters; let PoolName judge them instead.
-    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: maxParamLength }))
+    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: maxParamLength })),
+    Layer.provideMerge(dashboard.layer(options?.dashboard))
   )
 }

@@ -9,12 +9,14 @@ import * as Net from "node:net"
 import { PoolRegistry } from "@cistern/pool"
 import { HttpApiClient, HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
-import { Context, Deferred, Effect, Exit, Layer, type Redacted, type Scope } from "effect"
-import { AdminApi, AdminAuth, AdminHttp } from "../../src/index.js"
+import { Context, Deferred, Effect, Exit, Layer, Queue, type Redacted, type Scope } from "effect"
+import { AdminApi, AdminAuth, AdminDashboard, AdminHttp } from "../../src/index.js"
 
 export interface Server {
   readonly port: number
   readonly url: string
+  /** The dashboard's sampler the server runs. */
+  readonly dashboard: AdminDashboard.Service
 }
 
 /**
@@ -23,10 +25,14 @@ export interface Server {
  */
 export const serve = (
   registry: PoolRegistry.PoolRegistry["Type"],
-  options: { readonly token: Redacted.Redacted<string>; readonly publicHealth?: boolean }
+  options: {
+    readonly token: Redacted.Redacted<string>
+    readonly publicHealth?: boolean
+    readonly dashboard?: AdminDashboard.Options
+  }
 ): Effect.Effect<Server, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const layer = AdminHttp.layerServer().pipe(
+    const layer = AdminHttp.layerServer({ dashboard: options.dashboard }).pipe(
       Layer.provide(AdminAuth.layer(options)),
       Layer.provide(Layer.succeed(PoolRegistry.PoolRegistry, registry)),
       Layer.provideMerge(NodeHttpServer.layer(Http.createServer, { host: "127.0.0.1", port: 0 }))
@@ -34,7 +40,11 @@ export const serve = (
     const context = yield* Layer.build(layer).pipe(Effect.orDie)
     const address = Context.get(context, HttpServer.HttpServer).address
     if (address._tag !== "TcpAddress") return yield* Effect.die("expected a TCP address")
-    return { port: address.port, url: `http://127.0.0.1:${address.port}` }
+    return {
+      port: address.port,
+      url: `http://127.0.0.1:${address.port}`,
+      dashboard: Context.get(context, AdminDashboard.Dashboard)
+    }
   })
 
 export interface RawRequest {
@@ -91,7 +101,7 @@ const parseResponse = (raw: Buffer): RawResponse => {
 }
 
 /** Sends one request on a fresh connection (`Connection: close`) and reads everything back. */
-export const raw = (server: Server, request: RawRequest): Effect.Effect<RawResponse> =>
+export const raw = (server: Pick<Server, "port">, request: RawRequest): Effect.Effect<RawResponse> =>
   Effect.async<RawResponse>((resume) => {
     const body = request.body ?? ""
     const headers = {
@@ -152,7 +162,7 @@ const complete = (raw: Buffer): RawResponse | undefined => {
  * request whose body is announced but not (all) sent. Destroyed with the scope.
  */
 export const openRequest = (
-  server: Server,
+  server: Pick<Server, "port">,
   head: ReadonlyArray<string>,
   body: string | Buffer = ""
 ): Effect.Effect<OpenRequest, never, Scope.Scope> =>
@@ -185,4 +195,114 @@ export const openRequest = (
       response: Deferred.await(response),
       closed: Deferred.await(closed)
     }
+  })
+
+/** One server-sent event. */
+export interface SseEvent {
+  readonly type: string
+  readonly data: any
+}
+
+/** A raw client of an event stream: the response head, then its events as they arrive. */
+export interface SseClient {
+  readonly status: Effect.Effect<number>
+  /** The next event not yet taken (waits for it). */
+  readonly next: Effect.Effect<SseEvent>
+  /** Events received and not yet taken. */
+  readonly buffered: Effect.Effect<number>
+  /** Stops reading from the socket (the server's writes then back up), or reads again. */
+  readonly pause: Effect.Effect<void>
+  readonly resume: Effect.Effect<void>
+  /** Hangs up, as a closed browser tab does. */
+  readonly close: Effect.Effect<void>
+}
+
+/**
+ * Opens `GET path` on a raw socket and parses the chunked server-sent-events
+ * body as it comes. Destroyed with the scope.
+ */
+export const sse = (
+  server: Pick<Server, "port">,
+  path: string,
+  headers: Record<string, string>
+): Effect.Effect<SseClient, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const events = yield* Queue.unbounded<SseEvent>()
+    const status = yield* Deferred.make<number>()
+    const socket = yield* Effect.acquireRelease(
+      Effect.sync(() => Net.connect({ host: "127.0.0.1", port: server.port })),
+      (socket) => Effect.sync(() => socket.destroy())
+    )
+    let raw = Buffer.alloc(0)
+    let headDone = false
+    let body = ""
+    socket.on("data", (chunk: Buffer) => {
+      raw = Buffer.concat([raw, chunk])
+      if (!headDone) {
+        const split = raw.indexOf("\r\n\r\n")
+        if (split === -1) return
+        headDone = true
+        Deferred.unsafeDone(status, Exit.succeed(Number(raw.subarray(0, split).toString("latin1").split(" ")[1])))
+        raw = raw.subarray(split + 4)
+      }
+      // chunked transfer coding: size line, data, CRLF
+      for (;;) {
+        const end = raw.indexOf("\r\n")
+        if (end === -1) break
+        const size = Number.parseInt(raw.subarray(0, end).toString("latin1"), 16)
+        if (!Number.isFinite(size) || raw.length < end + 2 + size + 2) break
+        body += raw.subarray(end + 2, end + 2 + size).toString("utf8")
+        raw = raw.subarray(end + 2 + size + 2)
+      }
+      let split = body.indexOf("\n\n")
+      while (split !== -1) {
+        const block = body.slice(0, split)
+        body = body.slice(split + 2)
+        let type = "message"
+        let data = ""
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) type = line.slice(7)
+          else if (line.startsWith("data: ")) data += line.slice(6)
+        }
+        Queue.unsafeOffer(events, { type, data: data === "" ? undefined : JSON.parse(data) })
+        split = body.indexOf("\n\n")
+      }
+    })
+    socket.on("error", () => {})
+    socket.on("close", () => Deferred.unsafeDone(status, Exit.succeed(0)))
+    const head = [
+      `GET ${path} HTTP/1.1`,
+      `host: 127.0.0.1:${server.port}`,
+      "accept: text/event-stream",
+      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
+    ]
+    socket.write(`${head.join("\r\n")}\r\n\r\n`)
+    return {
+      status: Deferred.await(status),
+      next: Queue.take(events),
+      buffered: Queue.size(events),
+      pause: Effect.sync(() => {
+        socket.pause()
+      }),
+      resume: Effect.sync(() => {
+        socket.resume()
+      }),
+      close: Effect.sync(() => {
+        socket.destroy()
+      })
+    }
+  })
+
+/** Waits, in real time (I/O is not driven by the test clock), until `condition` holds; at most 5 seconds. */
+export const eventually = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  condition: (a: A) => boolean
+): Effect.Effect<A, E | string, R> =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 500; i++) {
+      const value = yield* effect
+      if (condition(value)) return value
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 10)))
+    }
+    return yield* Effect.fail("the condition did not hold within 5 seconds")
   })
