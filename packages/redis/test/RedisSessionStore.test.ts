@@ -54,7 +54,7 @@ describe.skipIf(!available.run)("RedisSessionStore", () => {
       )
       const stored = JSON.parse((yield* Effect.promise(() => raw.get("app:s:a")))!)
       assert.deepStrictEqual(stored.v, { userId: "u1", requests: 3 })
-      assert.deepStrictEqual(yield* Effect.promise(() => raw.zrange("app:i:user:u1", 0, -1)), ["a", "b"])
+      assert.deepStrictEqual(yield* Effect.promise(() => raw.zrange("app:i:user:u1", "0", "-1")), ["a", "b"])
     })
   )
 
@@ -125,7 +125,7 @@ describe.skipIf(!available.run)("RedisSessionStore", () => {
         // Overwriting a bad value repairs it.
         yield* store.set("old", { userId: "u2", requests: 0 })
         assert.deepStrictEqual(yield* store.get("old"), Option.some({ userId: "u2", requests: 0 }))
-        assert.deepStrictEqual(yield* Effect.promise(() => raw.zrange("app:i:user:u1", 0, -1)), ["good"])
+        assert.deepStrictEqual(yield* Effect.promise(() => raw.zrange("app:i:user:u1", "0", "-1")), ["good"])
       })
   )
 
