@@ -1,0 +1,290 @@
+/**
+ * Real servers on 127.0.0.1 for the tests, each started and stopped in a
+ * `Scope`: an upstream HTTP server that counts its sockets and requests, and
+ * a small HTTP CONNECT proxy that records what it tunnels.
+ */
+import * as http from "node:http"
+import * as net from "node:net"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as TestServices from "effect/TestServices"
+
+export interface Upstream {
+  readonly port: number
+  readonly url: string
+  /** Sockets open now, as the server sees them. */
+  readonly open: () => number
+  /** The most sockets open at once since the last `resetCounts`. */
+  readonly maxOpen: () => number
+  /** Sockets accepted since the last `resetCounts`. */
+  readonly accepted: () => number
+  /** Requests being answered now, and the most at once. */
+  readonly inFlight: () => number
+  readonly maxInFlight: () => number
+  /** Requests served (whole responses sent). */
+  readonly served: () => number
+  /** Remote ports of the sockets accepted, in order. */
+  readonly remotePorts: () => ReadonlyArray<number>
+  readonly resetCounts: () => void
+}
+
+/** Counts sockets open on several servers at once (the pool's total across upstreams). */
+export class Tally {
+  open = 0
+  max = 0
+  inFlight = 0
+  maxInFlight = 0
+  reset(): void {
+    this.max = this.open
+    this.maxInFlight = this.inFlight
+  }
+}
+
+/**
+ * The upstream's routes:
+ * - `/hello` answers "hello" at once;
+ * - `/slow?ms=N` answers "slow" after N ms (server-side work, not a test timing);
+ * - `/stream` sends a chunk every 20 ms until the client goes away;
+ * - `/big` sends 4 MiB (more than undici buffers for an unread body);
+ * - `/reset` sends headers and half its declared body, then resets the socket;
+ * - `/close` answers with `Connection: close`;
+ * - `/status/N` answers with status N.
+ */
+export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Upstream, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<{ server: http.Server; upstream: Upstream }>((resume) => {
+      const tally = options?.tally
+      const sockets = new Set<net.Socket>()
+      let maxOpen = 0
+      let accepted = 0
+      let inFlight = 0
+      let maxInFlight = 0
+      let served = 0
+      let ports: Array<number> = []
+      const server = http.createServer((req, res) => {
+        inFlight++
+        maxInFlight = Math.max(maxInFlight, inFlight)
+        if (tally !== undefined) {
+          tally.inFlight++
+          tally.maxInFlight = Math.max(tally.maxInFlight, tally.inFlight)
+        }
+        let done = false
+        const finish = () => {
+          if (done) return
+          done = true
+          inFlight--
+          if (tally !== undefined) tally.inFlight--
+        }
+        res.once("finish", () => {
+          served++
+          finish()
+        })
+        res.once("close", finish)
+        const url = new URL(req.url ?? "/", "http://localhost")
+        req.resume()
+        if (url.pathname === "/hello") {
+          res.end("hello")
+        } else if (url.pathname === "/slow") {
+          const timer = setTimeout(() => res.end("slow"), Number(url.searchParams.get("ms") ?? "10"))
+          res.once("close", () => clearTimeout(timer))
+        } else if (url.pathname === "/stream") {
+          res.writeHead(200, { "content-type": "text/event-stream" })
+          let n = 0
+          const timer = setInterval(() => res.write(`data: ${n++}\n\n`), 20)
+          res.write(`data: ${n++}\n\n`)
+          res.once("close", () => clearInterval(timer))
+        } else if (url.pathname === "/big") {
+          res.writeHead(200, { "content-length": String(4 * 1024 * 1024) })
+          res.end(Buffer.alloc(4 * 1024 * 1024, 97))
+        } else if (url.pathname === "/reset") {
+          res.writeHead(200, { "content-length": "1000" })
+          res.write(Buffer.alloc(500, 98), () => {
+            req.socket.resetAndDestroy()
+          })
+        } else if (url.pathname === "/close") {
+          res.writeHead(200, { connection: "close" })
+          res.end("bye")
+        } else if (url.pathname.startsWith("/status/")) {
+          res.statusCode = Number(url.pathname.slice("/status/".length))
+          res.end("status")
+        } else {
+          res.statusCode = 404
+          res.end()
+        }
+      })
+      // Idle sockets stay open until the client closes them: the pool decides, not the server.
+      server.keepAliveTimeout = 0
+      server.on("connection", (socket) => {
+        sockets.add(socket)
+        accepted++
+        ports.push(socket.remotePort ?? 0)
+        if (tally !== undefined) tally.open++
+        // Sampled at the end of this event-loop turn, once the FINs of sockets the client closed
+        // before opening this one have been read: Node reports them a callback or two later.
+        setImmediate(() => {
+          maxOpen = Math.max(maxOpen, sockets.size)
+          if (tally !== undefined) {
+            tally.max = Math.max(tally.max, tally.open)
+          }
+        })
+        // Counted closed when the client's FIN (or RST) arrives, in the same event-loop phase as new
+        // connections; Node's "close" comes a phase later and would overlap a socket opened after it.
+        let closed = false
+        const gone = () => {
+          if (closed) return
+          closed = true
+          sockets.delete(socket)
+          if (tally !== undefined) tally.open--
+        }
+        socket.once("end", gone)
+        socket.once("error", gone)
+        socket.once("close", gone)
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const port = (server.address() as net.AddressInfo).port
+        resume(
+          Effect.succeed({
+            server,
+            upstream: {
+              port,
+              url: `http://127.0.0.1:${port}`,
+              open: () => sockets.size,
+              maxOpen: () => maxOpen,
+              accepted: () => accepted,
+              inFlight: () => inFlight,
+              maxInFlight: () => maxInFlight,
+              served: () => served,
+              remotePorts: () => ports,
+              resetCounts: () => {
+                maxOpen = sockets.size
+                accepted = 0
+                maxInFlight = inFlight
+                served = 0
+                ports = []
+              }
+            }
+          })
+        )
+      })
+    }),
+    ({ server }) =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  ).pipe(Effect.map(({ upstream }) => upstream))
+
+export interface ConnectProxy {
+  readonly port: number
+  readonly url: string
+  /** The targets of the CONNECT requests received, in order. */
+  readonly connects: () => ReadonlyArray<string>
+  /** The `UpstreamProxy-Authorization` header of each CONNECT (or undefined). */
+  readonly authorizations: () => ReadonlyArray<string | undefined>
+  /** Tunnels open now. */
+  readonly tunnels: () => number
+}
+
+/**
+ * An HTTP CONNECT proxy that tunnels to any 127.0.0.1 port. With `require`,
+ * a CONNECT without that exact `UpstreamProxy-Authorization` gets 407.
+ */
+export const connectProxy = (options?: {
+  readonly require?: string
+}): Effect.Effect<ConnectProxy, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<{ server: http.Server; sockets: Set<net.Socket>; proxy: ConnectProxy }>((resume) => {
+      const connects: Array<string> = []
+      const authorizations: Array<string | undefined> = []
+      const sockets = new Set<net.Socket>()
+      let tunnels = 0
+      const server = http.createServer((_, res) => {
+        res.statusCode = 405
+        res.end()
+      })
+      server.on("connection", (socket) => {
+        sockets.add(socket)
+        socket.once("close", () => sockets.delete(socket))
+      })
+      server.on("connect", (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
+        connects.push(req.url ?? "")
+        authorizations.push(req.headers["proxy-authorization"])
+        client.on("error", () => {})
+        if (options?.require !== undefined && req.headers["proxy-authorization"] !== options.require) {
+          client.end("HTTP/1.1 407 UpstreamProxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+          return
+        }
+        const [host, port] = (req.url ?? "").split(":")
+        if (host !== "127.0.0.1") {
+          client.end("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+          return
+        }
+        const target = net.connect(Number(port), host, () => {
+          tunnels++
+          client.write("HTTP/1.1 200 Connection Established\r\n\r\n")
+          if (head.length > 0) target.write(head)
+          target.pipe(client)
+          client.pipe(target)
+        })
+        sockets.add(target)
+        target.on("error", () => client.destroy())
+        client.on("close", () => target.destroy())
+        target.once("close", () => {
+          sockets.delete(target)
+          tunnels--
+          client.destroy()
+        })
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const port = (server.address() as net.AddressInfo).port
+        resume(
+          Effect.succeed({
+            server,
+            sockets,
+            proxy: {
+              port,
+              url: `http://127.0.0.1:${port}`,
+              connects: () => connects,
+              authorizations: () => authorizations,
+              tunnels: () => tunnels
+            }
+          })
+        )
+      })
+    }),
+    ({ server, sockets }) =>
+      Effect.async<void>((resume) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  ).pipe(Effect.map(({ proxy }) => proxy))
+
+/**
+ * Polls `read` until `predicate` holds, under the live clock (so it works in
+ * `TestClock` tests too); dies after `timeout` (default 5 s) with the last value.
+ */
+export const eventually = <A>(
+  read: () => A,
+  predicate: (a: A) => boolean,
+  label: string,
+  timeout: Duration.DurationInput = "5 seconds"
+): Effect.Effect<A> =>
+  Effect.suspend(() => {
+    let last: A | undefined
+    return Effect.sync(read).pipe(
+      Effect.tap((a) => {
+        last = a
+      }),
+      Effect.repeat({ until: predicate, schedule: Schedule.spaced("5 millis") }),
+      Effect.map(() => last as A),
+      Effect.timeoutFail({ duration: timeout, onTimeout: () => `${label}: still ${JSON.stringify(last)}` }),
+      Effect.orDie,
+      TestServices.provideLive
+    )
+  })
+
+/** Lets real I/O run for a while under the live clock (to show that something does NOT happen). */
+export const settle = (duration: Duration.DurationInput = "50 millis"): Effect.Effect<void> =>
+  TestServices.provideLive(Effect.sleep(Duration.decode(duration)))
