@@ -11,6 +11,7 @@ import * as Schema from "effect/Schema"
 import type { Redis } from "ioredis"
 import type * as RedisClient from "../RedisClient.js"
 import type { RedisError } from "../RedisError.js"
+import * as RedisErrors from "../RedisError.js"
 import type { Options } from "../RedisSessionStore.js"
 import { commandName, type WriteMode, writeScript } from "./script.js"
 
@@ -98,7 +99,7 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
         schemaErrors,
         storeErrors,
         fallback,
-        pendingWrites: pending.size,
+        pendingWrites: pending.size + flushing.size,
         droppedWrites,
         replayedWrites,
         flushes
@@ -232,28 +233,42 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
           const [key, ...args] = argsOf(id, p.op === "del" ? "del" : "set", p, null, now)
           void send(key!, ...args)
         }
+        // Back in the queue (unless a newer write of the session is there), to be replayed.
         const putBack = () => {
-          for (const [id, p] of batch) if (!pending.has(id)) pending.set(id, p)
+          for (const [id, p] of batch) if (!pending.has(id)) pending.set(id, { ...p, replay: true })
         }
         return command("flush", () => pipeline.exec()).pipe(
-          Effect.ensuring(Effect.sync(settled)),
           Effect.flatMap((results) => {
             flushes++
-            let lost = false
+            let unreachable: RedisError | undefined
+            const refused: Array<RedisError> = []
             batch.forEach(([id, p], i) => {
-              const error = results?.[i]?.[0]
-              if (error === null || error === undefined) {
+              const failure = results?.[i]?.[0]
+              if (failure === null || failure === undefined) {
                 if (p.replay) replayedWrites++
-              } else if (!pending.has(id)) {
-                lost = true
-                pending.set(id, p)
+                return
+              }
+              const error = RedisErrors.fromUnknown("flush", failure)
+              storeErrors++
+              if (error.reason === "command") refused.push(error)
+              else {
+                unreachable = error
+                if (!pending.has(id)) pending.set(id, { ...p, replay: true })
               }
             })
-            return lost
-              ? Effect.as(command("PING", (r) => r.ping()).pipe(Effect.ignore), !fallback)
-              : Effect.succeed(true)
+            const logRefused =
+              refused.length === 0
+                ? Effect.void
+                : Effect.logWarning("Redis refused session writes; they were dropped").pipe(
+                    Effect.annotateLogs({ ...annotations, count: refused.length, error: refused[0]!.detail })
+                  )
+            return Effect.zipRight(
+              logRefused,
+              unreachable === undefined ? Effect.succeed(true) : Effect.as(enterFallback(unreachable), false)
+            )
           }),
-          Effect.catchAll(() => Effect.sync(putBack).pipe(Effect.as(false)))
+          Effect.catchAll(() => Effect.sync(putBack).pipe(Effect.as(false))),
+          Effect.ensuring(Effect.sync(settled))
         )
       })
 
