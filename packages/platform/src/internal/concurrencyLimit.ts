@@ -131,7 +131,10 @@ export class Limiter {
     if (this.queue.size >= this.maxQueued) {
       return Effect.fail(this.reject("queue-full", 0))
     }
-    return Effect.uninterruptibleMask((restore) =>
+    // The wait is interruptible even where the caller is not (an
+    // `acquireUseRelease`'s acquire, a server's handler): a caller that goes
+    // away must leave the queue.
+    return Effect.uninterruptible(
       Effect.suspend(() => {
         const waiter: Waiter = { granted: false, wake: undefined }
         this.queue.add(waiter)
@@ -145,7 +148,7 @@ export class Limiter {
               onTimeout: () => this.reject("queue-timeout", Duration.toMillis(this.queueTimeout))
             })
           : wait
-        return restore(bounded).pipe(
+        return Effect.interruptible(bounded).pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
               if (Exit.isSuccess(exit)) {

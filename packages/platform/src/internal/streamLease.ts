@@ -109,7 +109,7 @@ export const open = <K, A, E, E2, R>(
         ? yield* Scope.fork(outer.value, ExecutionStrategy.sequential)
         : yield* Scope.make(ExecutionStrategy.sequential)
       const context = yield* Effect.context<Exclude<R, Scope.Scope>>()
-      const start = yield* Clock.currentTimeMillis
+      let start = 0
       let completed = false
       let ending: Ending | undefined
 
@@ -117,6 +117,7 @@ export const open = <K, A, E, E2, R>(
       // request) first, then the invalidation of a cut item, then the lease.
       const leased = Effect.gen(function* () {
         const item = yield* pool.get(key)
+        start = yield* Clock.currentTimeMillis
         yield* Effect.addFinalizer(() => (completed ? Effect.void : pool.invalidate(item)))
         yield* Metric.increment(active)
         yield* Effect.addFinalizer(() => Metric.incrementBy(active, -1))
@@ -133,7 +134,14 @@ export const open = <K, A, E, E2, R>(
         Effect.onExit((exit) =>
           Exit.isFailure(exit)
             ? Effect.zipRight(
-                report(Exit.isInterrupted(exit) ? "interrupted" : "failed", options),
+                report(
+                  Exit.isInterrupted(exit)
+                    ? "interrupted"
+                    : Option.exists(Cause.failureOption(exit.cause), (e) => e instanceof StreamTimeout)
+                      ? "timeout"
+                      : "failed",
+                  options
+                ),
                 Scope.close(scope, exit)
               )
             : Effect.void
