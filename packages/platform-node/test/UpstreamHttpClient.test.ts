@@ -192,7 +192,9 @@ describe("UpstreamHttpClient", () => {
         (s) => s.size === 0,
         "pool size"
       )
-      assert.strictEqual(stats.perKey.length === 0 ? 1 : stats.perKey[0].health.consecutiveFailures, 1)
+      // The key stays listed while its breaker remembers the failure.
+      assert.strictEqual(stats.perKey[0].health.consecutiveFailures, 1)
+      assert.strictEqual(stats.perKey[0].health.breaker, "closed")
       assert.strictEqual(yield* text(client, `${server.url}/hello`), "hello")
       assert.strictEqual(server.accepted(), 2)
       // An HTTP error status is not a connection failure: the connection is kept.

@@ -65,8 +65,7 @@ class Lease implements Exchange {
 
   onEnd(): void {
     this.complete = true
-    // undici closes a socket it will not reuse right after this call returns: look at it after that.
-    queueMicrotask(() => this.end(undefined))
+    this.end(undefined)
   }
 
   onError(error: Error): void {
@@ -84,6 +83,12 @@ class Lease implements Exchange {
   end(error: unknown): void {
     if (this.ended) return
     this.ended = true
+    // Released once undici has finished the call it is in: it closes a socket it will not reuse right
+    // after reporting the end of a response, and pool finalizers must not run inside its callbacks.
+    queueMicrotask(() => this.release(error))
+  }
+
+  private release(error: unknown): void {
     const connection = this.connection
     if (connection.exchange === this) connection.exchange = undefined
     const exit: Exit.Exit<void, unknown> = error === undefined ? Exit.void : Exit.fail(error)

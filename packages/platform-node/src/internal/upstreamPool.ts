@@ -101,7 +101,9 @@ export class ConnectionImpl implements Connection {
     socket.on("error", noop)
     socket.once("close", () => {
       this.reusable = false
-      if (!this.closing) onClose(this)
+      // After undici's own "close" listeners have run: destroying the client inside this event would wait
+      // for a "close" that has already been emitted.
+      if (!this.closing) queueMicrotask(() => onClose(this))
     })
     this.dispatcher = this.client.compose(
       (dispatch) => (opts, handler) => dispatch(opts, new Observer(handler, this.exchange))

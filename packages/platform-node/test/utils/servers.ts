@@ -28,6 +28,8 @@ export interface Upstream {
   /** Remote ports of the sockets accepted, in order. */
   readonly remotePorts: () => ReadonlyArray<number>
   readonly resetCounts: () => void
+  /** Destroys every open socket from the server's side (an upstream restart, its idle timeout). */
+  readonly dropAll: () => void
 }
 
 /** Counts sockets open on several servers at once (the pool's total across upstreams). */
@@ -157,6 +159,9 @@ export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Up
               maxInFlight: () => maxInFlight,
               served: () => served,
               remotePorts: () => ports,
+              dropAll: () => {
+                for (const socket of sockets) socket.destroy()
+              },
               resetCounts: () => {
                 maxOpen = sockets.size
                 accepted = 0
