@@ -37,6 +37,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { buildConnector, Client, Dispatcher } from "undici"
 import * as connectionError from "./internal/connectionError.js"
+import * as internalRequest from "./internal/request.js"
 import * as upstreamKey from "./internal/upstreamKey.js"
 import * as internal from "./internal/upstreamPool.js"
 
@@ -138,6 +139,60 @@ export class UpstreamConnectError extends Data.TaggedError("UpstreamConnectError
       : `connecting to ${this.upstream} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
   }
 }
+
+/**
+ * A request sent with {@link request} failed before its response's headers
+ * arrived. Its `cause` is undici's error; {@link isConnectionError} tells
+ * whether the connection broke.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UpstreamRequestError extends Data.TaggedError("UpstreamRequestError")<{
+  /** The key, as {@link describeKey} shows it. */
+  readonly upstream: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `a request to ${this.upstream} failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
+
+/**
+ * The options of {@link request}: undici's request options (`method`,
+ * `path`, `headers`, `body`, `headersTimeout`, `bodyTimeout`…). The origin
+ * is the connection's; aborting is the scope's.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RequestOptions = Omit<Dispatcher.RequestOptions, "origin" | "signal">
+
+/**
+ * Sends a request on a leased connection and ties its response to the
+ * current scope — the lease's scope, in `pool.get` or in a streaming helper
+ * that runs inside the lease. If the scope closes before the response has
+ * ended (its body unread, cut short, the fiber interrupted), the request is
+ * aborted and the connection destroyed when the lease ends; a response that
+ * ended whole leaves the connection to be reused. A response that fails, or
+ * announces `Connection: close`, always destroys its connection.
+ *
+ * ```ts
+ * const body = Effect.gen(function* () {
+ *   const pool = yield* UpstreamPool.UpstreamPool
+ *   const connection = yield* pool.get(key)
+ *   const response = yield* UpstreamPool.request(connection, { method: "POST", path: "/v1/chat/completions", body })
+ *   return yield* Effect.promise(() => response.body.text())
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const request: (
+  connection: Connection,
+  options: RequestOptions
+) => Effect.Effect<Dispatcher.ResponseData, UpstreamRequestError, Scope.Scope> = internalRequest.request
 
 /**
  * Whether an error means the connection broke: undici's socket, connect,

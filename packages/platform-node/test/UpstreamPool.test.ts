@@ -1,6 +1,7 @@
 import { HttpClient } from "@effect/platform"
+import { NodeStream } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Chunk, Effect, Layer, Stream, TestClock } from "effect"
 import { errors } from "undici"
 import { UpstreamHttpClient, UpstreamPool } from "../src/index.js"
 import { connectProxy, eventually, settle, upstream } from "./utils/servers.js"
@@ -116,6 +117,57 @@ describe("UpstreamPool", () => {
       assert.strictEqual(server.accepted(), 1)
       assert.strictEqual(server.served(), 3)
     })
+  )
+
+  it.scopedLive(
+    "request ties a response to the lease's scope: ended whole, the connection is reused; cut, destroyed",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* upstream()
+        const pool = yield* UpstreamPool.make({ maxPerKey: 1 })
+        const key = UpstreamPool.key(server.url)
+        const whole = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const connection = yield* pool.get(key)
+            const response = yield* UpstreamPool.request(connection, { method: "GET", path: "/hello" })
+            return yield* Effect.promise(() => response.body.text())
+          })
+        )
+        assert.strictEqual(whole, "hello")
+        assert.strictEqual((yield* pool.stats).idle, 1)
+        // A streaming helper's shape: the body is a stream inside the lease, cut after two chunks.
+        const events = yield* pool
+          .stream(key, (connection) =>
+            Stream.unwrapScoped(
+              Effect.map(UpstreamPool.request(connection, { method: "GET", path: "/stream" }), (response) =>
+                NodeStream.fromReadable(
+                  () => response.body,
+                  (e) => e
+                )
+              )
+            )
+          )
+          .pipe(Stream.take(2), Stream.runCollect)
+        assert.strictEqual(Chunk.size(events), 2)
+        yield* eventually(server.open, (n) => n === 0, "upstream sockets")
+        const stats = yield* eventually(
+          () => Effect.runSync(pool.stats),
+          (s) => s.size === 0,
+          "pool size"
+        )
+        assert.strictEqual(stats.inUse, 0)
+        assert.strictEqual(stats.failures, 0)
+        // The key's one slot is free again, on a new connection.
+        const again = yield* Effect.scoped(
+          Effect.flatMap(pool.get(key), (connection) =>
+            Effect.flatMap(UpstreamPool.request(connection, { method: "GET", path: "/hello" }), (response) =>
+              Effect.promise(() => response.body.text())
+            )
+          )
+        )
+        assert.strictEqual(again, "hello")
+        assert.strictEqual(server.accepted(), 2)
+      })
   )
 
   it.scopedLive("connections of different credentials or proxies are never shared", () =>

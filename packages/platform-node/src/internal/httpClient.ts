@@ -1,4 +1,3 @@
-import type * as KeyedPool from "@cistern/pool/KeyedPool"
 import * as Cookies from "@effect/platform/Cookies"
 import * as Headers from "@effect/platform/Headers"
 import type * as Body from "@effect/platform/HttpBody"
@@ -20,13 +19,11 @@ import * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { Dispatcher } from "undici"
 import type { ClientOptions as HttpClientOptions } from "../UpstreamHttpClient.js"
-import type { Connection, UpstreamConnectError, UpstreamKey } from "../UpstreamPool.js"
+import type { UpstreamKey } from "../UpstreamPool.js"
 import { UpstreamPool } from "../UpstreamPool.js"
 import { isConnectionError } from "./connectionError.js"
 import * as upstreamKey from "./upstreamKey.js"
 import type { ConnectionImpl, Exchange } from "./upstreamPool.js"
-
-type Pool = KeyedPool.KeyedPool<UpstreamKey, Connection, UpstreamConnectError>
 
 const noop = () => {}
 
@@ -46,21 +43,12 @@ class Lease implements Exchange {
   constructor(
     readonly connection: ConnectionImpl,
     readonly scope: Scope.CloseableScope,
-    readonly pool: Pool,
     readonly runFork: (effect: Effect.Effect<void>) => unknown
   ) {}
 
   onStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller
     if (this.abortReason !== undefined) controller.abort(this.abortReason)
-  }
-
-  onHeaders(statusCode: number, headers: Record<string, string | Array<string> | undefined>): void {
-    if (statusCode < 200) return
-    const connection = headers.connection
-    if (typeof connection === "string" && /(^|,)\s*close\s*(,|$)/i.test(connection)) {
-      this.connection.reusable = false
-    }
   }
 
   onEnd(): void {
@@ -97,7 +85,7 @@ class Lease implements Exchange {
     } else {
       // Cut short, failed, or the upstream is closing it: the connection is destroyed when the lease ends.
       connection.reusable = false
-      this.runFork(Effect.zipRight(this.pool.invalidate(connection), Scope.close(this.scope, exit)))
+      this.runFork(Effect.zipRight(connection.invalidate, Scope.close(this.scope, exit)))
     }
   }
 }
@@ -165,7 +153,7 @@ export const make = (options: HttpClientOptions = {}): Effect.Effect<Client.Http
                       )
                 ),
               onSuccess: (connection) => {
-                const lease = new Lease(connection as ConnectionImpl, scope, pool, runFork)
+                const lease = new Lease(connection as ConnectionImpl, scope, runFork)
                 ;(connection as ConnectionImpl).exchange = lease
                 return restore(
                   Effect.async<ClientResponse.HttpClientResponse, ClientError.RequestError>((resume) => {

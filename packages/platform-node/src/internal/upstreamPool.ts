@@ -11,23 +11,29 @@ import { describeKey } from "./upstreamKey.js"
 
 /**
  * What one request on a connection reports, for whoever leased it: the
- * `HttpClient` ends its lease from these.
+ * `HttpClient` and `request` end their leases from these.
  */
 export interface Exchange {
   onStart(controller: Dispatcher.DispatchController): void
-  onHeaders(statusCode: number, headers: Record<string, string | Array<string> | undefined>): void
   onEnd(): void
   onError(error: Error): void
 }
 
+const announcesClose = (headers: Record<string, string | Array<string> | undefined>): boolean => {
+  const connection = headers.connection
+  return typeof connection === "string" && /(^|,)\s*close\s*(,|$)/i.test(connection)
+}
+
 /**
- * Forwards undici's handler calls and tells the exchange how the request
- * went. It sits between the client and undici's own request handler, so it
- * sees the end of the response on the wire, not when the caller reads it.
+ * Forwards undici's handler calls, watching each response on the wire (not
+ * as its reader consumes it): a response that fails, or announces
+ * `Connection: close`, makes the connection unfit, whoever leased it and
+ * however that lease ends.
  */
 class Observer implements Dispatcher.DispatchHandler {
   constructor(
     readonly handler: Dispatcher.DispatchHandler,
+    readonly connection: ConnectionImpl,
     readonly exchange: Exchange | undefined
   ) {}
   onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
@@ -40,6 +46,8 @@ class Observer implements Dispatcher.DispatchHandler {
     headers: Record<string, string | Array<string> | undefined>,
     socket: import("node:stream").Duplex
   ): void {
+    // An upgraded socket is the caller's now: it never comes back to the pool.
+    this.connection.unfit()
     this.handler.onRequestUpgrade?.(controller, statusCode, headers as never, socket)
   }
   onResponseStart(
@@ -48,17 +56,21 @@ class Observer implements Dispatcher.DispatchHandler {
     headers: Record<string, string | Array<string> | undefined>,
     statusMessage?: string
   ): void {
-    this.exchange?.onHeaders(statusCode, headers)
+    if (statusCode >= 200 && announcesClose(headers)) this.connection.reusable = false
     this.handler.onResponseStart?.(controller, statusCode, headers as never, statusMessage)
   }
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.handler.onResponseData?.(controller, chunk)
   }
   onResponseEnd(controller: Dispatcher.DispatchController, trailers: Record<string, string | Array<string>>): void {
+    this.connection.inFlight = false
+    if (!this.connection.reusable) this.connection.unfit()
     this.exchange?.onEnd()
     this.handler.onResponseEnd?.(controller, trailers as never)
   }
   onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    this.connection.inFlight = false
+    this.connection.unfit()
     this.exchange?.onError(error)
     this.handler.onResponseError?.(controller, error)
   }
@@ -74,16 +86,20 @@ export class ConnectionImpl implements Connection {
   readonly dispatcher: Dispatcher
   /** The request in flight, if a lease is watching one. */
   exchange: Exchange | undefined = undefined
-  /** Cleared when the upstream said it will close, or the socket went away. */
+  /** Whether a request was sent and its response has not ended yet. */
+  inFlight = false
+  /** Cleared when the upstream said it will close, a response failed, or the socket went away. */
   reusable = true
   private handedOver = false
   private closing = false
+  private invalidated = false
 
   constructor(
     readonly key: UpstreamKey,
     readonly socket: net.Socket,
     options: ClientOptions,
-    onClose: (connection: ConnectionImpl) => void
+    private readonly pool: () => KeyedPool.KeyedPool<UpstreamKey, Connection, UpstreamConnectError> | undefined,
+    private readonly runFork: (effect: Effect.Effect<void>) => unknown
   ) {
     // undici expects its connector to answer later, as a real connect does: answering in the same tick stalls it.
     const connect: buildConnector.connector = (_, callback) =>
@@ -99,20 +115,39 @@ export class ConnectionImpl implements Connection {
     // The client reports its socket errors to requests; this keeps an idle socket's error from being unhandled.
     this.client.on("connectionError", noop)
     socket.on("error", noop)
-    socket.once("close", () => {
-      this.reusable = false
-      // After undici's own "close" listeners have run: destroying the client inside this event would wait
-      // for a "close" that has already been emitted.
-      if (!this.closing) queueMicrotask(() => onClose(this))
+    // After undici's own "close" listeners (see `unfit`).
+    socket.once("close", () => this.unfit())
+    this.dispatcher = this.client.compose((dispatch) => (opts, handler) => {
+      this.inFlight = true
+      return dispatch(opts, new Observer(handler, this, this.exchange))
     })
-    this.dispatcher = this.client.compose(
-      (dispatch) => (opts, handler) => dispatch(opts, new Observer(handler, this.exchange))
-    )
+  }
+
+  /**
+   * The connection must not carry another request: the pool destroys it now
+   * if idle, or when its lease ends. Told to the pool after undici's current
+   * callback returns — destroying the client inside its own socket events
+   * would wait for events already emitted.
+   */
+  unfit(): void {
+    this.reusable = false
+    if (this.closing || this.invalidated) return
+    this.invalidated = true
+    queueMicrotask(() => this.runFork(this.invalidate))
+  }
+
+  /** Marks the connection unfit now, from Effect code (a lease's finalizer, before the lease ends). */
+  get invalidate(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.reusable = false
+      const pool = this.pool()
+      return pool === undefined ? Effect.void : pool.invalidate(this)
+    })
   }
 
   /** Whether a new request may be sent on this connection now. */
   get alive(): boolean {
-    return this.reusable && !this.socket.destroyed && !this.client.destroyed && !this.client.closed
+    return this.reusable && !this.inFlight && !this.socket.destroyed && !this.client.destroyed && !this.client.closed
   }
 
   get remoteAddress(): string | undefined {
@@ -143,10 +178,9 @@ export const make = (
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
     const cell: { pool?: KeyedPool.KeyedPool<UpstreamKey, Connection, UpstreamConnectError> } = {}
-    // A socket that closes while idle (the upstream's keep-alive timeout, undici's own, a reset) leaves the pool at once.
-    const onClose = (connection: ConnectionImpl) => {
-      if (cell.pool !== undefined) runFork(cell.pool.invalidate(connection))
-    }
+    // An unfit connection (its socket closed by the upstream's keep-alive timeout, undici's own, a reset;
+    // a response cut or announcing a close) leaves the pool at once if idle, or when its lease ends.
+    const current = () => cell.pool
     const clientOptions: ClientOptions = {
       // Timeouts belong to Effect (`Effect.timeout`, the pool's `acquireTimeout`), as in `@effect/platform-node`.
       headersTimeout: 60 * 60 * 1000,
@@ -160,7 +194,7 @@ export const make = (
         Effect.acquireRelease(
           Effect.map(
             open(key, connector, proxyConnector),
-            (socket) => new ConnectionImpl(key, socket, clientOptions, onClose)
+            (socket) => new ConnectionImpl(key, socket, clientOptions, current, runFork)
           ),
           (connection) => connection.destroy()
         ),
