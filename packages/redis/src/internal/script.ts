@@ -5,6 +5,7 @@
  * - `set`: write unconditionally (a flushed write-behind entry, a write-through `set`);
  * - `nx`: write only when there is no session yet (`getOrCreate`);
  * - `cas`: write only when the stored value is still the one the caller read (`update`);
+ *   on a conflict it answers `[0, current value]`, so a retry needs no second read;
  * - `del`: remove the session.
  *
  * The old index entries are found in the stored envelope itself (its `i`
@@ -24,10 +25,11 @@ local current = redis.call("GET", KEYS[1])
 local mode = ARGV[1]
 if mode == "nx" and current then return 0 end
 if mode == "cas" then
+  -- On a conflict the current value goes back, so the caller retries without reading again.
   if ARGV[2] == "0" then
-    if current then return 0 end
+    if current then return {0, current} end
   elseif current ~= string.sub(ARGV[2], 2) then
-    return 0
+    return {0, current}
   end
 end
 if current then

@@ -302,26 +302,30 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
       return Option.none()
     }
 
+    interface Read {
+      readonly raw: string | null
+      readonly stored: Option.Option<Stored<A>>
+    }
+
+    /** What a raw Redis value says: nothing, an expired session, a live one, or a value failing the schema. */
+    const interpret = (
+      id: string,
+      raw: string | null,
+      now: number
+    ): Effect.Effect<Read, SessionError.SessionSchemaError> => {
+      if (raw === null) return Effect.succeed({ raw, stored: Option.none() })
+      const parsed = parse(id, raw)
+      if (Either.isLeft(parsed)) {
+        cache.delete(id)
+        return Effect.zipRight(logInvalid(parsed.left), Effect.fail(parsed.left))
+      }
+      return Effect.succeed({ raw, stored: parsed.right.expiresAt <= now ? Option.none() : Option.some(parsed.right) })
+    }
+
     const readRedis = (id: string, now: number) =>
       Effect.flatMap(
         command("GET", (r) => r.get(sessionPrefix + id)),
-        (
-          raw
-        ): Effect.Effect<
-          { raw: string | null; stored: Option.Option<Stored<A>> },
-          SessionError.SessionSchemaError | RedisError
-        > => {
-          if (raw === null) return Effect.succeed({ raw, stored: Option.none() })
-          const parsed = parse(id, raw)
-          if (Either.isLeft(parsed)) {
-            cache.delete(id)
-            return Effect.zipRight(logInvalid(parsed.left), Effect.fail(parsed.left))
-          }
-          return Effect.succeed({
-            raw,
-            stored: parsed.right.expiresAt <= now ? Option.none() : Option.some(parsed.right)
-          })
-        }
+        (raw) => interpret(id, raw, now)
       )
 
     const get = (id: string) =>
@@ -453,49 +457,50 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const ttl = callOptions?.ttl === undefined ? undefined : positive("ttl", callOptions.ttl)
           if (fallback) return updateLocal(id, f, now, ttl)
-          const attempt: Effect.Effect<
-            Option.Option<Option.Option<A>>,
-            SessionError.SessionSchemaError | RedisError
-          > = Effect.flatMap(
-            Effect.zipRight(afterFlushOf(id), readRedis(id, now)),
-            ({
-              raw,
-              stored
-            }): Effect.Effect<Option.Option<Option.Option<A>>, SessionError.SessionSchemaError | RedisError> => {
-              const mine = unsent(id)
-              const current =
-                mine === undefined
-                  ? stored
-                  : mine.op === "del" || mine.expiresAt <= now
-                    ? Option.none()
-                    : Option.some({ value: mine.value, expiresAt: mine.expiresAt })
-              if (Option.isNone(current)) {
-                if (mine === undefined) cache.delete(id)
-                return Effect.succeed(Option.some(Option.none()))
-              }
-              const next = f(current.value.value)
-              const p = prepare(id, next, ttl === undefined ? current.value.expiresAt : now + ttl)
-              if (Either.isLeft(p)) return Effect.fail(p.left)
-              const [key, ...args] = argsOf(id, "cas", p.right, raw, now)
-              return Effect.map(
-                command("update", (r) => write(r)(key!, ...args)),
-                (written) => {
-                  // Another writer changed it since the read: read again.
-                  if (written !== 1) return Option.none()
-                  if (pending.get(id) === mine) pending.delete(id)
-                  cache.set(id, next, p.right.expiresAt, now + cacheTtl)
-                  return Option.some(Option.some(next))
-                }
-              )
-            }
-          )
-          const loop: Effect.Effect<Option.Option<A>, SessionError.SessionSchemaError> = attempt.pipe(
-            Effect.catchTag("RedisError", () => Effect.map(updateLocal(id, f, now, ttl), Option.some)),
+          type Outcome = { readonly done: Option.Option<A> } | { readonly conflict: string | null }
+          const attempt = (
+            read: Effect.Effect<Read, SessionError.SessionSchemaError | RedisError>
+          ): Effect.Effect<Outcome, SessionError.SessionSchemaError | RedisError> =>
             Effect.flatMap(
-              Option.match({ onNone: () => Effect.zipRight(Effect.yieldNow(), loop), onSome: Effect.succeed })
+              read,
+              ({ raw, stored }): Effect.Effect<Outcome, SessionError.SessionSchemaError | RedisError> => {
+                const mine = unsent(id)
+                const current =
+                  mine === undefined
+                    ? stored
+                    : mine.op === "del" || mine.expiresAt <= now
+                      ? Option.none()
+                      : Option.some({ value: mine.value, expiresAt: mine.expiresAt })
+                if (Option.isNone(current)) {
+                  if (mine === undefined) cache.delete(id)
+                  return Effect.succeed({ done: Option.none() })
+                }
+                const next = f(current.value.value)
+                const p = prepare(id, next, ttl === undefined ? current.value.expiresAt : now + ttl)
+                if (Either.isLeft(p)) return Effect.fail(p.left)
+                const [key, ...args] = argsOf(id, "cas", p.right, raw, now)
+                return Effect.map(
+                  command("update", (r) => write(r)(key!, ...args)),
+                  (reply): Outcome => {
+                    // Another writer got there first: the script sent back what it wrote.
+                    if (reply !== 1) return { conflict: (reply as unknown as [0, string | null])[1] ?? null }
+                    if (pending.get(id) === mine) pending.delete(id)
+                    cache.set(id, next, p.right.expiresAt, now + cacheTtl)
+                    return { done: Option.some(next) }
+                  }
+                )
+              }
             )
-          )
-          return loop
+          const loop = (
+            read: Effect.Effect<Read, SessionError.SessionSchemaError | RedisError>
+          ): Effect.Effect<Option.Option<A>, SessionError.SessionSchemaError> =>
+            attempt(read).pipe(
+              Effect.catchTag("RedisError", () => Effect.map(updateLocal(id, f, now, ttl), (done) => ({ done }))),
+              Effect.flatMap((outcome) =>
+                "done" in outcome ? Effect.succeed(outcome.done) : loop(interpret(id, outcome.conflict, now))
+              )
+            )
+          return loop(Effect.zipRight(afterFlushOf(id), readRedis(id, now)))
         })
       )
 
