@@ -72,6 +72,17 @@ export const storeLayer = (
   Layer.scoped(
     Store,
     Effect.gen(function* () {
+      // Added before the pool, so it runs after the pool has closed: says that every connection was ended.
+      let closing: VectorPool.VectorPool | undefined
+      yield* Effect.addFinalizer(() =>
+        closing === undefined
+          ? Effect.void
+          : Effect.flatMap(closing.stats, (s) =>
+              Effect.logInfo(
+                `pool closed: ${s.open} connections open (${s.created} opened, ${s.destroyed} ended), ${s.requests} requests served`
+              )
+            )
+      )
       const pool = yield* VectorPool.make({
         url,
         size: config.poolSize,
@@ -81,6 +92,7 @@ export const storeLayer = (
         idleCheckInterval: config.idleCheckInterval,
         retries: config.retries
       })
+      closing = pool
       yield* pool.use(VectorStore.migrate)
       const monitor = yield* HealthMonitor.make({
         // `get`, not `use`: the monitor reports an outage instead of retrying through it.

@@ -6,8 +6,10 @@
  *
  * PostgreSQL refuses to run as root, so when this process is root the server
  * runs as the `postgres` user (the one Debian's `postgresql` package creates):
- * the child is spawned with that user's uid and gid, so signals reach
- * `postgres` itself and no `su` process sits in between.
+ * the children are spawned with that user's uid and gid directly (what
+ * `runuser -u postgres --` would do, without a process in between). The
+ * server runs under a watchdog shell, so it stops even if this process is
+ * killed outright.
  *
  * Used by `pnpm example:vector` when `DATABASE_URL` is not set, and by the
  * tests, which also restart it.
@@ -95,18 +97,45 @@ interface Child {
   readonly output: () => string
 }
 
+/**
+ * Runs `postgres` under a small shell that exits with it, and watches its
+ * stdin (handed to a background reader explicitly: sh gives background jobs
+ * /dev/null otherwise), a pipe from this process: a line means "stop" (fast shutdown);
+ * end-of-file means this process died without stopping it (SIGKILL, a
+ * crash), and the shell stops the server and removes the cluster's directory
+ * itself. So no server outlives the process that started it.
+ */
+const watchdog = `exec 3<&0
+"$@" <&- & pid=$!
+{
+  if read -r _; then kill -INT "$pid" 2>/dev/null; exit; fi
+  kill -INT "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  rm -rf "$CLUSTER_DIRECTORY"
+} <&3 &
+exec 3<&-
+wait "$pid"`
+
 const spawn = (
   command: string,
   args: ReadonlyArray<string>,
-  user: ReturnType<typeof runAs>
+  user: ReturnType<typeof runAs>,
+  watched?: { readonly directory: string }
 ): Effect.Effect<Child, PgServerError> =>
   Effect.async<Child, PgServerError>((resume) => {
     let output = ""
     const exited = Deferred.unsafeMake<string>(FiberId.none)
-    const child = childProcess.spawn(command, args, {
-      stdio: ["ignore", "pipe", "pipe"],
+    const [file, argv] =
+      watched === undefined ? [command, args] : ["/bin/sh", ["-c", watchdog, "postgres-watchdog", command, ...args]]
+    const child = childProcess.spawn(file, argv, {
+      stdio: [watched === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       // initdb reads the locale; a fixed one makes the cluster the same everywhere
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C", LC_ALL: "C" },
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        LANG: "C",
+        LC_ALL: "C",
+        ...(watched === undefined ? {} : { CLUSTER_DIRECTORY: watched.directory })
+      },
       ...(user === undefined ? {} : { uid: user.uid, gid: user.gid })
     })
     const collect = (chunk: Buffer) => {
@@ -122,16 +151,36 @@ const spawn = (
     child.once("spawn", () => resume(Effect.succeed({ process: child, exited, output: () => output })))
   })
 
-/** SIGINT is PostgreSQL's fast shutdown; SIGQUIT (immediate) if it lingers. */
-const kill = (child: Child): Effect.Effect<void> =>
+/** The server's own pid, from its lock file (the first line of `postmaster.pid`). */
+const serverPid = (data: string): number | undefined => {
+  try {
+    const pid = Number(fs.readFileSync(path.join(data, "postmaster.pid"), "utf8").split("\n")[0])
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Asks the watchdog for a fast shutdown (open sessions are terminated) and
+ * waits for it; if the server lingers, SIGQUIT (immediate shutdown) to the
+ * server itself, then SIGKILL.
+ */
+const kill = (child: Child, data: string): Effect.Effect<void> =>
   Effect.suspend(() => {
+    // Also after an early exit: the watchdog's reader waits for this line.
+    if (child.process.stdin?.writable) child.process.stdin.end("stop\n")
     if (child.process.exitCode !== null || child.process.signalCode !== null) return Effect.void
-    child.process.kill("SIGINT")
     // Interruptible, or the timeout could not fire inside a finalizer.
     return Effect.interruptible(Deferred.await(child.exited)).pipe(
       Effect.timeout("10 seconds"),
       Effect.catchAll(() => {
-        child.process.kill("SIGQUIT")
+        const pid = serverPid(data)
+        try {
+          if (pid !== undefined) process.kill(pid, "SIGQUIT")
+        } catch {
+          // already gone
+        }
         return Effect.interruptible(Deferred.await(child.exited)).pipe(
           Effect.timeout("5 seconds"),
           Effect.catchAll(() => Effect.sync(() => child.process.kill("SIGKILL")))
@@ -202,7 +251,7 @@ export const make = (options?: {
     const current = yield* Ref.make<Child | undefined>(undefined)
 
     const stop = Effect.flatMap(Ref.getAndSet(current, undefined), (child) =>
-      child === undefined ? Effect.void : kill(child)
+      child === undefined ? Effect.void : kill(child, data)
     )
 
     const start = Effect.gen(function* () {
@@ -228,7 +277,8 @@ export const make = (options?: {
           "-c",
           "max_connections=200"
         ],
-        user
+        user,
+        { directory }
       )
       yield* Ref.set(current, child)
       const exitedEarly = Effect.flatMap(Effect.interruptible(Deferred.await(child.exited)), (how) =>

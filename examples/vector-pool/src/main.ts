@@ -7,7 +7,7 @@
  * connection ended), then the throwaway cluster.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Layer } from "effect"
+import { Cause, Console, Effect, Layer } from "effect"
 import * as App from "./App.js"
 import * as PgServer from "./PgServer.js"
 
@@ -16,20 +16,23 @@ const program = Effect.gen(function* () {
   let url = config.databaseUrl
   if (url === undefined) {
     const server = yield* PgServer.make()
-    yield* Effect.logInfo(`DATABASE_URL is not set: started a throwaway PostgreSQL ${server.version} at ${server.url}`)
+    yield* Effect.logInfo(
+      `DATABASE_URL is not set: started a throwaway PostgreSQL ${server.version} at ${server.url} (files in ${server.directory}, removed on exit)`
+    )
     url = server.url
   }
   return yield* Layer.launch(App.layer(url, config))
 }).pipe(Effect.scoped)
 
 program.pipe(
-  Effect.tapErrorCause((cause) =>
+  // A bad variable, or a store that cannot be reached at start: say why and exit 1.
+  Effect.catchAllCause((cause) =>
     Effect.zipRight(
-      Console.error("the vector store service stopped:"),
+      Console.error(`the vector store service cannot run:\n${Cause.pretty(cause)}`),
       Effect.sync(() => {
         process.exitCode = 1
       })
-    ).pipe(Effect.zipRight(Effect.logError(cause)))
+    )
   ),
-  NodeRuntime.runMain({ disableErrorReporting: true })
+  NodeRuntime.runMain
 )

@@ -162,6 +162,7 @@ describe.skipIf(!runs)("pnpm example:vector", () => {
           process.child.kill("SIGTERM")
           const code = yield* Effect.promise(() => process.exited).pipe(Effect.timeout("30 seconds"))
           assert.strictEqual(code, 0, process.output())
+          assert.include(process.output(), "pool closed: 0 connections open")
           assert.strictEqual(clusters(), before - 1, "its cluster's directory is removed")
         }),
       { timeout: 90_000 }

@@ -1,0 +1,75 @@
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import { fileURLToPath } from "node:url"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Connection from "../src/Connection.js"
+import * as PgServer from "../src/PgServer.js"
+import { eventually, runs } from "./utils/Postgres.js"
+
+/** Makes a cluster in a child process that then waits forever, and prints where it is. */
+const holder = `
+import { Effect } from "effect"
+import * as PgServer from "./src/PgServer.ts"
+Effect.runFork(Effect.scoped(Effect.flatMap(PgServer.make(), (s) => Effect.zipRight(Effect.sync(() => console.log("cluster " + s.port + " " + s.directory)), Effect.never))))
+`
+
+describe.skipIf(!runs)("PgServer", () => {
+  it.scopedLive(
+    "a cluster lives as long as its scope: up, restarted on the same port, stopped and removed on close",
+    () =>
+      Effect.gen(function* () {
+        const { directory, server } = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const server = yield* PgServer.make()
+            assert.match(server.version, /^\d+/)
+            const ask = Effect.scoped(
+              Effect.flatMap(Connection.connect({ url: server.url }), (c) => Connection.serverVersion(c))
+            )
+            assert.strictEqual(yield* ask, server.version)
+            yield* server.restart
+            assert.strictEqual(yield* ask, server.version, "the same port and data after a restart")
+            return { directory: server.directory, server }
+          })
+        )
+        assert.isFalse(fs.existsSync(directory), "its directory is removed")
+        const refused = yield* Effect.flip(Effect.scoped(Connection.connect({ url: server.url })))
+        assert.strictEqual(refused._tag, "ConnectionError")
+      }),
+    { timeout: 60_000 }
+  )
+
+  it.scopedLive(
+    "a cluster does not outlive the process that started it, even when that process is SIGKILLed",
+    () =>
+      Effect.gen(function* () {
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", holder], {
+              cwd: fileURLToPath(new URL("..", import.meta.url)),
+              stdio: ["ignore", "pipe", "inherit"]
+            })
+            let output = ""
+            child.stdout?.on("data", (chunk) => (output += chunk))
+            return { child, output: () => output }
+          }),
+          ({ child }) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL"))
+        )
+        const line = yield* eventually(
+          Effect.sync(() => /cluster (\d+) (\S+)/.exec(child.output())),
+          (m) => m !== null,
+          "45 seconds"
+        )
+        const [, port, directory] = line!
+        assert.isTrue(fs.existsSync(directory))
+        child.child.kill("SIGKILL")
+        const url = `postgres://postgres@127.0.0.1:${port}/postgres`
+        const gone = Effect.scoped(Connection.connect({ url })).pipe(
+          Effect.as(false),
+          Effect.catchAll(() => Effect.succeed(!fs.existsSync(directory)))
+        )
+        assert.isTrue(yield* eventually(gone, (ok) => ok, "20 seconds"), "server stopped and directory removed")
+      }),
+    { timeout: 90_000 }
+  )
+})
