@@ -7,8 +7,10 @@
  *   key: stats and logs show `user:server` only.
  *
  * Workers lease from both every few hundred milliseconds, now and then in a
- * burst that fills a key, so the admin API has waiters, timeouts and idle
- * items to show.
+ * burst that fills a key; one tenant (`umbrella`) always has more work than
+ * connections, and one (`hooli-eu`) has an upstream that is down, so its
+ * circuit opens. The admin API and its dashboard have waiters, timeouts, an
+ * open circuit and idle items to show.
  */
 
 import { createHash } from "node:crypto"
@@ -39,6 +41,8 @@ export interface AppConfig {
   readonly port: number
   readonly token: Redacted.Redacted<string>
   readonly publicHealth: boolean
+  /** How often the dashboard samples the pools. Default 1 second. */
+  readonly dashboardInterval?: Duration.DurationInput | undefined
 }
 
 /** `CISTERN_ADMIN_TOKEN` is missing, empty or has whitespace. */
@@ -113,7 +117,17 @@ export interface Session {
   readonly server: string
 }
 
-export class Upstreams extends Context.Tag("example/Upstreams")<Upstreams, KeyedPool.KeyedPool<string, Connection>>() {}
+/** The upstream of a tenant refuses connections. */
+export class UpstreamDown extends Data.TaggedError("UpstreamDown")<{ readonly tenant: string }> {
+  override get message() {
+    return `the upstream of ${this.tenant} refuses connections`
+  }
+}
+
+export class Upstreams extends Context.Tag("example/Upstreams")<
+  Upstreams,
+  KeyedPool.KeyedPool<string, Connection, UpstreamDown>
+>() {}
 
 export class McpSessions extends Context.Tag("example/McpSessions")<
   McpSessions,
@@ -128,12 +142,23 @@ const connect = <A>(pool: string, make: (id: number) => A) =>
     Effect.zipRight(Effect.sleep("20 millis"), Effect.as(connections.track(pool), make(++serial)))
   )
 
+/** This tenant's upstream is down: every connection attempt fails, and its circuit opens. */
+export const downTenant = "hooli-eu"
+
+/** This tenant always has more work than its two connections: callers wait, some give up. */
+export const busyTenant = "umbrella"
+
 const UpstreamsLive = KeyedPool.layer(Upstreams, {
   name: "upstreams",
-  acquire: (tenant: string) => connect("upstreams", (id) => ({ id, tenant })),
+  acquire: (tenant: string) =>
+    tenant === downTenant
+      ? Effect.zipRight(Effect.sleep("20 millis"), Effect.fail(new UpstreamDown({ tenant })))
+      : connect("upstreams", (id) => ({ id, tenant })),
   describeKey: (tenant) => tenant,
+  breaker: { failures: 3, reset: "20 seconds" },
+  maxKeys: 50,
   maxPerKey: 2,
-  maxTotal: 6,
+  maxTotal: 8,
   idleTimeout: "20 seconds",
   cleanupInterval: "5 seconds",
   acquireTimeout: "1 second",
@@ -154,7 +179,7 @@ const McpLive = KeyedPool.layer(McpSessions, {
   drainTimeout: "2 seconds"
 })
 
-const tenants = ["acme", "globex", "initech", "umbrella"]
+const tenants = ["acme", "globex", "initech", busyTenant]
 const mcpKeys: ReadonlyArray<McpKey> = [
   { userId: "user1", server: "github-mcp", apiKey: "ghp_example_user1" },
   { userId: "user1", server: "notion-mcp", apiKey: "secret_example_user1" },
@@ -168,22 +193,27 @@ const jobSeconds = Metric.histogram(
   "How long background jobs took, waiting included"
 )
 
+const outcomeOf = (error: unknown): string => {
+  const tag = typeof error === "object" && error !== null && "_tag" in error ? error._tag : undefined
+  return tag === "PoolTimeout" ? "timeout" : tag === "CircuitOpen" ? "circuit-open" : "error"
+}
+
 /** One job: lease an item of `key`, work for 50–400 ms, count the outcome. */
-const job = <K, A>(pool: string, self: KeyedPool.KeyedPool<K, A>, key: K) =>
+const job = <K, A, E>(pool: string, self: KeyedPool.KeyedPool<K, A, E>, key: K) =>
   Effect.gen(function* () {
     const millis = yield* Random.nextIntBetween(50, 400)
     const outcome: string = yield* self
       .use(key, () => Effect.sleep(Duration.millis(millis)))
       .pipe(
         Effect.as("ok"),
-        Effect.catchAll((error) => Effect.succeed(error._tag === "PoolTimeout" ? "timeout" : "error")),
+        Effect.catchAll((error) => Effect.succeed(outcomeOf(error))),
         Metric.trackDurationWith(jobSeconds.pipe(Metric.tagged("pool", pool)), Duration.toSeconds)
       )
     yield* Metric.increment(Metric.tagged(Metric.tagged(jobs, "pool", pool), "outcome", outcome))
   })
 
 /** Every 300 ms a job on a random key; one time in six a burst of eight on the same key. */
-const worker = <K, A>(pool: string, self: KeyedPool.KeyedPool<K, A>, keys: ReadonlyArray<K>) =>
+const worker = <K, A, E>(pool: string, self: KeyedPool.KeyedPool<K, A, E>, keys: ReadonlyArray<K>) =>
   Effect.gen(function* () {
     const key = keys[yield* Random.nextIntBetween(0, keys.length)]
     const burst = (yield* Random.nextIntBetween(0, 6)) === 0 ? 8 : 1
@@ -213,6 +243,15 @@ const WorkersLive = Layer.scopedDiscard(
     const mcp = yield* McpSessions
     yield* Effect.forkScoped(worker("upstreams", upstreams, tenants))
     yield* Effect.forkScoped(worker("mcp", mcp, mcpKeys))
+    // four jobs at a time on a key of two connections: it stays saturated, with callers waiting
+    yield* Effect.forkScoped(
+      Effect.forEach(Array.from({ length: 4 }), () => Effect.forever(job("upstreams", upstreams, busyTenant)), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    )
+    // a tenant whose upstream is down: three failures open its circuit; probes every 20 seconds fail again
+    yield* Effect.forkScoped(job("upstreams", upstreams, downTenant).pipe(Effect.repeat(Schedule.spaced("500 millis"))))
     yield* Effect.forkScoped(Effect.repeat(Effect.delay(summary, "15 seconds"), Schedule.forever))
   })
 )
@@ -231,11 +270,14 @@ export const layer = (config: AppConfig) => {
   const banner = Layer.effectDiscard(
     HttpServer.addressFormattedWith((url) =>
       Effect.logInfo(
-        `admin API listening on ${url}: GET /pools, /pools/:name, /health, /metrics; POST /pools/:name/cleanup; docs at ${url}/docs`
+        `admin API listening on ${url}: GET /pools, /pools/:name, /health, /metrics, /livez; POST /pools/:name/cleanup; dashboard at ${url}/dashboard; docs at ${url}/docs`
       )
     )
   )
-  const AdminLive = Layer.merge(AdminHttp.layerServer(), banner).pipe(
+  const AdminLive = Layer.merge(
+    AdminHttp.layerServer({ dashboard: { interval: config.dashboardInterval ?? "1 second" } }),
+    banner
+  ).pipe(
     Layer.provide(AdminAuth.layer({ token: config.token, publicHealth: config.publicHealth })),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: config.host, port: config.port }))
   )

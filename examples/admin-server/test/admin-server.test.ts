@@ -50,7 +50,7 @@ describe("examples/admin-server", () => {
       assert.deepStrictEqual(
         health.pools.map((p) => [p.name, p.limits.maxPerKey, p.limits.maxTotal]),
         [
-          ["upstreams", 2, 4 + 2],
+          ["upstreams", 2, 8],
           ["mcp", 3, 10]
         ]
       )

@@ -539,7 +539,7 @@
         time.dateTime = new Date(event.at).toISOString()
         li.append(
           time,
-          text("span", event.pool, "pool"),
+          text("span", event.pool, "event-pool"),
           text("span", ` ${event.kind} `, "kind"),
           text("span", event.message)
         )

@@ -46,9 +46,10 @@
 import type * as PoolRegistry from "@cistern/pool/PoolRegistry"
 import type * as HttpApi from "@effect/platform/HttpApi"
 import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { Authorization, DashboardHistory, DashboardSnapshot, KeyPage, KeyQuery, PoolNotFound } from "./AdminApi.js"
@@ -114,13 +115,7 @@ export interface Service extends internal.Service {
  * @since 0.1.0
  * @category tags
  */
-export const Dashboard: typeof internal.Dashboard = internal.Dashboard
-
-/**
- * @since 0.1.0
- * @category tags
- */
-export type Dashboard = internal.Dashboard
+export class Dashboard extends Context.Tag("@cistern/platform/AdminDashboard/Dashboard")<Dashboard, Service>() {}
 
 /**
  * Makes the sampler in the current scope: it samples every registered pool
@@ -138,7 +133,8 @@ export const make: (options?: Options) => Effect.Effect<Service, never, PoolRegi
  * @since 0.1.0
  * @category layers
  */
-export const layer: (options?: Options) => Layer.Layer<Dashboard, never, PoolRegistry.PoolRegistry> = internal.layer
+export const layer = (options?: Options): Layer.Layer<Dashboard, never, PoolRegistry.PoolRegistry> =>
+  Layer.scoped(Dashboard, internal.make(options))
 
 /**
  * The handlers of the `cistern-dashboard` group, for any `HttpApi` that
@@ -147,19 +143,21 @@ export const layer: (options?: Options) => Layer.Layer<Dashboard, never, PoolReg
  * @since 0.1.0
  * @category layers
  */
-export const layerGroup: <ApiId extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
+export const layerGroup = <ApiId extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
   api: HttpApi.HttpApi<ApiId, Groups, E, R> &
     ("cistern-dashboard" extends HttpApiGroup.HttpApiGroup.Name<Groups>
       ? unknown
       : "the API must contain AdminApi.DashboardGroup")
-) => Layer.Layer<HttpApiGroup.ApiGroup<ApiId, "cistern-dashboard">, never, Dashboard | Authorization> =
-  http.layerGroup as any
+): Layer.Layer<HttpApiGroup.ApiGroup<ApiId, "cistern-dashboard">, never, Dashboard | Authorization> =>
+  http.layerGroup(api)
 
 /**
  * The page's Content-Security-Policy: scripts, styles and connections to its
- * own origin only.
+ * own origin only; no inline script, no outside host, no framing.
  *
  * @since 0.1.0
  * @category constants
  */
-export const contentSecurityPolicy: string = http.contentSecurityPolicy
+export const contentSecurityPolicy: string =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

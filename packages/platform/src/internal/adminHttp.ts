@@ -23,6 +23,8 @@ import {
   PoolNotFound,
   type PoolView
 } from "../AdminApi.js"
+// Used inside functions only: AdminDashboard imports this module's neighbours.
+import { Dashboard } from "../AdminDashboard.js"
 import { readJson } from "./body.js"
 import * as dashboard from "./dashboard.js"
 import * as dashboardHttp from "./dashboardHttp.js"
@@ -181,7 +183,7 @@ export interface ServerOptions {
 export const layerServer = (
   options?: ServerOptions
 ): Layer.Layer<
-  dashboard.Dashboard,
+  Dashboard,
   never,
   | HttpServer.HttpServer
   | HttpRouter.HttpRouter.DefaultServices
@@ -201,6 +203,6 @@ export const layerServer = (
     Layer.provide(api),
     // find-my-way answers 404 to parameters over 100 characters; let PoolName judge them instead.
     Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: maxParamLength })),
-    Layer.provideMerge(dashboard.layer(options?.dashboard))
+    Layer.provideMerge(Layer.scoped(Dashboard, dashboard.make(options?.dashboard)))
   )
 }

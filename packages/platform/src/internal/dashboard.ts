@@ -1,10 +1,8 @@
 import * as PoolRegistry from "@cistern/pool/PoolRegistry"
 import type { KeyStats, PoolStats } from "@cistern/pool/PoolStats"
 import * as Clock from "effect/Clock"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as MetricPair from "effect/MetricPair"
 import * as MetricState from "effect/MetricState"
@@ -50,9 +48,6 @@ export interface Service {
   readonly keys: (query: KeyQuery) => Effect.Effect<KeyPage, PoolNotFound>
   readonly viewers: Effect.Effect<ReadonlyArray<ViewerStats>>
 }
-
-/** @internal */
-export class Dashboard extends Context.Tag("@cistern/platform/AdminDashboard/Dashboard")<Dashboard, Service>() {}
 
 const annotations = { package: "@cistern/platform", module: "AdminDashboard" }
 
@@ -454,7 +449,3 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
       )
     }
   })
-
-/** @internal */
-export const layer = (options?: Options): Layer.Layer<Dashboard, never, PoolRegistry.PoolRegistry> =>
-  Layer.scoped(Dashboard, make(options))

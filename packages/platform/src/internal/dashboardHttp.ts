@@ -7,28 +7,11 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import { AdminApi, type Authorization, KeyPage, KeyQuery } from "../AdminApi.js"
+// Used inside functions only: AdminDashboard imports this module too.
+import { contentSecurityPolicy, Dashboard } from "../AdminDashboard.js"
 import { readJson } from "./body.js"
-import { Dashboard } from "./dashboard.js"
 
 const annotations = { package: "@cistern/platform", module: "AdminDashboard" }
-
-/**
- * The page may load only what the admin API serves and talk only to it: no
- * inline script, no outside host, no framing.
- *
- * @internal
- */
-export const contentSecurityPolicy =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-
-const pageHeaders = {
-  "content-security-policy": contentSecurityPolicy,
-  "cache-control": "no-store",
-  "referrer-policy": "no-referrer",
-  "x-content-type-options": "nosniff",
-  "x-frame-options": "DENY"
-}
 
 const assetHeaders = { "cache-control": "no-cache", "x-content-type-options": "nosniff" }
 
@@ -67,6 +50,13 @@ export const layerGroup = <ApiId extends string, Groups extends HttpApiGroup.Htt
     Effect.gen(function* () {
       const dashboard = yield* Dashboard
       const { html, assets } = yield* loadAssets
+      const pageHeaders = {
+        "content-security-policy": contentSecurityPolicy,
+        "cache-control": "no-store",
+        "referrer-policy": "no-referrer",
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY"
+      }
       return handlers
         .handleRaw("page", () =>
           Effect.succeed(
