@@ -247,6 +247,17 @@ try {
   problem(`node program.mjs failed\n${e.stderr || e.message}`)
 }
 
+// CommonJS callers: no CJS build, but require() of ESM works on the Node lines that have it.
+if (process.features.require_module) {
+  fs.copyFileSync(path.join(here, "require.cjs"), path.join(app, "require.cjs"))
+  try {
+    console.log(run("node", ["require.cjs"], { cwd: app, timeout: 60_000 }).trimEnd().replace(/^/gm, "  | "))
+    ok("a CommonJS program require()s the packages")
+  } catch (e) {
+    problem(`node require.cjs failed\n${e.stderr || e.stdout || e.message}`)
+  }
+}
+
 // --- 5. The packed types, as a consumer's compiler sees them (skipLibCheck off).
 fs.copyFileSync(path.join(here, "consumer.ts"), path.join(app, "consumer.ts"))
 fs.writeFileSync(
