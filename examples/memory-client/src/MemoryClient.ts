@@ -13,6 +13,7 @@
 import { randomUUID } from "node:crypto"
 import type { PoolError, PoolStats } from "@cistern/pool"
 import {
+  Cause,
   Clock,
   Context,
   Effect,
@@ -141,6 +142,19 @@ export const make = (options: Options): Effect.Effect<MemoryClient, never, Scope
       return connection
     })
 
+    // After a failed check or heartbeat the pool destroys the connection; with auto-rebuild on, a new one is
+    // made (and its key validated) right away, once: if that fails too, the next call tries again.
+    const scope = yield* Effect.scope
+    let held: SharedConnection.SharedConnection<MemoryConnection.MemoryConnection, MemoryError> | undefined
+    // A lease, not `prewarm`: it waits for the failing connection to be destroyed, then makes the new one.
+    const rebuild = Effect.suspend(() => held?.use(() => Effect.void) ?? Effect.void).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning("rebuilding the memory service connection failed; the next call tries again", cause)
+      ),
+      Effect.forkIn(scope),
+      Effect.asVoid
+    )
+
     const checked = (kind: "check" | "heartbeat") => (connection: MemoryConnection.MemoryConnection) =>
       Effect.flatMap(Effect.exit(connection.ping), (exit) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -152,9 +166,17 @@ export const make = (options: Options): Effect.Effect<MemoryClient, never, Scope
                 : { lastHeartbeatAt: now, heartbeats: s.heartbeats + 1 }
             return ok
               ? { ...s, ...seen, healthy: true }
-              : { ...s, ...seen, healthy: false, lastError: exit._tag === "Failure" ? describe(exit.cause) : null }
+              : {
+                  ...s,
+                  ...seen,
+                  healthy: false,
+                  lastError: exit._tag === "Failure" ? describe(Cause.squash(exit.cause)) : null
+                }
           })
-        ).pipe(Effect.zipRight(exit))
+        ).pipe(
+          Effect.zipRight(exit._tag === "Failure" && settings.autoRebuild ? rebuild : Effect.void),
+          Effect.zipRight(exit)
+        )
       )
 
     const connection = yield* SharedConnection.make({
@@ -172,9 +194,9 @@ export const make = (options: Options): Effect.Effect<MemoryClient, never, Scope
       },
       isConnectionError,
       createTimeout: settings.connectionTimeout,
-      retry: settings.autoRebuild ? retrySchedule(settings) : false,
-      keepReady: settings.autoRebuild
+      retry: settings.autoRebuild ? retrySchedule(settings) : false
     })
+    held = connection
 
     const markHealthy = SubscriptionRef.updateSome(state, (s) =>
       s.healthy ? Option.none() : Option.some({ ...s, healthy: true })

@@ -38,8 +38,6 @@ export interface Options<A, E, R> {
   readonly createTimeout: Duration.Duration
   /** Retries of a call that failed with a connection error, each on a rebuilt connection; `false`: none. */
   readonly retry: Schedule.Schedule<unknown, unknown> | false
-  /** Rebuild a connection destroyed by a failed check at once, in the background, instead of on the next call. */
-  readonly keepReady: boolean
 }
 
 const key = "connection"
@@ -56,7 +54,9 @@ export const make = <A, E, R>(
       maxPerKey: 1,
       maxTotal: 1,
       maxKeys: 1,
-      minIdlePerKey: options.keepReady ? 1 : 0,
+      // No floor (`minIdlePerKey`): the pool would refill it after every failed creation, racing the
+      // caller's own retries; the client rebuilds after a failed check itself, once (see MemoryClient).
+      minIdlePerKey: 0,
       // A long-lived client: idle is its normal state, never a reason to close it.
       idleTimeout: Duration.infinity,
       createTimeout: options.createTimeout,

@@ -82,7 +82,20 @@ export const connect = (options: ConnectOptions): Effect.Effect<MemoryConnection
       Effect.sync(() => new Agent({ connections: 2 })),
       (agent) => Effect.promise(() => agent.destroy())
     )
-    const fetch = ((url, init) => undiciFetch(url, { ...init, dispatcher: agent } as never)) as FetchLike
+    const fetch: FetchLike = async (url, init) => {
+      const response = (await undiciFetch(url, { ...init, dispatcher: agent } as never)) as unknown as Response
+      // The SDK leaves the body of a refused GET (405: the service offers no server-sent stream) unread,
+      // which pins that keep-alive socket: a request queued behind it would never be sent. Read it here.
+      if (init?.method === "GET" && !response.ok) {
+        const body = await response.arrayBuffer()
+        return new Response(body, {
+          status: response.status,
+          statusText: response.statusText,
+          headers: response.headers
+        })
+      }
+      return response
+    }
     const transport = new StreamableHTTPClientTransport(new URL(options.url), {
       fetch,
       requestInit: { headers: { authorization: `Bearer ${Redacted.value(options.apiKey)}` } }

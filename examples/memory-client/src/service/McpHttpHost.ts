@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
-import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js"
+import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js"
 import { type Duration, Effect, type Scope } from "effect"
 
@@ -86,7 +86,7 @@ export interface HostOptions {
 }
 
 interface Session {
-  readonly transport: StreamableHTTPServerTransport
+  readonly transport: WebStandardStreamableHTTPServerTransport
   readonly server: McpServer
   readonly account: string
 }
@@ -100,6 +100,26 @@ interface PendingFault {
 
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
   res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body))
+}
+
+/**
+ * Hands a request to the SDK's web-standard transport and writes its answer
+ * (JSON responses only: the host never streams) to the Node response.
+ */
+const forward = async (
+  transport: WebStandardStreamableHTTPServerTransport,
+  req: IncomingMessage,
+  res: ServerResponse,
+  body?: unknown
+): Promise<void> => {
+  const headers = new Headers()
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (typeof value === "string") headers.set(name, value)
+  }
+  const request = new Request(`http://127.0.0.1${req.url ?? "/"}`, { method: req.method ?? "POST", headers })
+  const response = await transport.handleRequest(request, { parsedBody: body })
+  const text = await response.text()
+  res.writeHead(response.status, Object.fromEntries(response.headers)).end(text)
 }
 
 const readBody = (req: IncomingMessage): Promise<string> =>
@@ -171,7 +191,7 @@ export const make = (options: HostOptions): Effect.Effect<McpHttpHost, never, Sc
 
     const openSession = async (req: IncomingMessage, res: ServerResponse, body: unknown, owner: string) => {
       const server = options.makeServer(owner)
-      const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: randomUUID,
         enableJsonResponse: true,
         onsessioninitialized: (id) => {
@@ -183,7 +203,7 @@ export const make = (options: HostOptions): Effect.Effect<McpHttpHost, never, Sc
         if (transport.sessionId !== undefined) sessions.delete(transport.sessionId)
       }
       await server.connect(transport)
-      await transport.handleRequest(req, res, body)
+      await forward(transport, req, res, body)
     }
 
     const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -204,7 +224,7 @@ export const make = (options: HostOptions): Effect.Effect<McpHttpHost, never, Sc
           return json(res, 404, { jsonrpc: "2.0", error: { code: -32001, message: "Session not found" }, id: null })
         }
       }
-      if (req.method === "DELETE" && session !== undefined) return session.transport.handleRequest(req, res)
+      if (req.method === "DELETE" && session !== undefined) return forward(session.transport, req, res)
       if (req.method !== "POST") {
         return json(res, 405, { error: "method not allowed" }, { allow: "POST, DELETE" })
       }
@@ -222,7 +242,7 @@ export const make = (options: HostOptions): Effect.Effect<McpHttpHost, never, Sc
         return // a hang: never answered; the socket is dropped when the client gives up or the host stops
       }
       if (fault !== undefined) swallow(res, req.socket, fault.kind)
-      if (session !== undefined) return session.transport.handleRequest(req, res, body)
+      if (session !== undefined) return forward(session.transport, req, res, body)
       if (!isInitializeRequest(body)) {
         return json(res, 400, { jsonrpc: "2.0", error: { code: -32000, message: "No session" }, id: null })
       }
