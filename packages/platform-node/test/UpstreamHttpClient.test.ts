@@ -1,6 +1,6 @@
-import { HttpClient, type HttpClientError } from "@effect/platform"
+import { HttpBody, HttpClient, type HttpClientError, HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Layer, Stream } from "effect"
+import { Chunk, Effect, Either, Fiber, Layer, Schedule, Stream } from "effect"
 import { UpstreamHttpClient, UpstreamPool } from "../src/index.js"
 import { connectProxy, eventually, settle, Tally, upstream } from "./utils/servers.js"
 
@@ -234,6 +234,91 @@ describe("UpstreamHttpClient", () => {
         (n) => n === 0,
         "pool size"
       )
+    })
+  )
+
+  it.scopedLive("request bodies are sent: bytes, text and streams", () =>
+    Effect.gen(function* () {
+      const server = yield* upstream()
+      const { client } = yield* clientWith({})
+      const post = (body: HttpBody.HttpBody) =>
+        HttpClientRequest.post(`${server.url}/echo`).pipe(
+          HttpClientRequest.setBody(body),
+          client.execute,
+          Effect.flatMap((r) => r.text)
+        )
+      assert.strictEqual(yield* post(HttpBody.text("plain")), "plain")
+      assert.strictEqual(yield* post(HttpBody.uint8Array(new TextEncoder().encode("bytes"))), "bytes")
+      const streamed = Stream.make("a", "b", "c").pipe(Stream.map((s) => new TextEncoder().encode(s)))
+      assert.strictEqual(yield* post(HttpBody.stream(streamed)), "abc")
+      assert.strictEqual(server.accepted(), 1)
+    })
+  )
+
+  it.scopedLive(
+    "Cistern's retry of connection failures is off by default, and replays on a fresh connection when on",
+    () =>
+      Effect.gen(function* () {
+        const off = yield* upstream()
+        const plain = yield* clientWith({})
+        const failed = yield* Effect.flip(text(plain.client, `${off.url}/drop-first`))
+        assert.strictEqual(failed._tag, "RequestError")
+        assert.isTrue(UpstreamPool.isConnectionError(failed))
+        assert.strictEqual(off.accepted(), 1)
+
+        const on = yield* upstream()
+        const retrying = yield* clientWith({ retry: Schedule.recurs(2) })
+        assert.strictEqual(yield* text(retrying.client, `${on.url}/drop-first`), "ok")
+        assert.strictEqual(on.accepted(), 2)
+        // Status codes are answers, not connection failures: never replayed.
+        const status = yield* retrying.client.get(`${on.url}/status/503`)
+        assert.strictEqual(status.status, 503)
+      })
+  )
+
+  it.scopedLive("a caller interrupted while waiting for a connection leaves the queue", () =>
+    Effect.gen(function* () {
+      const server = yield* upstream()
+      const { client, pool } = yield* clientWith({ maxPerKey: 1 })
+      const holder = yield* Effect.fork(
+        Effect.scoped(Effect.flatMap(HttpClient.withScope(client).get(`${server.url}/stream`), () => Effect.never))
+      )
+      yield* eventually(
+        () => Effect.runSync(pool.stats).inUse,
+        (n) => n === 1,
+        "held"
+      )
+      const waiter = yield* Effect.fork(text(client, `${server.url}/hello`))
+      yield* eventually(
+        () => Effect.runSync(pool.stats).waiting,
+        (n) => n === 1,
+        "waiting"
+      )
+      yield* Fiber.interrupt(waiter)
+      assert.strictEqual((yield* pool.stats).waiting, 0)
+      yield* Fiber.interrupt(holder)
+      yield* eventually(server.open, (n) => n === 0, "upstream sockets")
+      assert.strictEqual(yield* text(client, `${server.url}/hello`), "hello")
+      const stats = yield* pool.stats
+      assert.strictEqual(stats.waiting, 0)
+      assert.strictEqual(stats.failures, 0)
+    })
+  )
+
+  it.scopedLive("closing the client's layer ends the leases still open and closes every socket", () =>
+    Effect.gen(function* () {
+      const server = yield* upstream()
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const { client, pool } = yield* clientWith({ drainTimeout: "100 millis" })
+          // A streamed response nobody reads or closes: only the pool's shutdown can end its lease.
+          yield* client.get(`${server.url}/stream`)
+          assert.strictEqual(yield* text(client, `${server.url}/hello`), "hello")
+          assert.strictEqual((yield* pool.stats).inUse, 1)
+          assert.strictEqual(server.open(), 2)
+        })
+      )
+      yield* eventually(server.open, (n) => n === 0, "upstream sockets")
     })
   )
 })

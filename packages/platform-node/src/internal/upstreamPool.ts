@@ -154,13 +154,18 @@ export class ConnectionImpl implements Connection {
     return this.socket.remoteAddress
   }
 
-  /** The pool's finalizer: the only place a connection is closed. */
+  /**
+   * The pool's finalizer: the only place a connection is closed. The socket
+   * is closed at once (its file descriptor, synchronously); the client's own
+   * bookkeeping (failing a request still running on it) finishes a tick
+   * later without holding up the pool.
+   */
   destroy(): Effect.Effect<void> {
-    return Effect.promise(() => {
+    return Effect.sync(() => {
       this.closing = true
       this.reusable = false
       this.socket.destroy()
-      return this.client.destroy().catch(noop)
+      this.client.destroy().catch(noop)
     })
   }
 }

@@ -52,6 +52,8 @@ export class Tally {
  * - `/big` sends 4 MiB (more than undici buffers for an unread body);
  * - `/reset` sends headers and half its declared body, then resets the socket;
  * - `/close` answers with `Connection: close`;
+ * - `/echo` answers with the request's body;
+ * - `/drop-first` closes the connection of its first request without answering, then answers "ok";
  * - `/status/N` answers with status N.
  */
 export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Upstream, never, Scope.Scope> =>
@@ -65,6 +67,7 @@ export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Up
       let maxInFlight = 0
       let served = 0
       let ports: Array<number> = []
+      let dropped = 0
       const server = http.createServer((req, res) => {
         inFlight++
         maxInFlight = Math.max(maxInFlight, inFlight)
@@ -85,6 +88,12 @@ export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Up
         })
         res.once("close", finish)
         const url = new URL(req.url ?? "/", "http://localhost")
+        if (url.pathname === "/echo") {
+          const parts: Array<Buffer> = []
+          req.on("data", (part: Buffer) => parts.push(part))
+          req.on("end", () => res.end(Buffer.concat(parts)))
+          return
+        }
         req.resume()
         if (url.pathname === "/hello") {
           res.end("hello")
@@ -105,6 +114,10 @@ export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Up
           res.write(Buffer.alloc(500, 98), () => {
             req.socket.resetAndDestroy()
           })
+        } else if (url.pathname === "/drop-first") {
+          // The first request of this path loses its connection before any answer.
+          if (dropped++ === 0) req.socket.destroy()
+          else res.end("ok")
         } else if (url.pathname === "/close") {
           res.writeHead(200, { connection: "close" })
           res.end("bye")
