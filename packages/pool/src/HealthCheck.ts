@@ -51,7 +51,13 @@ const connectionCodes = new Set([
   "ENETUNREACH",
   "ENOTCONN",
   "ERR_SOCKET_CLOSED",
-  "ERR_STREAM_DESTROYED"
+  "ERR_STREAM_DESTROYED",
+  // undici (Node's fetch): a reset mid-body surfaces as UND_ERR_SOCKET, wrapped in a TypeError's `cause`.
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_CLOSED",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT"
 ])
 
 const describes = (u: unknown, depth: number): boolean => {
@@ -69,7 +75,9 @@ const describes = (u: unknown, depth: number): boolean => {
 /**
  * The default classifier: whether an error (or its `cause`, or the `error` it
  * wraps) is one of Node's connection errors — ECONNRESET, EPIPE, ETIMEDOUT,
- * ECONNREFUSED, "socket hang up" and their kin — or Effect's
+ * ECONNREFUSED, "socket hang up" and their kin — one of undici's (`fetch`)
+ * socket errors — UND_ERR_SOCKET, UND_ERR_CONNECT_TIMEOUT, UND_ERR_CLOSED,
+ * UND_ERR_HEADERS_TIMEOUT, UND_ERR_BODY_TIMEOUT — or Effect's
  * `TimeoutException` (an operation that timed out leaves its connection in an
  * unknown state). Such failures destroy the item, count for the circuit
  * breaker, and are retried when retries are on. Map your client's own errors

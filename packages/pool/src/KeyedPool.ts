@@ -100,14 +100,20 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
   /**
    * Marks an item as broken: if leased, it is destroyed instead of returned
    * when its lease ends; if idle, it is destroyed now. O(1); unknown items are
-   * ignored.
+   * ignored. Items are tracked by identity, so values may compare equal
+   * (permits, numbers): of several items holding the value, the caller's own
+   * lease is meant, else an idle one.
    */
   readonly invalidate: (item: A) => Effect.Effect<void>
 
   /**
    * Pre-warms a key: makes sure it has `count` items (default
-   * `minIdlePerKey`, capped at its limit), creating the missing ones now,
-   * and leaves them idle. Fails like `get` would.
+   * `minIdlePerKey`, capped at its limit), creating only the missing ones
+   * now, `createConcurrency` at a time, and leaves them idle (or hands them
+   * to waiting callers). It holds no lease and never waits for one, so it
+   * cannot deadlock with callers; when the total is full it stops early.
+   * Fails like `get` would: `PoolClosed`, `CircuitOpen`, `KeyLimitExceeded`
+   * or the resource's own error.
    */
   readonly prewarm: (key: K, count?: number) => Effect.Effect<void, E | PoolError>
 
@@ -134,13 +140,17 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
 export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKey"> {
   /**
    * Creates an item for `key`. Its finalizers (added to the provided `Scope`,
-   * e.g. with `Effect.acquireRelease`) destroy it; they run exactly once.
+   * e.g. with `Effect.acquireRelease`) destroy it; they run exactly once, on
+   * a fiber of their own (no caller waits for another's finalizer). One that
+   * throws instead of returning an Effect fails its creation with that defect.
    */
   readonly acquire: (key: K) => Effect.Effect<A, E, R>
   /**
    * Checks an idle item before it is handed out; a failing item is destroyed
    * and the next idle or a new one is tried, within the caller's one
-   * `acquireTimeout`. Bounded by `validateTimeout`.
+   * `acquireTimeout`. Bounded by `validateTimeout`. One that throws counts
+   * as a failed validation. A failed validation gives the circuit breaker no
+   * verdict: the caller's next item does.
    */
   readonly validate?: ((item: A) => Effect.Effect<unknown, unknown>) | undefined
   /** Skip `validate` for an item idle less than this (HikariCP's trick). Default 0: always validate. */
@@ -157,6 +167,8 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
    * Tells connection failures from caller faults. A lease that fails with a
    * connection error destroys its item (instead of returning it), counts for
    * the circuit breaker, and is retried by `use` when retries are on.
+   * One that throws counts the error as a connection failure (the item is
+   * treated as broken); the caller still gets its own error.
    * Default: {@link HealthCheck.isConnectionError}.
    */
   readonly isConnectionError?: ((error: unknown) => boolean) | undefined
@@ -224,10 +236,14 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
  * Makes a keyed pool owned by the current scope. Closing that scope shuts it
  * down: new callers and waiters fail with `PoolClosed`, idle items are
  * destroyed, leases get `drainTimeout` to come back before their fibers are
- * interrupted, and every item's finalizer runs exactly once.
+ * interrupted, and every item's finalizer runs exactly once. Shutdown takes
+ * at most `drainTimeout`: a finalizer still running then (one that hangs) is
+ * left to finish on its own fiber, and a warning counts it.
  *
- * Invalid options (a zero limit, a negative duration) are programmer errors: a
- * defect with a `RangeError` naming the option and value.
+ * Invalid options (a zero limit, a negative or NaN duration, a zero interval,
+ * a string where a number belongs, `minIdlePerKey` above `maxPerKey`) are
+ * programmer errors: `make` dies with an `InvalidOption` naming the option
+ * and value.
  *
  * @since 0.1.0
  * @category constructors

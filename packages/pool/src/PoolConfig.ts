@@ -41,7 +41,11 @@ export interface Settings {
   readonly maxTotal?: number | undefined
   /** Distinct live keys. Beyond it an entirely idle key is evicted, else the caller fails fast. Default 10,000. */
   readonly maxKeys?: number | undefined
-  /** Idle items per key that idle expiry keeps. Default 0. */
+  /**
+   * A floor of idle items per key: idle expiry keeps it, and a key that falls
+   * below it (an item destroyed, a creation failed) is refilled in the
+   * background, after the creation backoff. At most `maxPerKey`. Default 0.
+   */
   readonly minIdlePerKey?: number | undefined
   /** An item idle longer than this is destroyed within one `cleanupInterval`. Default 10 minutes. */
   readonly idleTimeout?: Duration.DurationInput | undefined
@@ -51,7 +55,11 @@ export interface Settings {
   readonly acquireTimeout?: Duration.DurationInput | undefined
   /** How often the single cleanup fiber expires idle items. Default 1 minute. */
   readonly cleanupInterval?: Duration.DurationInput | undefined
-  /** On shutdown, how long leases get to come back before they are interrupted. Default 10 seconds. */
+  /**
+   * The bound of shutdown: how long leases get to come back and finalizers to
+   * finish before holders are interrupted and the rest is left to finish in
+   * the background. May be 0. Default 10 seconds.
+   */
   readonly drainTimeout?: Duration.DurationInput | undefined
   /** How long one creation may take (seed 000's connection timeout). Default: infinity. */
   readonly createTimeout?: Duration.DurationInput | undefined

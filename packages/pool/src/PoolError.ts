@@ -141,6 +141,23 @@ export class CreateTimeout extends Schema.TaggedError<CreateTimeout>("@cistern/p
 }
 
 /**
+ * A health check, heartbeat or validation of an item outlived its `timeout`
+ * (how a half-open connection is found). The pool destroys the item; the
+ * error shows in the key's check history and logs, never to a caller.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CheckTimeout extends Schema.TaggedError<CheckTimeout>("@cistern/pool/CheckTimeout")("CheckTimeout", {
+  check: Schema.Literal("check", "heartbeat", "validation"),
+  timeoutMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `${this.check} timed out after ${this.timeoutMillis} ms`
+  }
+}
+
+/**
  * An option given to `make` (or `layer`) is invalid: a zero limit, a negative
  * or NaN duration, a zero interval, a string where a number belongs, a floor
  * above its limit. It is a programmer error, so `make` dies with it (a

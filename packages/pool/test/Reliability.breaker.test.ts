@@ -16,7 +16,10 @@ const upstream = Effect.gen(function* () {
   const resources = yield* makeResources
   const down = yield* Ref.make(false)
   const acquire = (key: string): Effect.Effect<Conn, unknown, Scope.Scope> =>
-    Effect.flatMap(Ref.get(down), (isDown) => (isDown ? Effect.fail(reset()) : resources.acquire(key)))
+    Effect.flatMap(
+      Ref.get(down),
+      (isDown): Effect.Effect<Conn, unknown, Scope.Scope> => (isDown ? Effect.fail(reset()) : resources.acquire(key))
+    )
   return { resources, down, acquire }
 })
 

@@ -8,6 +8,7 @@ import type * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import {
+  CheckTimeout,
   CircuitOpen,
   CreateTimeout,
   KeyLimitExceeded,
@@ -1298,10 +1299,14 @@ type Outcome = "success" | "connection" | "caller" | "interrupted"
 export type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>
 
 /** Bounds a check of an item (health check, heartbeat, validation): a timeout is its failure. */
-export const bounded = (check: Effect.Effect<unknown, unknown>, millis: number, what: string) =>
+export const bounded = (
+  check: Effect.Effect<unknown, unknown>,
+  millis: number,
+  what: CheckTimeout["check"]
+): Effect.Effect<unknown, unknown> =>
   Effect.timeoutFail(check, {
     duration: Duration.millis(millis),
-    onTimeout: () => new Error(`${what} timed out after ${millis} ms`)
+    onTimeout: () => new CheckTimeout({ check: what, timeoutMillis: millis })
   })
 
 /** Reads an item's state afresh (past TypeScript's narrowing across a release). */
