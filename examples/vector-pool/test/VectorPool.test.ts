@@ -1,5 +1,5 @@
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Either, Ref } from "effect"
+import { Effect, Either, Logger, LogLevel, Ref, TestClock, TestContext, TestServices } from "effect"
 import * as Connection from "../src/Connection.js"
 import * as VectorPool from "../src/VectorPool.js"
 import * as VectorStore from "../src/VectorStore.js"
@@ -7,6 +7,18 @@ import { eventually, Postgres, runs, sessionCounter, sessions } from "./utils/Po
 
 const dimension = 16
 const vector = (seed: number) => Array.from({ length: dimension }, (_, i) => Math.sin(seed * 7.1 + i * 1.3))
+
+/** Ends, on the server, every session of `applicationName`; returns how many. */
+const terminate = (url: string, applicationName: string) =>
+  Effect.scoped(
+    Effect.flatMap(Connection.connect({ url, applicationName: "test-killer" }), (killer) =>
+      Connection.query<{ ok: boolean }>(
+        killer,
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1",
+        [applicationName]
+      )
+    )
+  ).pipe(Effect.map((rows) => rows.length))
 
 describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
   layer(Postgres.layer, { excludeTestServices: true, timeout: "60 seconds" })((it) => {
@@ -77,16 +89,7 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
           // No retries: only the `SELECT 1` before each lease stands between a dead connection and the caller.
           const pool = yield* VectorPool.make({ url: server.url, applicationName, size: 4, retries: 0 })
           assert.strictEqual(yield* sessions(server.url, applicationName), 4)
-          const killed = yield* Effect.scoped(
-            Effect.flatMap(Connection.connect({ url: server.url, applicationName: "test-killer" }), (killer) =>
-              Connection.query<{ ok: boolean }>(
-                killer,
-                "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1",
-                [applicationName]
-              )
-            )
-          )
-          assert.strictEqual(killed.length, 4)
+          assert.strictEqual(yield* terminate(server.url, applicationName), 4)
           const versions = yield* Effect.forEach(Array.from({ length: 8 }), () => pool.use(Connection.serverVersion), {
             concurrency: 4
           })
@@ -97,6 +100,34 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
           assert.strictEqual(stats.open, 4)
           assert.strictEqual(yield* sessions(server.url, applicationName), 4)
         })
+    )
+
+    it.scoped(
+      "idle connections are checked on their schedule (TestClock): dead ones are replaced with no request",
+      () =>
+        Effect.gen(function* () {
+          const server = yield* Postgres
+          const applicationName = "idle-check-test"
+          // Real I/O waits on the live clock; the pool's schedules run on the TestClock.
+          const live = TestServices.provideLive
+          const pool = yield* VectorPool.make({
+            url: server.url,
+            applicationName,
+            size: 3,
+            idleCheckInterval: "30 seconds"
+          })
+          assert.strictEqual(yield* live(sessions(server.url, applicationName)), 3)
+          yield* live(terminate(server.url, applicationName))
+          yield* live(eventually(sessions(server.url, applicationName), (n) => n === 0))
+
+          yield* TestClock.adjust("29 seconds")
+          assert.strictEqual((yield* pool.stats).created, 3, "no check before the interval")
+          yield* TestClock.adjust("1 second")
+          const stats = yield* live(eventually(pool.stats, (s) => s.created === 6 && s.available === 3))
+          assert.strictEqual(stats.destroyed, 3)
+          assert.strictEqual(stats.requests, 0, "no request was needed to find and replace them")
+          assert.strictEqual(yield* live(sessions(server.url, applicationName)), 3)
+        }).pipe(Effect.provide(TestContext.TestContext), Effect.provide(Logger.minimumLogLevel(LogLevel.Error)))
     )
 
     it.scoped("closing the scope ends every connection (close-all)", () =>
