@@ -111,7 +111,10 @@ export interface ConfigOptions extends UpstreamPool.ConfigOptions, ClientOptions
  * Like {@link layer}, with the pool's settings read from `Config`:
  *
  * ```ts
- * UpstreamHttpClient.layerConfig({
+ * import { UpstreamHttpClient } from "@cistern/platform-node"
+ * import { PoolConfig } from "@cistern/pool"
+ *
+ * export const UpstreamsFromEnv = UpstreamHttpClient.layerConfig({
  *   config: PoolConfig.settings({ maxPerKey: "MAX_KEEPALIVE_CONNECTIONS", maxTotal: "MAX_CONNECTIONS" })
  * })
  * ```

@@ -178,7 +178,13 @@ export type RequestOptions = Omit<Dispatcher.RequestOptions, "origin" | "signal"
  * announces `Connection: close`, always destroys its connection.
  *
  * ```ts
- * const body = Effect.gen(function* () {
+ * import { UpstreamPool } from "@cistern/platform-node"
+ * import { Effect } from "effect"
+ *
+ * declare const body: string
+ * const key = UpstreamPool.key("http://127.0.0.1:8080")
+ *
+ * export const answer = Effect.gen(function* () {
  *   const pool = yield* UpstreamPool.UpstreamPool
  *   const connection = yield* pool.get(key)
  *   const response = yield* UpstreamPool.request(connection, { method: "POST", path: "/v1/chat/completions", body })
@@ -298,7 +304,10 @@ export const layer = (options?: Options): Layer.Layer<UpstreamPool> => Layer.sco
  * Like {@link layer}, with the pool's settings read from `Config`:
  *
  * ```ts
- * UpstreamPool.layerConfig({
+ * import { UpstreamPool } from "@cistern/platform-node"
+ * import { PoolConfig } from "@cistern/pool"
+ *
+ * export const UpstreamsFromEnv = UpstreamPool.layerConfig({
  *   config: PoolConfig.settings({ maxPerKey: "MAX_KEEPALIVE_CONNECTIONS", maxTotal: "MAX_CONNECTIONS" })
  * })
  * ```

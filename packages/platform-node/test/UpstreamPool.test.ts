@@ -4,7 +4,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Layer, Stream, TestClock } from "effect"
 import { errors } from "undici"
 import { UpstreamHttpClient, UpstreamPool } from "../src/index.js"
-import { connectProxy, eventually, settle, upstream } from "./utils/servers.js"
+import { connectProxy, eventually, loopbackTls, settle, upstream } from "./utils/servers.js"
 
 const clientWith = (options: UpstreamHttpClient.Options) =>
   Effect.gen(function* () {
@@ -168,6 +168,37 @@ describe("UpstreamPool", () => {
         assert.strictEqual(again, "hello")
         assert.strictEqual(server.accepted(), 2)
       })
+  )
+
+  it.scopedLive("https upstreams, direct and through a CONNECT tunnel (TLS inside it), with the connector's CA", () =>
+    Effect.gen(function* () {
+      const server = yield* upstream({ tls: loopbackTls })
+      const proxy = yield* connectProxy()
+      const direct = yield* clientWith({ connect: { ca: loopbackTls.cert } })
+      assert.strictEqual(yield* text(direct.client, `${server.url}/hello`), "hello")
+      assert.strictEqual(yield* text(direct.client, `${server.url}/hello`), "hello")
+      assert.strictEqual(server.accepted(), 1)
+      const tunnelled = yield* clientWith({ connect: { ca: loopbackTls.cert }, proxy: proxy.url })
+      assert.strictEqual(yield* text(tunnelled.client, `${server.url}/hello`), "hello")
+      assert.strictEqual(yield* text(tunnelled.client, `${server.url}/hello`), "hello")
+      assert.deepStrictEqual(proxy.connects(), [`127.0.0.1:${server.port}`])
+      assert.strictEqual(server.accepted(), 2)
+    })
+  )
+
+  it.scopedLive("a certificate the connector does not trust fails the connection and closes the tunnel", () =>
+    Effect.gen(function* () {
+      const server = yield* upstream({ tls: loopbackTls })
+      const proxy = yield* connectProxy()
+      const { client, pool } = yield* clientWith({ proxy: proxy.url })
+      const error = yield* Effect.flip(text(client, `${server.url}/hello`))
+      const cause = error.cause as UpstreamPool.UpstreamConnectError
+      assert.strictEqual(cause._tag, "UpstreamConnectError")
+      assert.strictEqual(cause.reason, "Connect")
+      assert.strictEqual(proxy.connects().length, 1)
+      yield* eventually(proxy.tunnels, (n) => n === 0, "open tunnels")
+      assert.strictEqual((yield* pool.stats).size, 0)
+    })
   )
 
   it.scopedLive("connections of different credentials or proxies are never shared", () =>

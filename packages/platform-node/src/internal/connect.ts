@@ -124,7 +124,11 @@ const tunnel = (
   return target.protocol === "https:"
     ? Effect.flatMap(opened, (socket) =>
         connectWith(key, (done) => {
-          const tls = connector({ ...target, httpSocket: socket }, done) as unknown as net.Socket | undefined
+          const tls = connector({ ...target, httpSocket: socket }, (error, secure) => {
+            // A failed handshake leaves the tunnel open under it: close it too.
+            if (error !== null) socket.destroy()
+            done(error, secure)
+          }) as unknown as net.Socket | undefined
           return () => {
             tls?.destroy()
             socket.destroy()

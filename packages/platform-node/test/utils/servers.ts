@@ -3,7 +3,9 @@
  * `Scope`: an upstream HTTP server that counts its sockets and requests, and
  * a small HTTP CONNECT proxy that records what it tunnels.
  */
+import * as fs from "node:fs"
 import * as http from "node:http"
+import * as https from "node:https"
 import * as net from "node:net"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -56,7 +58,17 @@ export class Tally {
  * - `/drop-first` closes the connection of its first request without answering, then answers "ok";
  * - `/status/N` answers with status N.
  */
-export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Upstream, never, Scope.Scope> =>
+/** A self-signed certificate for 127.0.0.1 and localhost (test use only), and its key. */
+export const loopbackTls = {
+  cert: fs.readFileSync(new URL("../fixtures/loopback.crt", import.meta.url)),
+  key: fs.readFileSync(new URL("../fixtures/loopback.key", import.meta.url))
+}
+
+export const upstream = (options?: {
+  readonly tally?: Tally
+  /** Serve HTTPS with this certificate and key. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
+}): Effect.Effect<Upstream, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<{ server: http.Server; upstream: Upstream }>((resume) => {
       const tally = options?.tally
@@ -68,7 +80,7 @@ export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Up
       let served = 0
       let ports: Array<number> = []
       let dropped = 0
-      const server = http.createServer((req, res) => {
+      const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
         inFlight++
         maxInFlight = Math.max(maxInFlight, inFlight)
         if (tally !== undefined) {
@@ -128,10 +140,14 @@ export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Up
           res.statusCode = 404
           res.end()
         }
-      })
+      }
+      const server: http.Server =
+        options?.tls === undefined ? http.createServer(handler) : https.createServer(options.tls, handler)
+      const scheme = options?.tls === undefined ? "http" : "https"
       // Idle sockets stay open until the client closes them: the pool decides, not the server.
       server.keepAliveTimeout = 0
-      server.on("connection", (socket) => {
+      // "connection" is the TCP socket, before any TLS: counted the same for both schemes.
+      server.on("connection", (socket: net.Socket) => {
         sockets.add(socket)
         accepted++
         ports.push(socket.remotePort ?? 0)
@@ -164,7 +180,7 @@ export const upstream = (options?: { readonly tally?: Tally }): Effect.Effect<Up
             server,
             upstream: {
               port,
-              url: `http://127.0.0.1:${port}`,
+              url: `${scheme}://127.0.0.1:${port}`,
               open: () => sockets.size,
               maxOpen: () => maxOpen,
               accepted: () => accepted,
