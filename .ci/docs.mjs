@@ -37,14 +37,16 @@ for (const { dir, manifest } of packages) {
     outDir: path.relative(stage, path.join(root, "docs", "api", short))
   }
   fs.writeFileSync(path.join(stage, "docgen.json"), JSON.stringify(config, null, 2))
-  // a link, not a path: docgen names each module's page after its path from the working folder
-  fs.symlinkSync(path.join("..", "..", "src"), path.join(stage, "src"))
+  // A copy of src/ (docgen names each page after the module's path from its working folder) in
+  // which `@example` becomes an "Example" heading: docgen 0.5.2 runs every @example with tsx even
+  // with runExamples off, and a sample that `declare`s what it assumes cannot run. The samples are
+  // type-checked by .ci/check-docs.mjs instead.
+  copySources(path.join(dir, "src"), path.join(stage, "src"))
   const homepage = manifest.homepage ?? `https://github.com/cistern-pools/cistern/tree/main/packages/${short}#readme`
   fs.writeFileSync(path.join(stage, "package.json"), JSON.stringify({ name: manifest.name, homepage }, null, 2))
   fs.rmSync(path.join(root, "docs", "api", short), { recursive: true, force: true })
   try {
-    // --no-run-examples: samples are type-checked by .ci/check-docs.mjs, never run
-    execFileSync(docgen, ["--no-run-examples"], { cwd: stage, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+    execFileSync(docgen, [], { cwd: stage, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
     fixFrontMatter(path.join(root, "docs", "api", short))
     console.log(`${manifest.name}: docs/api/${short}`)
   } catch (e) {
@@ -68,6 +70,25 @@ function fixFrontMatter(dir) {
     else if (entry.name.endsWith(".md")) {
       const text = fs.readFileSync(file, "utf8")
       if (text.startsWith("***\n\n")) fs.writeFileSync(file, `---\n${text.slice(5)}`)
+    }
+  }
+}
+
+function copySources(from, to) {
+  fs.mkdirSync(to, { recursive: true })
+  for (const entry of fs.readdirSync(from, { withFileTypes: true })) {
+    const source = path.join(from, entry.name)
+    const target = path.join(to, entry.name)
+    if (entry.isDirectory()) copySources(source, target)
+    else if (entry.name.endsWith(".ts")) {
+      const text = fs.readFileSync(source, "utf8")
+      fs.writeFileSync(
+        target,
+        text.replace(
+          /^(\s*\*\s*)@example\b[ \t]*(.*)$/gm,
+          (_, lead, title) => `${lead}**Example**${title ? ` ${title}` : ""}`
+        )
+      )
     }
   }
 }
