@@ -179,7 +179,7 @@ function inspect(name, manifest, published, pkgRoot, files) {
         leaks++
       }
     }
-    if (isJs && !fileSet.has(`${file}.map`)) problem(`${name}: ${file} has no source map`)
+    if (isJs && file.startsWith("dist/") && !fileSet.has(`${file}.map`)) problem(`${name}: ${file} has no source map`)
   }
   if (leaks === 0) ok(`${name}: no public declaration imports an internal one; every relative import ships`)
 }
