@@ -275,7 +275,9 @@ export const make = (options?: {
           "-c",
           "full_page_writes=off",
           "-c",
-          "max_connections=200"
+          "max_connections=200",
+          "-c",
+          "shared_buffers=16MB"
         ],
         user,
         { directory }
