@@ -14,8 +14,8 @@ import { AdminApi, AdminAuth, AdminHttp, ConcurrencyLimit, StreamLease } from "@
 import { UpstreamPool } from "@cistern/platform-node"
 import { PoolConfig, PoolRegistry } from "@cistern/pool"
 import { HttpApi, HttpApiBuilder, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
-import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted, Schema, Stream } from "effect"
+import { NodeHttpServer, NodeStream } from "@effect/platform-node"
+import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import type { Dispatcher } from "undici"
 
 /** The relay's settings, from the environment (see the README's table). */
@@ -106,8 +106,10 @@ export const makeRelay = (upstream: string, config: RelayConfig) =>
           })
           return yield* new UpstreamStatus({ status: response.statusCode, body: text })
         }
-        return Stream.fromAsyncIterable(
-          response.body as AsyncIterable<Uint8Array>,
+        // Not `Stream.fromAsyncIterable`: ending its iterator waits for a pending
+        // read, so a hung upstream would hold the stream (and its lease) open.
+        return NodeStream.fromReadable<UpstreamFailed, Uint8Array>(
+          () => response.body,
           (cause) => new UpstreamFailed({ cause })
         )
       })

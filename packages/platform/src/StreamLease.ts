@@ -105,6 +105,11 @@ export interface Options {
  * stream. It runs in the lease's scope: whatever it acquires there (the
  * request, an abort signal) is released before the lease.
  *
+ * The body must stop at once when interrupted, even while a read is pending:
+ * on Node, `NodeStream.fromReadable` (which destroys the readable) rather
+ * than `Stream.fromAsyncIterable` (whose iterator waits for the pending read,
+ * so a hung upstream would hold the lease).
+ *
  * @since 0.1.0
  * @category models
  */
