@@ -109,6 +109,7 @@ describe.skipIf(!runs)("a PostgreSQL restart during the run", () => {
           const firstDown = history.findIndex((c) => c.status === "unhealthy")
           assert.isAbove(firstDown, 0, "healthy before the outage")
           const outage = history.filter((c) => c.status === "unhealthy")
+          assert.isNotEmpty(outage, "the outage is in the history")
           // A check is unhealthy only if it ran while the server was down: its span [at, at + millis] meets [down, up].
           const outside = outage.filter(
             (c) => c.at + c.millis < down || c.at > up || c.version !== null || c.error === undefined
