@@ -50,6 +50,8 @@ export const SessionStats = Schema.Struct({
 })
 
 /**
+ * A store's counters and state, as a plain value.
+ *
  * @since 0.1.0
  * @category models
  */

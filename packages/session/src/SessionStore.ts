@@ -45,12 +45,16 @@ import type { SessionSchemaError } from "./SessionError.js"
 import type { SessionStats } from "./SessionStats.js"
 
 /**
+ * Marks a value as a session store.
+ *
  * @since 0.1.0
  * @category symbols
  */
 export const TypeId: unique symbol = internal.TypeId as TypeId_
 
 /**
+ * The type of {@link TypeId}.
+ *
  * @since 0.1.0
  * @category symbols
  */
