@@ -279,7 +279,8 @@ const typeChecks = [
         compilerOptions: {
           ...moduleOptions,
           target: "ES2022",
-          lib: ["ES2022"],
+          // @effect/platform's own declarations name DOM types (Storage, Transferable): its users need the DOM lib
+          lib: ["ES2022", "DOM", "DOM.Iterable"],
           types: ["node"],
           strict: true,
           exactOptionalPropertyTypes: true,
