@@ -5,10 +5,14 @@
  * afterwards, and memory stays bounded. Real time (these are I/O tests),
  * bounded to a few seconds each.
  */
+
+import { SessionMetrics } from "@cistern/session"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -52,6 +56,12 @@ const timed = <A, E>(latencies: Array<number>, effect: Effect.Effect<A, E>) =>
     return exit
   })
 
+/** Log messages, kept in order. */
+const logged: Array<string> = []
+const capture = Logger.make(({ message }) => {
+  logged.push(Array.isArray(message) ? message.map(String).join(" ") : String(message))
+})
+
 const available = redisAvailable()
 
 describe.skipIf(!available.run)("RedisSessionStore during outages", () => {
@@ -60,8 +70,12 @@ describe.skipIf(!available.run)("RedisSessionStore during outages", () => {
     () =>
       Effect.gen(function* () {
         const server = yield* RedisServer.make()
-        const store = yield* makeStore(server.url)
+        const store = yield* makeStore(server.url, { name: "paused" })
         const raw = yield* rawClient(server.url)
+        const fallbackGauge = Effect.map(
+          Metric.value(Metric.tagged(SessionMetrics.fallback, "store", "paused")),
+          (state) => state.value
+        )
         for (let i = 0; i < 10; i++) yield* store.set(`s${i}`, { userId: "u1", requests: 0 })
         yield* eventually(
           Effect.map(store.stats, (s) => s.pendingWrites === 0),
@@ -85,6 +99,7 @@ describe.skipIf(!available.run)("RedisSessionStore during outages", () => {
           yield* pause(20)
         }
         const during = yield* store.stats
+        assert.strictEqual(yield* fallbackGauge, 1, "the gauge switched at once")
         server.signal("SIGCONT")
 
         for (const exit of exits) assert.isTrue(Exit.isSuccess(exit), String(exit))
@@ -103,13 +118,22 @@ describe.skipIf(!available.run)("RedisSessionStore during outages", () => {
         )
         const after = yield* store.stats
         console.info(`SIGSTOP: ${after.replayedWrites} writes replayed, ${after.droppedWrites} dropped`)
+        assert.strictEqual(yield* fallbackGauge, 0)
+        // One log line per transition, however many calls ran into the outage.
+        assert.deepStrictEqual(
+          logged.filter((m) => m.startsWith("Redis ")),
+          [
+            "Redis unreachable: sessions are served from this instance's memory",
+            "Redis reachable again: replaying writes kept in memory"
+          ]
+        )
         assert.isAtLeast(after.replayedWrites, 21)
         assert.strictEqual(after.droppedWrites, 0)
         const keys = Array.from({ length: 20 }, (_, i) => `o:s:outage${i}`)
         assert.strictEqual(yield* Effect.promise(() => raw.exists(...keys)), 20)
         const s0 = JSON.parse((yield* Effect.promise(() => raw.get("o:s:s0")))!)
         assert.strictEqual(s0.v.requests, 20)
-      })
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
   )
 
   it.scopedLive(
