@@ -46,6 +46,10 @@ const packages = fs
   .filter((dir) => fs.existsSync(path.join(dir, "package.json")))
   .map((dir) => ({ dir, manifest: readJson(path.join(dir, "package.json")) }))
   .filter(({ manifest }) => manifest.private !== true)
+  // CISTERN_PACKAGES=@cistern/pool,… narrows the check to some packages (while debugging one)
+  .filter(
+    ({ manifest }) => !process.env.CISTERN_PACKAGES || process.env.CISTERN_PACKAGES.split(",").includes(manifest.name)
+  )
 if (packages.length === 0) {
   console.error("consumer check: no published package found under packages/")
   process.exit(1)
