@@ -62,6 +62,13 @@ export class Store extends Context.Tag("example/vector-pool/Store")<
 >() {}
 
 /**
+ * The monitor's check: the server's version, on a connection leased with
+ * `get`, not `use`, so an outage is reported instead of retried through.
+ */
+export const versionProbe = (pool: VectorPool.VectorPool) =>
+  Effect.scoped(Effect.flatMap(pool.get, Connection.serverVersion))
+
+/**
  * The pool (its connections opened), the table created, and the monitor
  * running. Closing the layer stops the monitor, then ends every connection.
  */
@@ -95,8 +102,7 @@ export const storeLayer = (
       closing = pool
       yield* pool.use(VectorStore.migrate)
       const monitor = yield* HealthMonitor.make({
-        // `get`, not `use`: the monitor reports an outage instead of retrying through it.
-        probe: Effect.scoped(Effect.flatMap(pool.get, Connection.serverVersion)),
+        probe: versionProbe(pool),
         stats: pool.stats,
         schedule: Schedule.spaced(config.healthCheckInterval),
         timeout: config.healthCheckTimeout,

@@ -1,6 +1,6 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Clock, Duration, Effect, Fiber, Logger, LogLevel, Option, Ref, Schedule } from "effect"
-import * as Connection from "../src/Connection.js"
+import * as App from "../src/App.js"
 import * as HealthMonitor from "../src/HealthMonitor.js"
 import * as VectorPool from "../src/VectorPool.js"
 import * as VectorStore from "../src/VectorStore.js"
@@ -26,7 +26,7 @@ describe.skipIf(!runs)("a PostgreSQL restart during the run", () => {
           yield* pool.use(VectorStore.migrate)
           yield* pool.use((c) => VectorStore.insert(c, [{ label: "a", embedding: query }]))
           const monitor = yield* HealthMonitor.make({
-            probe: Effect.scoped(Effect.flatMap(pool.get, Connection.serverVersion)),
+            probe: App.versionProbe(pool),
             stats: pool.stats,
             schedule: Schedule.spaced("50 millis"),
             timeout: "1 second"
