@@ -201,7 +201,7 @@ export const router = (config: AppConfig) =>
 export const layer = (config: AppConfig) => {
   const banner = Layer.effectDiscard(HttpServer.addressFormattedWith((url) => Console.log(`listening on ${url}`)))
   return Layer.merge(HttpServer.serve(router(config)), banner).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: config.port })),
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: config.port })),
     Layer.provideMerge(ClientLive(config)),
     Layer.provideMerge(ServiceLive(config))
   )
