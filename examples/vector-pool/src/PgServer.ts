@@ -128,6 +128,8 @@ const spawn = (
     const [file, argv] =
       watched === undefined ? [command, args] : ["/bin/sh", ["-c", watchdog, "postgres-watchdog", command, ...args]]
     const child = childProcess.spawn(file, argv, {
+      // A directory the server's user can enter, whatever this process's own is.
+      cwd: os.tmpdir(),
       stdio: [watched === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       // initdb reads the locale; a fixed one makes the cluster the same everywhere
       env: {
