@@ -1,0 +1,178 @@
+/**
+ * A load run on loopback, bounded: autocannon (Node API) with
+ * `BENCH_CONNECTIONS` connections (400) for `BENCH_SECONDS` (20) seconds of
+ * streamed chat completions, three ways in one run against one stand-in
+ * upstream (`BENCH_TOKENS` tokens, one every `BENCH_TOKEN_DELAY_MS` ms):
+ *
+ * - `cistern relay`: this example's relay (pooled connections, StreamLease,
+ *   ConcurrencyLimit);
+ * - `undici relay`: the same hop with a plain undici `Pool` and no Cistern;
+ * - `direct`: straight to the upstream, no relay.
+ *
+ * It prints req/s, latency p50/p99, tokens/s and, for the Cistern relay, the
+ * leases still held once the load has stopped (leaked leases).
+ */
+
+import * as Http from "node:http"
+import { NodeRuntime } from "@effect/platform-node"
+import autocannon from "autocannon"
+import { Config, ConfigProvider, Console, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
+import { Pool } from "undici"
+import { listen, relayConfig } from "./Relay.js"
+import * as Upstream from "./Upstream.js"
+
+const settings = Config.all({
+  connections: Config.integer("BENCH_CONNECTIONS").pipe(Config.withDefault(400)),
+  seconds: Config.integer("BENCH_SECONDS").pipe(Config.withDefault(20)),
+  tokens: Config.integer("BENCH_TOKENS").pipe(Config.withDefault(20)),
+  delayMs: Config.integer("BENCH_TOKEN_DELAY_MS").pipe(Config.withDefault(10))
+})
+
+const body = JSON.stringify({ model: "relay-demo", stream: true, messages: [{ role: "user", content: "hi" }] })
+
+interface Row {
+  readonly name: string
+  readonly requests: number
+  readonly errors: number
+  readonly non2xx: number
+  readonly rps: number
+  readonly p50: number
+  readonly p99: number
+  readonly tokensPerSecond: number
+}
+
+const load = (name: string, url: string, up: Upstream.Upstream, connections: number, seconds: number) =>
+  Effect.gen(function* () {
+    const before = up.tokensSent()
+    const result = yield* Effect.promise(() =>
+      autocannon({
+        url: `${url}/v1/chat/completions`,
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+        connections,
+        duration: seconds,
+        timeout: 30
+      })
+    )
+    const row: Row = {
+      name,
+      requests: result.requests.total,
+      errors: result.errors + result.timeouts,
+      non2xx: result.non2xx,
+      rps: result.requests.average,
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      tokensPerSecond: Math.round((up.tokensSent() - before) / seconds)
+    }
+    return row
+  })
+
+/** The same hop without Cistern: an undici Pool with as many connections, body piped through. */
+const plainRelay = (upstream: string, connections: number) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly server: Http.Server; readonly pool: Pool; readonly url: string }>((resume) => {
+      const pool = new Pool(upstream, { connections, keepAliveTimeout: 30_000 })
+      const server = Http.createServer((req, res) => {
+        const chunks: Array<Buffer> = []
+        req.on("data", (c: Buffer) => chunks.push(c))
+        req.on("end", () => {
+          const controller = new AbortController()
+          res.on("close", () => controller.abort())
+          pool
+            .request({
+              path: "/v1/chat/completions",
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: Buffer.concat(chunks),
+              signal: controller.signal
+            })
+            .then(({ body: upstreamBody }) => {
+              res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" })
+              upstreamBody.on("error", () => res.destroy())
+              upstreamBody.pipe(res)
+            })
+            .catch(() => {
+              if (!res.headersSent) res.writeHead(502)
+              res.end()
+            })
+        })
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address() as { port: number }
+        resume(Effect.succeed({ server, pool, url: `http://127.0.0.1:${address.port}` }))
+      })
+    }),
+    ({ pool, server }) =>
+      Effect.promise(async () => {
+        server.closeAllConnections()
+        await new Promise((r) => server.close(r))
+        await pool.destroy()
+      })
+  )
+
+const main = Effect.gen(function* () {
+  const { connections, delayMs, seconds, tokens } = yield* settings
+  const up = yield* Upstream.start({ tokens, delayMs })
+  const config = yield* Effect.withConfigProvider(
+    relayConfig,
+    ConfigProvider.fromMap(
+      new Map([
+        ["MAX_CONNECTIONS", String(connections + 100)],
+        ["MAX_KEEPALIVE_CONNECTIONS", String(connections + 100)],
+        ["MAX_CONCURRENT_REQUESTS", String(connections * 2)],
+        ["POOL_TIMEOUT_SECONDS", "30"]
+      ])
+    )
+  )
+  const relay = yield* listen(
+    { upstream: up.url, config, adminToken: Redacted.make("bench-admin-token-0123456789") },
+    0
+  )
+  const plain = yield* plainRelay(up.url, connections + 100)
+  yield* Console.log(
+    `load: ${connections} connections × ${seconds} s each; upstream: ${tokens} tokens, one every ${delayMs} ms`
+  )
+
+  // A short warm-up of each path (connections opened, code paths compiled).
+  for (const url of [relay.url, plain.url, up.url]) yield* load("warm-up", url, up, 50, 2)
+
+  const rows: Array<Row> = []
+  rows.push(yield* load("cistern relay", relay.url, up, connections, seconds))
+  const health = (): Promise<{ pool: { inUse: number; idle: number; waiting: number } }> =>
+    new Promise((resolve, reject) =>
+      Http.get(`${relay.url}/healthz`, (res) => {
+        let text = ""
+        res.on("data", (c) => {
+          text += c
+        })
+        res.on("end", () => resolve(JSON.parse(text)))
+      }).on("error", reject)
+    )
+  // Leases still held once the clients are gone, after a bounded settle.
+  let after = yield* Effect.promise(health)
+  for (let i = 0; i < 50 && (after.pool.inUse > 0 || after.pool.waiting > 0); i++) {
+    yield* Effect.sleep(Duration.millis(100))
+    after = yield* Effect.promise(health)
+  }
+  const leaked = after.pool.inUse
+  rows.push(yield* load("undici relay (no Cistern)", plain.url, up, connections, seconds))
+  rows.push(yield* load("direct (no relay)", up.url, up, connections, seconds))
+
+  const direct = rows[2]
+  yield* Console.log(
+    [
+      "| path | requests | req/s | p50 ms | p99 ms | tokens/s | errors | non-2xx | p50 vs direct |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      ...rows.map(
+        (r) =>
+          `| ${r.name} | ${r.requests} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.tokensPerSecond} | ${r.errors} | ${r.non2xx} | ${(r.p50 / direct.p50).toFixed(2)}× |`
+      )
+    ].join("\n")
+  )
+  yield* Console.log(
+    `leaked leases after the Cistern run: ${leaked} (pool idle ${after.pool.idle}, waiting ${after.pool.waiting}); upstream sockets open now: ${up.openSockets()}`
+  )
+})
+
+main.pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning), NodeRuntime.runMain)
