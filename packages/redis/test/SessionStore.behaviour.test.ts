@@ -3,6 +3,8 @@
  * Redis store: whatever a caller can observe must be the same for both.
  * Time is `TestClock` (TTLs are the store's clock, not Redis's).
  */
+import { KeyedPool } from "@cistern/pool"
+import { Affinity } from "@cistern/session"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -179,6 +181,31 @@ const suite = (backend: Backend) =>
         assert.isTrue(Option.isNone(yield* store.get("bad")))
         assert.strictEqual(Option.getOrThrow(yield* store.get("good")).requests, 0)
         assert.strictEqual((yield* store.stats).schemaErrors, 2)
+      })
+    )
+
+    it.scoped("an affinity pin kept in this store holds its key within the TTL and is re-pinned after it", () =>
+      Effect.gen(function* () {
+        const pins = yield* backend.make({ schema: Affinity.Pin(Schema.String), ttl: "1 hour" })
+        const pool = yield* KeyedPool.make({ acquire: (k: string) => Effect.succeed(k), describeKey: (k) => k })
+        let picks = 0
+        const affinity = Affinity.make({
+          pool,
+          store: pins,
+          describeKey: (k: string) => k,
+          ttl: "10 seconds",
+          choose: () => Effect.sync(() => `acct-${++picks}`)
+        })
+        assert.strictEqual((yield* affinity.resolve("s1")).key, "acct-1")
+        yield* TestClock.adjust("9 seconds")
+        assert.deepStrictEqual(yield* affinity.resolve("s1"), {
+          key: "acct-1",
+          reason: "kept",
+          previous: Option.none()
+        })
+        yield* TestClock.adjust("1 second")
+        const again = yield* affinity.resolve("s1")
+        assert.deepStrictEqual(again, { key: "acct-2", reason: "expired", previous: Option.some("acct-1") })
       })
     )
 
