@@ -70,7 +70,7 @@ export const upstream = (options?: {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
 }): Effect.Effect<Upstream, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.async<{ server: http.Server; upstream: Upstream }>((resume) => {
+    Effect.async<{ server: http.Server; front: net.Server; upstream: Upstream }>((resume) => {
       const tally = options?.tally
       const sockets = new Set<net.Socket>()
       let maxOpen = 0
@@ -123,8 +123,9 @@ export const upstream = (options?: {
           res.end(Buffer.alloc(4 * 1024 * 1024, 97))
         } else if (url.pathname === "/reset") {
           res.writeHead(200, { "content-length": "1000" })
+          // Reset once the half body has passed the front, so the client has it before the reset.
           res.write(Buffer.alloc(500, 98), () => {
-            req.socket.resetAndDestroy()
+            setTimeout(() => req.socket.resetAndDestroy(), 20)
           })
         } else if (url.pathname === "/drop-first") {
           // The first request of this path loses its connection before any answer.
@@ -147,21 +148,21 @@ export const upstream = (options?: {
       // Idle sockets stay open until the client closes them: the pool decides, not the server.
       server.keepAliveTimeout = 0
       // "connection" is the TCP socket, before any TLS: counted the same for both schemes.
-      server.on("connection", (socket: net.Socket) => {
+      // Sockets are counted by a transparent TCP front that always reads: it sees a client's FIN (or RST)
+      // at once, even while the HTTP server behind it has paused that connection mid-request.
+      const front = net.createServer((socket) => {
         sockets.add(socket)
         accepted++
         ports.push(socket.remotePort ?? 0)
         if (tally !== undefined) tally.open++
-        // Sampled at the end of this event-loop turn, once the FINs of sockets the client closed
-        // before opening this one have been read: Node reports them a callback or two later.
-        setImmediate(() => {
-          maxOpen = Math.max(maxOpen, sockets.size)
-          if (tally !== undefined) {
-            tally.max = Math.max(tally.max, tally.open)
-          }
-        })
-        // Counted closed when the client's FIN (or RST) arrives, in the same event-loop phase as new
-        // connections; Node's "close" comes a phase later and would overlap a socket opened after it.
+        // Sampled one event-loop turn after the accept: a client's FIN or RST sent before it opened this
+        // socket (or a connect it gave up at once, accepted from the backlog already reset) is read by then.
+        setImmediate(() =>
+          setImmediate(() => {
+            maxOpen = Math.max(maxOpen, sockets.size)
+            if (tally !== undefined) tally.max = Math.max(tally.max, tally.open)
+          })
+        )
         let closed = false
         const gone = () => {
           if (closed) return
@@ -172,39 +173,57 @@ export const upstream = (options?: {
         socket.once("end", gone)
         socket.once("error", gone)
         socket.once("close", gone)
+        const back = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1")
+        socket.pipe(back)
+        back.pipe(socket)
+        socket.on("error", () => back.destroy())
+        socket.once("close", () => back.destroy())
+        // The server closed or reset its side: so does the front, and the socket is gone from then on.
+        back.on("error", () => {
+          gone()
+          socket.resetAndDestroy()
+        })
+        back.once("close", () => {
+          gone()
+          socket.destroy()
+        })
       })
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as net.AddressInfo).port
-        resume(
-          Effect.succeed({
-            server,
-            upstream: {
-              port,
-              url: `${scheme}://127.0.0.1:${port}`,
-              open: () => sockets.size,
-              maxOpen: () => maxOpen,
-              accepted: () => accepted,
-              inFlight: () => inFlight,
-              maxInFlight: () => maxInFlight,
-              served: () => served,
-              remotePorts: () => ports,
-              dropAll: () => {
-                for (const socket of sockets) socket.destroy()
-              },
-              resetCounts: () => {
-                maxOpen = sockets.size
-                accepted = 0
-                maxInFlight = inFlight
-                served = 0
-                ports = []
+      server.listen(0, "127.0.0.1", () =>
+        front.listen(0, "127.0.0.1", () => {
+          const port = (front.address() as net.AddressInfo).port
+          resume(
+            Effect.succeed({
+              server,
+              front,
+              upstream: {
+                port,
+                url: `${scheme}://127.0.0.1:${port}`,
+                open: () => sockets.size,
+                maxOpen: () => maxOpen,
+                accepted: () => accepted,
+                inFlight: () => inFlight,
+                maxInFlight: () => maxInFlight,
+                served: () => served,
+                remotePorts: () => ports,
+                dropAll: () => {
+                  for (const socket of sockets) socket.destroy()
+                },
+                resetCounts: () => {
+                  maxOpen = sockets.size
+                  accepted = 0
+                  maxInFlight = inFlight
+                  served = 0
+                  ports = []
+                }
               }
-            }
-          })
-        )
-      })
+            })
+          )
+        })
+      )
     }),
-    ({ server }) =>
+    ({ server, front }) =>
       Effect.async<void>((resume) => {
+        front.close()
         server.closeAllConnections()
         server.close(() => resume(Effect.void))
       })
@@ -215,7 +234,7 @@ export interface ConnectProxy {
   readonly url: string
   /** The targets of the CONNECT requests received, in order. */
   readonly connects: () => ReadonlyArray<string>
-  /** The `UpstreamProxy-Authorization` header of each CONNECT (or undefined). */
+  /** The `Proxy-Authorization` header of each CONNECT (or undefined). */
   readonly authorizations: () => ReadonlyArray<string | undefined>
   /** Tunnels open now. */
   readonly tunnels: () => number
@@ -223,7 +242,7 @@ export interface ConnectProxy {
 
 /**
  * An HTTP CONNECT proxy that tunnels to any 127.0.0.1 port. With `require`,
- * a CONNECT without that exact `UpstreamProxy-Authorization` gets 407.
+ * a CONNECT without that exact `Proxy-Authorization` gets 407.
  */
 export const connectProxy = (options?: {
   readonly require?: string
