@@ -14,30 +14,39 @@
  *
  * @since 0.1.0
  */
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import type * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import { type Pipeable, pipeArguments } from "effect/Pipeable"
+import type * as Effect from "effect/Effect"
+import { dual } from "effect/Function"
+import type * as Layer from "effect/Layer"
+import type { Pipeable } from "effect/Pipeable"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Types from "effect/Types"
-import * as internal from "./internal/keyedPool.js"
+import * as internal from "./internal/pool.js"
 import type * as KeyedPool from "./KeyedPool.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { PoolError } from "./PoolError.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "./PoolStats.js"
 
 /**
+ * The symbol that marks a value as a {@link Pool}.
+ *
  * @since 0.1.0
  * @category symbols
  */
-export const TypeId: unique symbol = Symbol.for("@cistern/pool/Pool")
+export const TypeId: unique symbol = internal.TypeId as TypeId_
 
 /**
+ * The type of {@link TypeId}.
+ *
  * @since 0.1.0
  * @category symbols
  */
 export type TypeId = typeof TypeId
+
+type TypeId_ = typeof TypeId
 
 /**
  * A pool of `A`s whose acquisition may fail with `E`.
@@ -66,57 +75,44 @@ export interface Pool<in out A, out E = never> extends Pipeable {
 }
 
 /**
+ * The options of {@link KeyedPool.Options} that concern keys, which a single
+ * pool does not take: its one key needs no id, fingerprint, description,
+ * per-key metric labels, or limits across keys.
+ *
  * @since 0.1.0
  * @category models
  */
-export interface Options<A, E, R>
-  extends Omit<PoolConfig.Settings, "maxPerKey" | "maxTotal" | "maxKeys" | "minIdlePerKey"> {
+export type KeyOptions =
+  | "acquire"
+  | "maxPerKey"
+  | "maxTotal"
+  | "maxKeys"
+  | "minIdlePerKey"
+  | "keyId"
+  | "fingerprint"
+  | "describeKey"
+  | "metricsPerKey"
+  | "name"
+
+/**
+ * How to make a pool: every option of {@link KeyedPool.Options} that does
+ * not concern keys — validation, health checks, heartbeats, retries, the
+ * circuit breaker, timeouts, intervals, creation backoff, spans and metrics —
+ * with the same meaning and defaults, plus the single pool's `max` and
+ * `minIdle`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<A, E, R> extends Omit<KeyedPool.Options<unknown, A, E, R>, KeyOptions> {
   /** Creates an item; its finalizers (in the provided `Scope`) destroy it. */
   readonly acquire: Effect.Effect<A, E, R>
   /** The most items at once, counting those being created. Default 10. */
   readonly max?: number | undefined
-  /** Idle items that idle expiry keeps. Default 0. */
+  /** Idle items that idle expiry keeps, created right away and refilled. Default 0. */
   readonly minIdle?: number | undefined
   /** The pool's name in stats, errors and logs; registers it in a provided `PoolRegistry`. Default `"pool"`. */
   readonly name?: string | undefined
-}
-
-const theKey = Symbol.for("@cistern/pool/Pool/key")
-
-class PoolImpl<A, E> implements Pool<A, E> {
-  readonly [TypeId] = { _A: (_: A) => _, _E: (_: never): E => _ }
-  readonly get: Effect.Effect<A, E | PoolError, Scope.Scope>
-  readonly stats: Effect.Effect<PoolStats>
-  readonly items: Effect.Effect<ReadonlyArray<ItemDetails>>
-  readonly cleanup: Effect.Effect<CleanupReport>
-
-  constructor(readonly keyed: KeyedPool.KeyedPool<symbol, A, E>) {
-    this.get = keyed.get(theKey)
-    this.stats = keyed.stats
-    this.items = keyed.items
-    this.cleanup = keyed.cleanup
-  }
-
-  use<B, E2, R2>(f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2> {
-    return this.keyed.use(theKey, f)
-  }
-
-  stream<B, E2, R2>(f: (a: A) => Stream.Stream<B, E2, R2>): Stream.Stream<B, E | E2 | PoolError, R2> {
-    return this.keyed.stream(theKey, f)
-  }
-
-  invalidate(item: A): Effect.Effect<void> {
-    return this.keyed.invalidate(item)
-  }
-
-  prewarm(count?: number): Effect.Effect<void, E | PoolError> {
-    return this.keyed.prewarm(theKey, count)
-  }
-
-  pipe() {
-    // biome-ignore lint/complexity/noArguments: pipeArguments reads the arguments object, as Effect's own data types do
-    return pipeArguments(this, arguments)
-  }
 }
 
 /**
@@ -130,39 +126,9 @@ class PoolImpl<A, E> implements Pool<A, E> {
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A, E, R>(
+export const make: <A, E, R>(
   options: Options<A, E, R>
-): Effect.Effect<Pool<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> => {
-  const { acquire, max, minIdle, name, ...timings } = options
-  return Effect.map(
-    internal.make<symbol, A, E, R>(
-      {
-        ...timings,
-        acquire: () => acquire,
-        maxPerKey: max ?? 10,
-        maxTotal: Number.POSITIVE_INFINITY,
-        maxKeys: 1,
-        minIdlePerKey: minIdle,
-        name,
-        describeKey: () => name ?? "pool"
-      },
-      { maxPerKey: "max", minIdlePerKey: "minIdle" }
-    ),
-    (keyed) => new PoolImpl(keyed)
-  ).pipe(
-    Effect.tap((pool) =>
-      (minIdle ?? 0) > 0
-        ? Effect.forkScoped(
-            pool.prewarm().pipe(
-              Effect.catchAllCause((cause) => Effect.logWarning("pre-warming the pool failed", cause)),
-              Effect.interruptible,
-              Effect.annotateLogs({ package: "@cistern/pool", module: "Pool" })
-            )
-          )
-        : Effect.void
-    )
-  )
-}
+) => Effect.Effect<Pool<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> = internal.make
 
 /**
  * Provides a pool as the service `tag`, for the lifetime of the layer.
@@ -170,7 +136,97 @@ export const make = <A, E, R>(
  * @since 0.1.0
  * @category layers
  */
-export const layer = <I, A, E, R>(
+export const layer: <I, A, E, R>(
   tag: Context.Tag<I, Pool<A, E>>,
   options: Options<A, E, R>
-): Layer.Layer<I, never, Exclude<R, Scope.Scope>> => Layer.scoped(tag, make(options))
+) => Layer.Layer<I, never, Exclude<R, Scope.Scope>> = internal.layer
+
+/**
+ * Options for {@link layerConfig}: the pool's options, plus settings read
+ * from `Config` (validated, naming the bad variable and value). The per-key
+ * limit and floor of {@link PoolConfig.settings} are this pool's `max` and
+ * `minIdle` (`MAX_PER_KEY`, `MIN_IDLE_PER_KEY` unless renamed); a total limit,
+ * when set, caps `max`. Options given here directly are defaults that the
+ * config overrides when its variable is set.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConfigOptions<A, E, R> extends Options<A, E, R> {
+  readonly config: Config.Config<PoolConfig.Settings>
+}
+
+/**
+ * Like {@link layer}, with settings read from `Config`:
+ *
+ * ```ts
+ * Pool.layerConfig(Database, {
+ *   acquire: connect,
+ *   validate: ping,
+ *   config: PoolConfig.settings({ maxPerKey: "DB_POOL_SIZE", acquireTimeout: "DB_ACQUIRE_TIMEOUT" })
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: <I, A, E, R>(
+  tag: Context.Tag<I, Pool<A, E>>,
+  options: ConfigOptions<A, E, R>
+) => Layer.Layer<I, ConfigError.ConfigError, Exclude<R, Scope.Scope>> = internal.layerConfig
+
+/**
+ * Leases an item for the duration of `f`. See {@link Pool.use}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const use: {
+  <A, B, E2, R2>(
+    f: (a: A) => Effect.Effect<B, E2, R2>
+  ): <E>(self: Pool<A, E>) => Effect.Effect<B, E | E2 | PoolError, R2>
+  <A, E, B, E2, R2>(self: Pool<A, E>, f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2>
+} = dual(2, <A, E, B, E2, R2>(self: Pool<A, E>, f: (a: A) => Effect.Effect<B, E2, R2>) => self.use(f))
+
+/**
+ * A stream holding a lease while it runs. See {@link Pool.stream}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const stream: {
+  <A, B, E2, R2>(
+    f: (a: A) => Stream.Stream<B, E2, R2>
+  ): <E>(self: Pool<A, E>) => Stream.Stream<B, E | E2 | PoolError, R2>
+  <A, E, B, E2, R2>(self: Pool<A, E>, f: (a: A) => Stream.Stream<B, E2, R2>): Stream.Stream<B, E | E2 | PoolError, R2>
+} = dual(2, <A, E, B, E2, R2>(self: Pool<A, E>, f: (a: A) => Stream.Stream<B, E2, R2>) => self.stream(f))
+
+/**
+ * Marks an item as broken. See {@link Pool.invalidate}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const invalidate: {
+  <A>(item: A): <E>(self: Pool<A, E>) => Effect.Effect<void>
+  <A, E>(self: Pool<A, E>, item: A): Effect.Effect<void>
+} = dual(2, <A, E>(self: Pool<A, E>, item: A) => self.invalidate(item))
+
+/**
+ * Creates items until there are `count`, and leaves them idle. See {@link Pool.prewarm}.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const prewarm: {
+  (count: number): <A, E>(self: Pool<A, E>) => Effect.Effect<void, E | PoolError>
+  <A, E>(self: Pool<A, E>, count: number): Effect.Effect<void, E | PoolError>
+} = dual(2, <A, E>(self: Pool<A, E>, count: number) => self.prewarm(count))
+
+/**
+ * Whether a value is a pool.
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isPool: (u: unknown) => u is Pool<unknown, unknown> = internal.isPool
