@@ -125,36 +125,45 @@ const main = (env: Record<string, string | undefined>) =>
   )
 
 const exitCode = (process: { readonly exited: Promise<number | null> }) =>
-  Effect.promise(() => process.exited).pipe(Effect.timeout("30 seconds"))
+  Effect.promise(() => process.exited).pipe(Effect.timeout("60 seconds"))
+
+/** Starting `tsx` takes seconds, many on a loaded machine: these tests get more time than the default. */
+const processTimeout = 90_000
 
 describe("examples/admin-server main", () => {
-  it.scopedLive("exits 1 with a clear message when CISTERN_ADMIN_TOKEN is missing", () =>
-    Effect.gen(function* () {
-      const child = yield* main({})
-      assert.strictEqual(yield* exitCode(child), 1)
-      assert.include(child.output(), "CISTERN_ADMIN_TOKEN is not set")
-    })
+  it.scopedLive(
+    "exits 1 with a clear message when CISTERN_ADMIN_TOKEN is missing",
+    () =>
+      Effect.gen(function* () {
+        const child = yield* main({})
+        assert.strictEqual(yield* exitCode(child), 1)
+        assert.include(child.output(), "CISTERN_ADMIN_TOKEN is not set")
+      }),
+    processTimeout
   )
 
-  it.scopedLive("serves with the token and stops cleanly on SIGTERM with every pool drained", () =>
-    Effect.gen(function* () {
-      const child = yield* main({ CISTERN_ADMIN_TOKEN: secret, PORT: "0" })
-      const url = yield* Effect.sync(
-        () => /admin API listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(child.output())?.[1]
-      ).pipe(
-        Effect.flatMap((url) => (url === undefined ? Effect.fail("not listening yet") : Effect.succeed(url))),
-        Effect.retry(Schedule.spaced("100 millis")),
-        Effect.timeout("30 seconds")
-      )
-      const health = yield* Effect.promise(() =>
-        fetch(`${url}/health`, { headers: { authorization: `Bearer ${secret}` } }).then((r) => r.status)
-      )
-      assert.strictEqual(health, 200)
-      const refused = yield* Effect.promise(() => fetch(`${url}/pools`).then((r) => r.status))
-      assert.strictEqual(refused, 401)
-      child.child.kill("SIGTERM")
-      assert.strictEqual(yield* exitCode(child), 0)
-      assert.include(child.output(), "all pools drained: upstreams 0 open, mcp 0 open")
-    })
+  it.scopedLive(
+    "serves with the token and stops cleanly on SIGTERM with every pool drained",
+    () =>
+      Effect.gen(function* () {
+        const child = yield* main({ CISTERN_ADMIN_TOKEN: secret, PORT: "0" })
+        const url = yield* Effect.sync(
+          () => /admin API listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(child.output())?.[1]
+        ).pipe(
+          Effect.flatMap((url) => (url === undefined ? Effect.fail("not listening yet") : Effect.succeed(url))),
+          Effect.retry(Schedule.spaced("100 millis")),
+          Effect.timeout("60 seconds")
+        )
+        const health = yield* Effect.promise(() =>
+          fetch(`${url}/health`, { headers: { authorization: `Bearer ${secret}` } }).then((r) => r.status)
+        )
+        assert.strictEqual(health, 200)
+        const refused = yield* Effect.promise(() => fetch(`${url}/pools`).then((r) => r.status))
+        assert.strictEqual(refused, 401)
+        child.child.kill("SIGTERM")
+        assert.strictEqual(yield* exitCode(child), 0)
+        assert.include(child.output(), "all pools drained: upstreams 0 open, mcp 0 open")
+      }),
+    processTimeout
   )
 })

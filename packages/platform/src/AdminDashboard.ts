@@ -5,7 +5,8 @@
  * configuration in force, fed by server-sent events.
  *
  * One sampler per {@link layer} reads every registered pool each `interval`
- * (default 1 second), keeps the charts' history and the recent events, and
+ * (default 1 second) while someone watches and each `idleInterval` (default
+ * 10 seconds) while nobody does, keeps the charts' history and the recent events, and
  * encodes one snapshot, once, for every viewer. A viewer holds a queue of one
  * frame: one that reads slowly gets the latest snapshot, never a backlog, and
  * its stream (and fiber) ends when its connection closes.
@@ -63,8 +64,14 @@ import * as http from "./internal/dashboardHttp.js"
  * @category models
  */
 export interface Options {
-  /** How often the pools are sampled and a snapshot pushed. Default 1 second. */
+  /** How often the pools are sampled and a snapshot pushed while someone watches. Default 1 second. */
   readonly interval?: Duration.DurationInput | undefined
+  /**
+   * How often they are sampled while nobody watches (no stream open, no poll
+   * for a minute), for the charts' history. A new viewer or poll gets a fresh
+   * sample at once. Default 10 seconds (never shorter than `interval`).
+   */
+  readonly idleInterval?: Duration.DurationInput | undefined
   /** Keys per pool in each snapshot, those needing attention first. Default 50. */
   readonly keysPerPool?: number | undefined
   /** Samples per pool the charts keep. Default 300 (5 minutes at 1 second). */

@@ -1,6 +1,6 @@
 import { KeyedPool, PoolRegistry } from "@cistern/pool"
 import { assert, describe, it } from "@effect/vitest"
-import { Data, Deferred, Effect, Fiber, Redacted, Ref, Schema, type Scope, TestClock } from "effect"
+import { Data, Deferred, Effect, Exit, Fiber, Redacted, Ref, Schema, Scope, TestClock } from "effect"
 import { AdminApi, AdminDashboard } from "../src/index.js"
 import { captureLogs, makeResources, settle } from "./utils/fixtures.js"
 import { eventually, raw, type Server, serve, sse } from "./utils/http.js"
@@ -170,6 +170,26 @@ describe("AdminDashboard: the event stream", () => {
     }).pipe(Effect.provide(captureLogs().layer))
   )
 
+  it.scoped("closing the server ends the open streams instead of waiting for their clients", () =>
+    Effect.gen(function* () {
+      const registry = yield* PoolRegistry.make
+      yield* makePool(registry, { name: "closing" })
+      const scope = yield* Scope.make()
+      const server = yield* Scope.extend(serve(registry, { token }), scope)
+      const clients = yield* Effect.forEach([1, 2, 3], () => sse(server, "/dashboard/events", bearer))
+      for (const client of clients) yield* nextSnapshot(client)
+      assert.strictEqual(yield* viewerCount(server), 3)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* eventually(
+        Effect.sync(() => closing.unsafePoll()),
+        (exit) => exit !== null
+      )
+      yield* Fiber.join(closing)
+      assert.strictEqual(yield* viewerCount(server), 0)
+      for (const client of clients) assert.strictEqual(yield* client.closed, undefined)
+    }).pipe(Effect.provide(captureLogs().layer))
+  )
+
   it.scoped("50 concurrent streams each get every snapshot, and all end when their clients go", () =>
     Effect.gen(function* () {
       const registry = yield* PoolRegistry.make
@@ -215,6 +235,39 @@ describe("AdminDashboard: the event stream", () => {
       assert.strictEqual(latest.at, 120_000, "the reader catches up on the newest snapshot")
       const [caughtUp] = yield* server.dashboard.viewers
       assert.isBelow(caughtUp.sent, 60, "it got what was buffered and the latest, not 120 frames")
+    }).pipe(Effect.provide(captureLogs().layer))
+  )
+})
+
+describe("AdminDashboard: sampling", () => {
+  it.scoped("nobody watching: a sample every idleInterval; a poll or a viewer gets a fresh one at once", () =>
+    Effect.gen(function* () {
+      const registry = yield* PoolRegistry.make
+      yield* makePool(registry, { name: "idle-pool" })
+      const server = yield* serve(registry, { token })
+      const times = Effect.map(server.dashboard.history, (h) => h.pools[0].points.map((p) => p.at))
+      yield* TestClock.adjust("5 seconds")
+      assert.deepStrictEqual(yield* times, [0])
+      yield* TestClock.adjust("5 seconds")
+      assert.deepStrictEqual(yield* times, [0, 10_000])
+      yield* TestClock.adjust("3 seconds")
+      // a poll: fresh at once, and every second while someone polls
+      assert.strictEqual((yield* server.dashboard.latest).at, 13_000)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* times, [0, 10_000, 13_000, 14_000])
+      // a minute without a poll: back to every 10 seconds
+      yield* TestClock.adjust("60 seconds")
+      const quiet = yield* times
+      assert.isBelow(quiet.length, 4 + 60)
+      // a viewer: a sample at once (its first snapshot may be the stale one), then every second
+      const before = quiet[quiet.length - 1]
+      const client = yield* sse(server, "/dashboard/events", bearer)
+      yield* nextSnapshot(client)
+      const first = yield* eventually(times, (t) => t[t.length - 1] === 74_000)
+      assert.isAbove(first[first.length - 1], before)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* nextSnapshot(client)).at >= 74_000, true)
+      assert.deepStrictEqual((yield* times).slice(-2), [74_000, 75_000])
     }).pipe(Effect.provide(captureLogs().layer))
   )
 })

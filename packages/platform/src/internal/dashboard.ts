@@ -7,7 +7,6 @@ import * as Metric from "effect/Metric"
 import type * as MetricPair from "effect/MetricPair"
 import * as MetricState from "effect/MetricState"
 import * as Queue from "effect/Queue"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import {
@@ -28,6 +27,7 @@ import { poolReasons } from "./health.js"
 /** @internal */
 export interface Options {
   readonly interval?: Duration.DurationInput | undefined
+  readonly idleInterval?: Duration.DurationInput | undefined
   readonly keysPerPool?: number | undefined
   readonly history?: number | undefined
   readonly events?: number | undefined
@@ -184,6 +184,9 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
     const registry = yield* PoolRegistry.PoolRegistry
     const interval = Duration.decode(options?.interval ?? "1 second")
     const intervalMillis = Duration.toMillis(interval)
+    const idleInterval = Duration.max(interval, Duration.decode(options?.idleInterval ?? "10 seconds"))
+    /** How long after the last poll the dashboard counts as watched. */
+    const idleAfterMillis = 60_000
     const keysPerPool = Math.max(0, options?.keysPerPool ?? 50)
     const historyPoints = Math.max(1, options?.history ?? 300)
     const eventsKept = Math.max(0, options?.events ?? 100)
@@ -377,12 +380,35 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
       events: events.slice()
     }))
 
-    yield* sample.pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("a dashboard sample failed", cause)),
-      Effect.repeat(Schedule.spaced(interval)),
-      Effect.annotateLogs(annotations),
-      Effect.forkScoped
+    // Open streams end when the dashboard closes: a server waits for its open connections before it stops.
+    yield* Effect.addFinalizer(() => Effect.forEach(viewers, (viewer) => Queue.shutdown(viewer.queue)))
+
+    // One sample at a time, whoever asks for it (the loop, a new viewer, a poll).
+    const lock = yield* Effect.makeSemaphore(1)
+    const safeSample = lock.withPermits(1)(
+      sample.pipe(Effect.catchAllCause((cause) => Effect.logWarning("a dashboard sample failed", cause)))
     )
+    /** Samples unless the latest is younger than `interval` (someone else just sampled). */
+    const fresh = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      latestFrame !== undefined && now - latest.at < intervalMillis ? Effect.void : safeSample
+    )
+
+    // Nobody watching (no stream, no poll for a minute): sample every `idleInterval`, enough for the
+    // charts' history, and wake up as soon as someone looks.
+    let lastPolled = Number.NEGATIVE_INFINITY
+    let idle = false
+    const wake = yield* Queue.sliding<void>(1)
+    const watched = (now: number) => viewers.size > 0 || now - lastPolled < idleAfterMillis
+    const wakeUp = Effect.suspend(() => (idle ? Queue.offer(wake, undefined) : Effect.void))
+    yield* Effect.gen(function* () {
+      yield* safeSample
+      for (;;) {
+        idle = !watched(yield* Clock.currentTimeMillis)
+        yield* Effect.raceFirst(Effect.sleep(idle ? idleInterval : interval), Queue.take(wake))
+        idle = false
+        yield* fresh
+      }
+    }).pipe(Effect.annotateLogs(annotations), Effect.forkScoped)
 
     const subscribe = Effect.acquireRelease(
       Effect.gen(function* () {
@@ -391,6 +417,7 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
         const viewer: Viewer = { queue, sent: 0, dropped: 0 }
         if (latestFrame !== undefined) yield* Queue.offer(queue, latestFrame)
         viewers.add(viewer)
+        yield* wakeUp
         return viewer
       }),
       (viewer) =>
@@ -438,7 +465,12 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
       })
 
     return {
-      latest: Effect.sync(() => latest),
+      latest: Effect.gen(function* () {
+        lastPolled = yield* Clock.currentTimeMillis
+        yield* fresh
+        yield* wakeUp
+        return latest
+      }),
       history,
       events: stream,
       keys,

@@ -215,6 +215,8 @@ export interface SseClient {
   readonly resume: Effect.Effect<void>
   /** Hangs up, as a closed browser tab does. */
   readonly close: Effect.Effect<void>
+  /** Resolves when the connection is closed (by either side). */
+  readonly closed: Effect.Effect<void>
 }
 
 /**
@@ -229,6 +231,7 @@ export const sse = (
   Effect.gen(function* () {
     const events = yield* Queue.unbounded<SseEvent>()
     const status = yield* Deferred.make<number>()
+    const closed = yield* Deferred.make<void>()
     const socket = yield* Effect.acquireRelease(
       Effect.sync(() => Net.connect({ host: "127.0.0.1", port: server.port })),
       (socket) => Effect.sync(() => socket.destroy())
@@ -269,7 +272,10 @@ export const sse = (
       }
     })
     socket.on("error", () => {})
-    socket.on("close", () => Deferred.unsafeDone(status, Exit.succeed(0)))
+    socket.on("close", () => {
+      Deferred.unsafeDone(status, Exit.succeed(0))
+      Deferred.unsafeDone(closed, Exit.void)
+    })
     const head = [
       `GET ${path} HTTP/1.1`,
       `host: 127.0.0.1:${server.port}`,
@@ -289,7 +295,8 @@ export const sse = (
       }),
       close: Effect.sync(() => {
         socket.destroy()
-      })
+      }),
+      closed: Deferred.await(closed)
     }
   })
 
