@@ -27,8 +27,8 @@ const Session = Schema.Struct({ userId: Schema.String, requests: Schema.Number }
 type Session = typeof Session.Type
 
 const commandTimeout = 300
-/** What a call may take beyond the command timeout: scheduling on a loaded 2-core CI machine. */
-const slack = 200
+/** What a call may take beyond the command timeout: timers and scheduling on a loaded 2-core CI machine. */
+const slack = 300
 
 const pause = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
 
@@ -106,7 +106,11 @@ describe.skipIf(!available.run)("RedisSessionStore during outages", () => {
         const worst = Math.max(...latencies)
         console.info(`SIGSTOP: worst call ${worst.toFixed(1)} ms over ${latencies.length} calls`)
         assert.isAtMost(worst, commandTimeout + slack)
-        assert.isAtMost(latencies.filter((l) => l > 50).length, 2, "only the call that found the outage waited")
+        assert.isAtMost(
+          latencies.filter((l) => l > commandTimeout / 2).length,
+          1,
+          "only the call that found the outage waited for the timeout"
+        )
         assert.isTrue(during.fallback)
         assert.isAtLeast(during.pendingWrites, 21)
         // Reads during the pause were served from memory, updates too.

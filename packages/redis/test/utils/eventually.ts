@@ -10,7 +10,7 @@ const pause = (ms: number) => Effect.promise(() => new Promise<void>((resolve) =
 export const eventually = <E, R>(
   check: Effect.Effect<boolean, E, R>,
   what: string,
-  withinMs = 5_000
+  withinMs = 10_000
 ): Effect.Effect<void, E | Error, R> =>
   Effect.gen(function* () {
     const deadline = performance.now() + withinMs
