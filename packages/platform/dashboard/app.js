@@ -203,6 +203,11 @@
         views.delete(name)
       }
     }
+    if (snapshot.pools.length === 0) {
+      els.pools.replaceChildren(
+        text("p", "No pool is registered: pools made with a name while a PoolRegistry is provided show here.", "empty")
+      )
+    } else els.pools.querySelector(".empty")?.remove()
     addEvents(snapshot.events)
   }
 
