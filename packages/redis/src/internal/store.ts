@@ -13,14 +13,11 @@ import type * as RedisClient from "../RedisClient.js"
 import type { RedisError } from "../RedisError.js"
 import * as RedisErrors from "../RedisError.js"
 import type { Options } from "../RedisSessionStore.js"
+import type { Stored } from "./envelope.js"
+import * as Envelope from "./envelope.js"
 import { commandName, type WriteMode, writeScript } from "./script.js"
 
 type Write = (key: string, ...args: Array<string>) => Promise<number>
-
-interface Stored<A> {
-  readonly value: A
-  readonly expiresAt: number
-}
 
 /** A write waiting for Redis; `replay` marks one made while Redis was unreachable. */
 type Pending<A> =
@@ -142,35 +139,12 @@ export const make = <A, I extends string>(options: Options<A, I>, client: RedisC
       return Either.left(new SessionError.SessionSchemaError({ id, direction: "encode", detail: result.left.message }))
     }
 
-    const indexArgsOf = (indexValues: ReadonlyArray<string | undefined>): Array<string> => {
-      const args: Array<string> = []
-      for (let i = 0; i < indexNames.length; i++) {
-        const v = indexValues[i]
-        if (v !== undefined) args.push(indexNames[i]!, v)
-      }
-      return args
-    }
+    const indexArgsOf = (indexValues: ReadonlyArray<string | undefined>) => Envelope.indexArgs(indexNames, indexValues)
 
-    const envelopeOf = (encoded: unknown, expiresAt: number, indexArgs: ReadonlyArray<string>): string => {
-      const i: Record<string, string> = {}
-      for (let k = 0; k < indexArgs.length; k += 2) i[indexArgs[k]!] = indexArgs[k + 1]!
-      return JSON.stringify({ v: encoded, e: expiresAt, i })
-    }
+    const envelopeOf = Envelope.write
 
-    const parse = (id: string, raw: string): Either.Either<Stored<A>, SessionError.SessionSchemaError> => {
-      let envelope: { v?: unknown; e?: unknown }
-      try {
-        envelope = JSON.parse(raw)
-      } catch (cause) {
-        return Either.left(invalid(id, `not JSON: ${(cause as Error).message}`))
-      }
-      if (typeof envelope !== "object" || envelope === null || typeof envelope.e !== "number") {
-        return Either.left(invalid(id, "not a session envelope"))
-      }
-      const decoded = decode(envelope.v)
-      if (Either.isLeft(decoded)) return Either.left(invalid(id, decoded.left.message))
-      return Either.right({ value: decoded.right, expiresAt: envelope.e })
-    }
+    const parse = (id: string, raw: string): Either.Either<Stored<A>, SessionError.SessionSchemaError> =>
+      Either.mapLeft(Envelope.read(decode, raw), (detail) => invalid(id, detail))
 
     const invalid = (id: string, detail: string) => {
       schemaErrors++
