@@ -65,9 +65,13 @@ export interface ClientOptions {
    * where replaying a request is safe.
    */
   readonly retry?: boolean | Schedule.Schedule<unknown, unknown> | undefined
-  /** undici's wait for response headers, in milliseconds. Default one hour: use `Effect.timeout`. */
+  /**
+   * undici's wait for response headers, in milliseconds, for this client's
+   * requests. Default: the pool's `client.headersTimeout` (an hour: bound
+   * requests with `Effect.timeout`).
+   */
   readonly headersTimeout?: number | undefined
-  /** undici's bound on the gap between body chunks, in milliseconds. Default 0 (none). */
+  /** undici's bound on the gap between body chunks, in milliseconds. Default: the pool's `client.bodyTimeout` (none). */
   readonly bodyTimeout?: number | undefined
 }
 

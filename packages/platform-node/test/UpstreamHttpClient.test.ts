@@ -321,4 +321,24 @@ describe("UpstreamHttpClient", () => {
       yield* eventually(server.open, (n) => n === 0, "upstream sockets")
     })
   )
+
+  it.scopedLive("undici's headers timeout, set on the pool's clients, is a connection failure for the breaker", () =>
+    Effect.gen(function* () {
+      const server = yield* upstream()
+      const { client, pool } = yield* clientWith({
+        client: { headersTimeout: 50 },
+        breaker: { failures: 5, reset: "1 minute" }
+      })
+      const error = yield* Effect.flip(text(client, `${server.url}/slow?ms=2000`))
+      assert.strictEqual((error.cause as { code?: string }).code, "UND_ERR_HEADERS_TIMEOUT")
+      assert.isTrue(UpstreamPool.isConnectionError(error))
+      const stats = yield* eventually(
+        () => Effect.runSync(pool.stats),
+        (s) => s.size === 0,
+        "pool size"
+      )
+      assert.strictEqual(stats.perKey[0].health.consecutiveFailures, 1)
+      yield* eventually(server.open, (n) => n === 0, "upstream sockets")
+    })
+  )
 })

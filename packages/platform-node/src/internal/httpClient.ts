@@ -115,7 +115,10 @@ export const make = (options: HttpClientOptions = {}): Effect.Effect<Client.Http
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
     const route = router(options)
-    const { headersTimeout, bodyTimeout } = options
+    // Per request only when set here: otherwise the pool's client options decide (an hour and none by default).
+    const timeouts: { headersTimeout?: number; bodyTimeout?: number } = {}
+    if (options.headersTimeout !== undefined) timeouts.headersTimeout = options.headersTimeout
+    if (options.bodyTimeout !== undefined) timeouts.bodyTimeout = options.bodyTimeout
     const retry =
       options.retry === undefined || options.retry === false
         ? undefined
@@ -164,8 +167,7 @@ export const make = (options: HttpClientOptions = {}): Effect.Effect<Client.Http
                         headers: request.headers,
                         body,
                         signal,
-                        headersTimeout: headersTimeout ?? 60 * 60 * 1000,
-                        bodyTimeout: bodyTimeout ?? 0
+                        ...timeouts
                       },
                       (error, data) => {
                         if (error !== null) {
