@@ -9,7 +9,8 @@ import type * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 
 /**
- * A periodic check of idle items (a ping): an item that fails or exceeds
+ * A periodic check of idle items (a ping), every `healthCheckInterval` (30
+ * seconds unless set): an item that fails or exceeds
  * `timeout` is destroyed and, up to `minIdlePerKey`, replaced. Checks take an
  * item out of idle while they run (stats count it as in use and checking), so
  * a caller never shares it with a check.
@@ -19,15 +20,13 @@ import * as Schedule from "effect/Schedule"
  */
 export interface Check<A> {
   readonly check: (item: A) => Effect.Effect<unknown, unknown>
-  /** When to run. Default: every `healthCheckInterval` (30 seconds). */
-  readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined
   /** Each check's bound. Default 5 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
 }
 
 /**
- * A keep-alive sent to idle items so server-side idle timeouts do not kill
- * them. Its timeout is how a half-open peer is found: Node offers no socket
+ * A keep-alive sent to idle items, every `heartbeatInterval` (60 seconds
+ * unless set), so server-side idle timeouts do not kill them. Its timeout is how a half-open peer is found: Node offers no socket
  * option for that.
  *
  * @since 0.1.0
@@ -35,8 +34,6 @@ export interface Check<A> {
  */
 export interface Heartbeat<A> {
   readonly beat: (item: A) => Effect.Effect<unknown, unknown>
-  /** When to beat. Default: every `heartbeatInterval` (60 seconds). */
-  readonly schedule?: Schedule.Schedule<unknown, unknown> | undefined
   /** Each beat's bound. Default 5 seconds. */
   readonly timeout?: Duration.DurationInput | undefined
 }

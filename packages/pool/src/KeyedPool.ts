@@ -137,7 +137,7 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
  * @since 0.1.0
  * @category models
  */
-export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKey"> {
+export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKey" | "retry"> {
   /**
    * Creates an item for `key`. Its finalizers (added to the provided `Scope`,
    * e.g. with `Effect.acquireRelease`) destroy it; they run exactly once, on
@@ -175,7 +175,8 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
   /**
    * Whether `use` retries connection failures on a fresh item: `true` for
    * {@link HealthCheck.defaultRetry}, or a schedule of your own. Interrupting
-   * the caller during a backoff stops at once. Default: `autoRebuild` (false).
+   * the caller during a backoff stops at once. Default false (the `RETRY`
+   * setting of {@link PoolConfig.settings}).
    */
   readonly retry?: boolean | Schedule.Schedule<unknown, unknown> | undefined
   /**

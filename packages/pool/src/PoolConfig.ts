@@ -14,8 +14,11 @@
  * const memory = PoolConfig.settings({
  *   healthCheckInterval: "MEM0_HEALTH_CHECK_INTERVAL",
  *   heartbeatInterval: "MEM0_HEARTBEAT_INTERVAL",
- *   autoRebuild: "MEM0_AUTO_REBUILD",
+ *   retry: "MEM0_AUTO_REBUILD",
  *   createTimeout: "MEM0_CONNECTION_TIMEOUT"
+ * }, {
+ *   // its variables count in seconds: MEM0_HEALTH_CHECK_INTERVAL=30 is 30 seconds
+ *   units: { healthCheckInterval: "seconds", heartbeatInterval: "seconds", createTimeout: "seconds" }
  * })
  * ```
  *
@@ -65,12 +68,17 @@ export interface Settings {
   readonly createTimeout?: Duration.DurationInput | undefined
   /** Creations in flight per key, so recovery after an outage is no thundering herd. Default 4. */
   readonly createConcurrency?: number | undefined
-  /** How often idle items are health-checked, when a check is given without a schedule. Default 30 seconds. */
+  /** How often idle items are health-checked (with `healthCheck` given), the pause between rounds. Default 30 seconds. */
   readonly healthCheckInterval?: Duration.DurationInput | undefined
-  /** How often idle items get a heartbeat, when one is given without a schedule. Default 60 seconds. */
+  /** How often idle items get a heartbeat (with `heartbeat` given), the pause between rounds. Default 60 seconds. */
   readonly heartbeatInterval?: Duration.DurationInput | undefined
-  /** Whether `use` retries connection failures on a fresh item (seed 000's auto-rebuild). Default false. */
-  readonly autoRebuild?: boolean | undefined
+  /**
+   * Whether `use` retries connection failures on a fresh item (what a
+   * memory-service client calls auto-rebuild), with
+   * `HealthCheck.defaultRetry`. A pool's own `retry` option also takes a
+   * schedule. Default false.
+   */
+  readonly retry?: boolean | undefined
 }
 
 /**
@@ -93,7 +101,7 @@ export const defaults = {
   createConcurrency: 4,
   healthCheckInterval: Duration.seconds(30),
   heartbeatInterval: Duration.seconds(60),
-  autoRebuild: false
+  retry: false
 } as const satisfies { readonly [K in keyof Settings]-?: NonNullable<Settings[K]> }
 
 /**
@@ -118,7 +126,7 @@ export const variables: { readonly [K in keyof Settings]-?: string } = {
   createConcurrency: "CREATE_CONCURRENCY",
   healthCheckInterval: "HEALTH_CHECK_INTERVAL",
   heartbeatInterval: "HEARTBEAT_INTERVAL",
-  autoRebuild: "AUTO_REBUILD"
+  retry: "RETRY"
 }
 
 const unbounded = /^(unbounded|infinity|inf)$/i
@@ -161,28 +169,43 @@ export const count = (name: string): Config.Config<number> =>
   )
 
 /**
- * A duration: `"30 seconds"`, `"5 minutes"`, plain milliseconds (`"30000"`),
- * or `infinity`. Negative values are rejected; with `positive`, zero is too
- * (a zero timeout or interval is never what a setting means).
+ * The unit of a bare number read as a duration: `HEALTH_CHECK_INTERVAL=30`
+ * with `"seconds"` is 30 seconds. Default `"millis"`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Unit = "millis" | "seconds" | "minutes" | "hours"
+
+const unitMillis: { readonly [U in Unit]: number } = { millis: 1, seconds: 1000, minutes: 60_000, hours: 3_600_000 }
+
+/**
+ * A duration: `"30 seconds"`, `"5 minutes"`, a bare number in `unit`
+ * (milliseconds unless the variable declares another: a client whose
+ * variables count in seconds reads `30` as 30 seconds), or `infinity`.
+ * Negative values are rejected; with `positive`, zero is too (a zero timeout
+ * or interval is never what a setting means). Errors name the variable and
+ * its value.
  *
  * @since 0.1.0
  * @category config
  */
 export const duration = (
   name: string,
-  options?: { readonly positive?: boolean | undefined }
+  options?: { readonly positive?: boolean | undefined; readonly unit?: Unit | undefined }
 ): Config.Config<Duration.Duration> =>
   parsed(name, (raw) => {
+    const unit = options?.unit ?? "millis"
     const expected = options?.positive ? "expected a positive duration" : "expected a duration of zero or more"
     // `Duration` reads "-1 seconds" as zero: refuse the sign before it does.
     if (raw.startsWith("-")) return Either.left(expected)
     const decoded: Option.Option<Duration.Duration> = millis.test(raw)
-      ? Option.some(Duration.millis(Number(raw)))
+      ? Option.some(Duration.millis(Number(raw) * unitMillis[unit]))
       : unbounded.test(raw)
         ? Option.some(Duration.infinity)
         : Duration.decodeUnknown(raw)
     return Option.match(decoded, {
-      onNone: () => Either.left('expected a duration such as "30 seconds", "5 minutes" or milliseconds'),
+      onNone: () => Either.left(`expected a duration such as "30 seconds", "5 minutes" or a number of ${unit}`),
       onSome: (d) => (options?.positive && Duration.isZero(d) ? Either.left(expected) : Either.right(d))
     })
   })
@@ -206,33 +229,56 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
   Config.map(Config.option(config), Option.getOrUndefined)
 
 /**
+ * The settings that are durations: each may declare the unit of a bare number
+ * in {@link settings}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DurationSetting =
+  | "idleTimeout"
+  | "maxLifetime"
+  | "acquireTimeout"
+  | "cleanupInterval"
+  | "drainTimeout"
+  | "createTimeout"
+  | "healthCheckInterval"
+  | "heartbeatInterval"
+
+/**
  * Reads every setting from its variable (see {@link variables}; rename any of
  * them with `names`). Missing variables stay `undefined`, so the pool's own
  * options or {@link defaults} apply; present but invalid ones (a limit below
  * 1, a negative duration, a zero timeout or interval — only `drainTimeout`
  * may be 0) fail with a `ConfigError` naming the variable and its value.
+ * A bare number is milliseconds unless `units` declares another unit for
+ * that setting (`{ units: { healthCheckInterval: "seconds" } }`).
  *
  * @since 0.1.0
  * @category config
  */
-export const settings = (names: { readonly [K in keyof Settings]?: string } = {}): Config.Config<Settings> => {
+export const settings = (
+  names: { readonly [K in keyof Settings]?: string } = {},
+  options?: { readonly units?: { readonly [K in DurationSetting]?: Unit } | undefined }
+): Config.Config<Settings> => {
   const name = (k: keyof Settings) => names[k] ?? variables[k]
-  const positive = { positive: true }
+  const time = (k: DurationSetting, positive = true) =>
+    optional(duration(name(k), { positive, unit: options?.units?.[k] }))
   return Config.all({
     maxPerKey: optional(limit(name("maxPerKey"))),
     maxTotal: optional(limit(name("maxTotal"))),
     maxKeys: optional(limit(name("maxKeys"))),
     minIdlePerKey: optional(count(name("minIdlePerKey"))),
-    idleTimeout: optional(duration(name("idleTimeout"), positive)),
-    maxLifetime: optional(duration(name("maxLifetime"), positive)),
-    acquireTimeout: optional(duration(name("acquireTimeout"), positive)),
-    cleanupInterval: optional(duration(name("cleanupInterval"), positive)),
+    idleTimeout: time("idleTimeout"),
+    maxLifetime: time("maxLifetime"),
+    acquireTimeout: time("acquireTimeout"),
+    cleanupInterval: time("cleanupInterval"),
     // The one setting that may be zero: shut down without waiting for leases.
-    drainTimeout: optional(duration(name("drainTimeout"))),
-    createTimeout: optional(duration(name("createTimeout"), positive)),
+    drainTimeout: time("drainTimeout", false),
+    createTimeout: time("createTimeout"),
     createConcurrency: optional(limit(name("createConcurrency"))),
-    healthCheckInterval: optional(duration(name("healthCheckInterval"), positive)),
-    heartbeatInterval: optional(duration(name("heartbeatInterval"), positive)),
-    autoRebuild: optional(flag(name("autoRebuild")))
+    healthCheckInterval: time("healthCheckInterval"),
+    heartbeatInterval: time("heartbeatInterval"),
+    retry: optional(flag(name("retry")))
   })
 }

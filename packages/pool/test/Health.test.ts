@@ -56,9 +56,9 @@ describe("health checks and heartbeats", () => {
         acquire: resources.acquire,
         minIdlePerKey: 2,
         checkHistory: 3,
+        healthCheckInterval: "30 seconds",
         healthCheck: {
-          check: (c: Conn) => (sick.has(c.id) ? Effect.fail(reset()) : Effect.void),
-          schedule: Schedule.spaced("30 seconds")
+          check: (c: Conn) => (sick.has(c.id) ? Effect.fail(reset()) : Effect.void)
         }
       })
       yield* Effect.scoped(Effect.all([pool.get("a"), pool.get("a")]))
@@ -89,9 +89,9 @@ describe("health checks and heartbeats", () => {
       const halfOpen = new Set<number>()
       const pool = yield* KeyedPool.make({
         acquire: resources.acquire,
+        heartbeatInterval: "60 seconds",
         heartbeat: {
           beat: (c: Conn) => (halfOpen.has(c.id) ? Effect.never : Effect.void),
-          schedule: Schedule.spaced("60 seconds"),
           timeout: "5 seconds"
         }
       })
@@ -121,9 +121,9 @@ describe("health checks and heartbeats", () => {
       const pool = yield* KeyedPool.make({
         acquire: resources.acquire,
         maxPerKey: 1,
+        healthCheckInterval: "30 seconds",
         healthCheck: {
-          check: () => Effect.zipRight(Deferred.succeed(checking, undefined), Effect.sleep("1 second")),
-          schedule: Schedule.spaced("30 seconds")
+          check: () => Effect.zipRight(Deferred.succeed(checking, undefined), Effect.sleep("1 second"))
         }
       })
       yield* pool.use("a", Effect.succeed)
@@ -145,7 +145,8 @@ describe("health checks and heartbeats", () => {
         acquire: resources.acquire,
         idleTimeout: "2 minutes",
         cleanupInterval: "1 minute",
-        healthCheck: { check: () => Effect.void, schedule: Schedule.spaced("10 seconds") }
+        healthCheckInterval: "10 seconds",
+        healthCheck: { check: () => Effect.void }
       })
       yield* pool.use("a", Effect.succeed)
       yield* TestClock.adjust("3 minutes")

@@ -38,9 +38,9 @@ describe("Pool options", () => {
         acquire: resources.acquire("db"),
         minIdle: 1,
         checkHistory: 5,
+        healthCheckInterval: "30 seconds",
         healthCheck: {
-          check: (c: Conn) => (sick.has(c.id) ? Effect.fail(reset()) : Effect.void),
-          schedule: Schedule.spaced("30 seconds")
+          check: (c: Conn) => (sick.has(c.id) ? Effect.fail(reset()) : Effect.void)
         }
       })
       yield* settle
@@ -62,9 +62,9 @@ describe("Pool options", () => {
       const halfOpen = new Set<number>()
       const pool = yield* Pool.make({
         acquire: resources.acquire("db"),
+        heartbeatInterval: "60 seconds",
         heartbeat: {
           beat: (c: Conn) => (halfOpen.has(c.id) ? Effect.never : Effect.void),
-          schedule: Schedule.spaced("60 seconds"),
           timeout: "5 seconds"
         }
       })

@@ -4,7 +4,7 @@
  * does.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Ref, Schedule, type Scope, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, Ref, type Scope, TestClock } from "effect"
 import { KeyedPool } from "../src/index.js"
 import { type Conn, failedWith, makeResources, settle } from "./utils/resource.js"
 
@@ -35,7 +35,8 @@ describe("circuit breaker accounting", () => {
         const pool = yield* KeyedPool.make({
           acquire,
           breaker: { failures: 2, reset: "1 minute" },
-          healthCheck: { check: () => Effect.fail(reset()), schedule: Schedule.spaced("30 seconds") }
+          healthCheckInterval: "30 seconds",
+          healthCheck: { check: () => Effect.fail(reset()) }
         })
         yield* Effect.scoped(Effect.all([pool.get("a"), pool.get("a")]))
         yield* TestClock.adjust("30 seconds")

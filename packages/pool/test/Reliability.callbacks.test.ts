@@ -3,7 +3,7 @@
  * resources whose values compare equal.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Ref, Schedule, Scope, TestClock } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Ref, Scope, TestClock } from "effect"
 import { KeyedPool } from "../src/index.js"
 import { type Conn, makeResources, settle } from "./utils/resource.js"
 
@@ -92,13 +92,12 @@ describe("user callbacks that throw", () => {
             if (c.id === 2) throw new TypeError("ping on a closed socket")
             return Effect.void
           }
-          const schedule = Schedule.spaced("30 seconds")
           const pool = yield* KeyedPool.make({
             acquire: resources.acquire,
             maxPerKey: 4,
             ...(kind === "healthCheck"
-              ? { healthCheck: { check: run, schedule } }
-              : { heartbeat: { beat: run, schedule } })
+              ? { healthCheck: { check: run }, healthCheckInterval: "30 seconds" }
+              : { heartbeat: { beat: run }, heartbeatInterval: "30 seconds" })
           })
           yield* Effect.scoped(Effect.all([pool.get("a"), pool.get("a"), pool.get("a"), pool.get("a")]))
           yield* TestClock.adjust("30 seconds")

@@ -210,7 +210,7 @@ export const resolve = <K>(options: Options<K, any, any, any>, labels: Labels = 
         ? undefined
         : {
             run: lazily(options.healthCheck.check),
-            schedule: options.healthCheck.schedule ?? Schedule.spaced(Duration.millis(healthCheckInterval)),
+            schedule: Schedule.spaced(Duration.millis(healthCheckInterval)),
             timeout: millis("healthCheck.timeout", options.healthCheck.timeout ?? "5 seconds", true)
           },
     heartbeat:
@@ -218,7 +218,7 @@ export const resolve = <K>(options: Options<K, any, any, any>, labels: Labels = 
         ? undefined
         : {
             run: lazily(options.heartbeat.beat),
-            schedule: options.heartbeat.schedule ?? Schedule.spaced(Duration.millis(heartbeatInterval)),
+            schedule: Schedule.spaced(Duration.millis(heartbeatInterval)),
             timeout: millis("heartbeat.timeout", options.heartbeat.timeout ?? "5 seconds", true)
           },
     checkHistory: checkCount("checkHistory", options.checkHistory ?? 100),
@@ -227,7 +227,7 @@ export const resolve = <K>(options: Options<K, any, any, any>, labels: Labels = 
     retry:
       typeof options.retry === "object"
         ? options.retry
-        : (options.retry ?? options.autoRebuild ?? d.autoRebuild)
+        : (options.retry ?? d.retry)
           ? HealthCheck.defaultRetry
           : undefined,
     breaker: options.breaker === undefined || options.breaker === false ? undefined : resolveBreaker(options.breaker),
