@@ -182,16 +182,10 @@ export const make = (options: Options): Effect.Effect<MemoryClient, never, Scope
     const connection = yield* SharedConnection.make({
       name: "memory-service",
       acquire,
-      healthCheck: {
-        check: checked("check"),
-        schedule: Schedule.spaced(settings.healthCheckInterval),
-        timeout: settings.connectionTimeout
-      },
-      heartbeat: {
-        beat: checked("heartbeat"),
-        schedule: Schedule.spaced(settings.heartbeatInterval),
-        timeout: settings.connectionTimeout
-      },
+      healthCheck: { check: checked("check"), timeout: settings.connectionTimeout },
+      healthCheckInterval: settings.healthCheckInterval,
+      heartbeat: { beat: checked("heartbeat"), timeout: settings.connectionTimeout },
+      heartbeatInterval: settings.heartbeatInterval,
       isConnectionError,
       createTimeout: settings.connectionTimeout,
       retry: settings.autoRebuild ? retrySchedule(settings) : false
@@ -229,7 +223,8 @@ export const make = (options: Options): Effect.Effect<MemoryClient, never, Scope
         ),
       searchMemories: (query, searchOptions) =>
         run((c) => c.searchMemories({ query, userId: searchOptions?.userId, limit: searchOptions?.limit })),
-      connect: connection.prewarm,
+      // A lease, so connecting at startup retries connection failures like any call (a wrong key still fails at once).
+      connect: connection.use(() => Effect.void),
       status: SubscriptionRef.get(state),
       changes: state.changes,
       stats: connection.stats

@@ -31,7 +31,11 @@ export interface Options<A, E, R> {
   /** Opens (and validates) a connection; its scope's finalizers close it. */
   readonly acquire: Effect.Effect<A, E, R>
   readonly healthCheck: HealthCheck.Check<A>
+  /** Every how long the idle connection is checked. */
+  readonly healthCheckInterval: Duration.Duration
   readonly heartbeat: HealthCheck.Heartbeat<A>
+  /** Every how long the idle connection gets a heartbeat. */
+  readonly heartbeatInterval: Duration.Duration
   /** Tells a broken connection from an answer. */
   readonly isConnectionError: (error: unknown) => boolean
   /** Bound of one `acquire`. */
@@ -63,7 +67,9 @@ export const make = <A, E, R>(
       // The call's retry schedule is the one backoff: the pool's own creation backoff would add a random one.
       createBackoff: false,
       healthCheck: options.healthCheck,
+      healthCheckInterval: options.healthCheckInterval,
       heartbeat: options.heartbeat,
+      heartbeatInterval: options.heartbeatInterval,
       isConnectionError: options.isConnectionError,
       retry: options.retry
     }),

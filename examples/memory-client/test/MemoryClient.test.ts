@@ -66,9 +66,13 @@ describe("MemoryClient timing (TestClock)", () => {
       assert.strictEqual(counts.methods.initialize, 2)
       assert.strictEqual(counts.methods["tools/call whoami"], 2)
 
-      // the rebuilt connection passes the next check
+      // the rebuilt connection gets its heartbeat at 45 s and passes the next check at 60 s (one step at a
+      // time: a single jump would also fire the heartbeat's own timeout before its real ping answers)
+      yield* armed(45_000)
+      yield* TestClock.adjust("15 seconds")
+      yield* awaitStatus(c, (s) => s.heartbeats === 1)
       yield* armed(60_000)
-      yield* TestClock.adjust("30 seconds")
+      yield* TestClock.adjust("15 seconds")
       const next = yield* awaitStatus(c, (s) => s.checks === 2)
       assert.deepStrictEqual([next.lastCheckAt, next.lastCheckOk, next.rebuilds], [60_000, true, 1])
     }).pipe(Effect.provide(quiet))

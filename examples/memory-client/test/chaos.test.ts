@@ -18,7 +18,7 @@ describe("1,000 calls through resets, hangs and a restart", () => {
         const host = svc.host
         const c = yield* client(
           svc,
-          testSettings({ requestTimeout: Duration.millis(400), retryDelay: Duration.millis(25), maxRetries: 8 })
+          testSettings({ requestTimeout: Duration.seconds(1), retryDelay: Duration.millis(25), maxRetries: 8 })
         )
         yield* c.connect
 
