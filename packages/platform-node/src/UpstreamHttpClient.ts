@@ -100,8 +100,10 @@ export interface Options extends UpstreamPool.Options, ClientOptions {}
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<HttpClient.HttpClient | UpstreamPool.UpstreamPool> =>
-  layerWithPool(UpstreamPool.layer(options), options)
+export const layer = (options: Options = {}): Layer.Layer<HttpClient.HttpClient | UpstreamPool.UpstreamPool> => {
+  const [client, pool] = split(options)
+  return layerWithPool(UpstreamPool.layer(pool), client)
+}
 
 /**
  * Options of {@link layerConfig}.
@@ -128,20 +130,16 @@ export interface ConfigOptions extends UpstreamPool.ConfigOptions, ClientOptions
  */
 export const layerConfig = (
   options: ConfigOptions
-): Layer.Layer<HttpClient.HttpClient | UpstreamPool.UpstreamPool, ConfigError.ConfigError> =>
-  layerWithPool(UpstreamPool.layerConfig(options), options)
+): Layer.Layer<HttpClient.HttpClient | UpstreamPool.UpstreamPool, ConfigError.ConfigError> => {
+  const [client, pool] = split(options)
+  return layerWithPool(UpstreamPool.layerConfig(pool), client)
+}
+
+/** The client's options apart from the pool's (the pool has a `retry` of its own, for `use`). */
+const split = <O extends ClientOptions>(options: O): [ClientOptions, Omit<O, keyof ClientOptions>] => {
+  const { proxy, credential, retry, headersTimeout, bodyTimeout, ...pool } = options
+  return [{ proxy, credential, retry, headersTimeout, bodyTimeout }, pool]
+}
 
 const layerWithPool = <E>(pool: Layer.Layer<UpstreamPool.UpstreamPool, E>, options: ClientOptions) =>
-  Layer.provideMerge(
-    Layer.effect(
-      HttpClient.HttpClient,
-      make({
-        proxy: options.proxy,
-        credential: options.credential,
-        retry: options.retry,
-        headersTimeout: options.headersTimeout,
-        bodyTimeout: options.bodyTimeout
-      })
-    ),
-    pool
-  )
+  Layer.provideMerge(Layer.effect(HttpClient.HttpClient, make(options)), pool)
