@@ -219,6 +219,9 @@ export const layer = (options: RelayOptions) => {
     maxPerKey: config.maxConnections,
     maxTotal: config.maxConnections,
     acquireTimeout: config.poolTimeout,
+    // A burst of streams needs its connections now; the default (4 at a
+    // time per upstream) would ramp a cold relay up to 400 streams slowly.
+    createConcurrency: Math.min(config.maxConnections, 128),
     idleTimeout: "5 minutes",
     cleanupInterval: "30 seconds",
     // Streams are cut at once on shutdown rather than waited for.
