@@ -186,6 +186,23 @@ describe("UpstreamPool", () => {
     })
   )
 
+  it.scopedLive("an https proxy: TLS to the proxy (proxyConnect), then TLS to the upstream inside the tunnel", () =>
+    Effect.gen(function* () {
+      const server = yield* upstream({ tls: loopbackTls })
+      const proxy = yield* connectProxy({ tls: loopbackTls })
+      assert.isTrue(proxy.url.startsWith("https:"))
+      const { client } = yield* clientWith({
+        connect: { ca: loopbackTls.cert },
+        proxyConnect: { ca: loopbackTls.cert },
+        proxy: proxy.url
+      })
+      assert.strictEqual(yield* text(client, `${server.url}/hello`), "hello")
+      assert.strictEqual(yield* text(client, `${server.url}/hello`), "hello")
+      assert.deepStrictEqual(proxy.connects(), [`127.0.0.1:${server.port}`])
+      assert.strictEqual(server.accepted(), 1)
+    })
+  )
+
   it.scopedLive("a certificate the connector does not trust fails the connection and closes the tunnel", () =>
     Effect.gen(function* () {
       const server = yield* upstream({ tls: loopbackTls })

@@ -246,6 +246,8 @@ export interface ConnectProxy {
  */
 export const connectProxy = (options?: {
   readonly require?: string
+  /** Serve the proxy itself over TLS (an `https:` proxy). */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
 }): Effect.Effect<ConnectProxy, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<{ server: http.Server; sockets: Set<net.Socket>; proxy: ConnectProxy }>((resume) => {
@@ -253,10 +255,12 @@ export const connectProxy = (options?: {
       const authorizations: Array<string | undefined> = []
       const sockets = new Set<net.Socket>()
       let tunnels = 0
-      const server = http.createServer((_, res) => {
+      const refuse = (_: http.IncomingMessage, res: http.ServerResponse) => {
         res.statusCode = 405
         res.end()
-      })
+      }
+      const server: http.Server =
+        options?.tls === undefined ? http.createServer(refuse) : https.createServer(options.tls, refuse)
       server.on("connection", (socket) => {
         sockets.add(socket)
         socket.once("close", () => sockets.delete(socket))
@@ -298,7 +302,7 @@ export const connectProxy = (options?: {
             sockets,
             proxy: {
               port,
-              url: `http://127.0.0.1:${port}`,
+              url: `${options?.tls === undefined ? "http" : "https"}://127.0.0.1:${port}`,
               connects: () => connects,
               authorizations: () => authorizations,
               tunnels: () => tunnels
