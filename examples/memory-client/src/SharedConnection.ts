@@ -1,17 +1,15 @@
 /**
  * One long-lived connection, held in a Cistern pool of one item: created on
- * first use (or by `prewarm`), health-checked and kept alive while idle,
- * destroyed and rebuilt when it breaks, and closed with the scope.
+ * first use, health-checked and kept alive while idle, destroyed and rebuilt
+ * when it breaks, and closed with the scope.
  *
- * The only module that knows which pool holds it. Today that is a
- * `KeyedPool` with one constant key and `maxPerKey: 1`, because `Pool` does
- * not take health checks, heartbeats or retries yet, and leases are
- * exclusive: concurrent callers take turns on the connection. Once `Pool`
- * takes every option and an item can serve several leases at once
- * (`maxLeasesPerItem`), this becomes `Pool.make({ max: 1, maxLeasesPerItem, … })`
- * and nothing outside this file changes.
+ * The only module that knows which pool holds it: a `Pool` with `max: 1`.
+ * Its leases are exclusive today, so concurrent callers take turns on the
+ * connection (queued in the pool, first come first served). Once the pool
+ * can share one item between several leases (`maxLeasesPerItem`), that
+ * option is added here and nothing outside this file changes.
  */
-import { type HealthCheck, KeyedPool, type PoolError, type PoolStats } from "@cistern/pool"
+import { type HealthCheck, Pool, type PoolError, type PoolStats } from "@cistern/pool"
 import { Duration, Effect, type Schedule, type Scope } from "effect"
 
 /** A connection shared by every caller. */
@@ -44,23 +42,19 @@ export interface Options<A, E, R> {
   readonly retry: Schedule.Schedule<unknown, unknown> | false
 }
 
-const key = "connection"
-
 /** Holds one connection for the lifetime of the scope. */
 export const make = <A, E, R>(
   options: Options<A, E, R>
 ): Effect.Effect<SharedConnection<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
   Effect.map(
-    KeyedPool.make({
+    Pool.make({
       name: options.name,
-      acquire: () => options.acquire,
-      describeKey: () => options.name,
-      maxPerKey: 1,
-      maxTotal: 1,
-      maxKeys: 1,
-      // No floor (`minIdlePerKey`): the pool would refill it after every failed creation, racing the
+      acquire: options.acquire,
+      // One connection; leases are exclusive until the pool can share an item between leases.
+      max: 1,
+      // No floor (`minIdle`): the pool would refill it after every failed creation, racing the
       // caller's own retries; the client rebuilds after a failed check itself, once (see MemoryClient).
-      minIdlePerKey: 0,
+      minIdle: 0,
       // A long-lived client: idle is its normal state, never a reason to close it.
       idleTimeout: Duration.infinity,
       createTimeout: options.createTimeout,
@@ -74,8 +68,8 @@ export const make = <A, E, R>(
       retry: options.retry
     }),
     (pool): SharedConnection<A, E> => ({
-      use: (f) => pool.use(key, f),
-      prewarm: pool.prewarm(key, 1),
+      use: (f) => pool.use(f),
+      prewarm: pool.prewarm(1),
       stats: pool.stats
     })
   )
