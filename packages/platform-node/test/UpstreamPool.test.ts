@@ -249,17 +249,22 @@ describe("UpstreamPool", () => {
     Effect.gen(function* () {
       // A port that was just free: connecting is refused.
       const closed = yield* Effect.scoped(Effect.map(upstream(), (s) => s.url))
-      const { client } = yield* clientWith({
+      const { client, pool } = yield* clientWith({
         breaker: { failures: 2, reset: "1 minute" },
         createBackoff: false
       })
       const attempt = Effect.flip(text(client, `${closed}/hello`))
       const first = yield* attempt
-      const second = yield* attempt
       assert.strictEqual((first.cause as UpstreamPool.UpstreamConnectError)._tag, "UpstreamConnectError")
-      assert.strictEqual((second.cause as UpstreamPool.UpstreamConnectError)._tag, "UpstreamConnectError")
+      // The second failure opens the circuit (its caller sees either error, as the engine reports it).
+      const second = yield* attempt
+      assert.include(["UpstreamConnectError", "CircuitOpen"], (second.cause as { _tag: string })._tag)
       const third = yield* attempt
       assert.strictEqual((third.cause as { _tag: string })._tag, "CircuitOpen")
+      // No connection was attempted for the third: the key's creation failures stay at two.
+      const [key] = (yield* pool.stats).perKey
+      assert.strictEqual(key.failures, 2)
+      assert.strictEqual(key.health.breaker, "open")
     })
   )
 
