@@ -6,7 +6,9 @@
  *
  * - `cistern relay`: this example's relay (pooled connections, StreamLease,
  *   ConcurrencyLimit);
- * - `undici relay`: the same hop with a plain undici `Pool` and no Cistern;
+ * - `effect relay`: the same hop as a bare `@effect/platform` route (undici
+ *   `Pool`, `NodeStream.fromReadable`, `HttpServerResponse.stream`), no Cistern;
+ * - `undici relay`: the same hop with a plain undici `Pool` and `node:http`, no Effect;
  * - `direct`: straight to the upstream, no relay.
  *
  * It prints req/s, latency p50/p99, tokens/s and, for the Cistern relay, the
@@ -14,9 +16,10 @@
  */
 
 import * as Http from "node:http"
-import { NodeRuntime } from "@effect/platform-node"
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer, NodeRuntime, NodeStream } from "@effect/platform-node"
 import autocannon from "autocannon"
-import { Config, ConfigProvider, Console, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
+import { Config, ConfigProvider, Console, Context, Duration, Effect, Layer, Logger, LogLevel, Redacted } from "effect"
 import { Pool } from "undici"
 import { listen, relayConfig } from "./Relay.js"
 import * as Upstream from "./Upstream.js"
@@ -111,6 +114,47 @@ const plainRelay = (upstream: string, connections: number) =>
       })
   )
 
+/** The same hop in `@effect/platform` without Cistern: the framework's own cost. */
+const effectRelay = (upstream: string, connections: number) =>
+  Effect.gen(function* () {
+    const pool = yield* Effect.acquireRelease(
+      Effect.sync(() => new Pool(upstream, { connections, keepAliveTimeout: 30_000 })),
+      (pool) => Effect.promise(() => pool.destroy())
+    )
+    const router = HttpRouter.empty.pipe(
+      HttpRouter.post(
+        "/v1/chat/completions",
+        Effect.gen(function* () {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const text = yield* request.text
+          const response = yield* Effect.promise((signal) =>
+            pool.request({
+              path: "/v1/chat/completions",
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: text,
+              signal
+            })
+          )
+          return HttpServerResponse.stream(
+            NodeStream.fromReadable(
+              () => response.body,
+              (e) => e
+            ),
+            { contentType: "text/event-stream" }
+          )
+        }).pipe(Effect.orDie)
+      )
+    )
+    const context = yield* Layer.build(
+      HttpServer.serve(router).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(Http.createServer, { host: "127.0.0.1", port: 0 }))
+      )
+    )
+    const address = Context.get(context, HttpServer.HttpServer).address
+    return { url: address._tag === "TcpAddress" ? `http://127.0.0.1:${address.port}` : "" }
+  })
+
 const main = Effect.gen(function* () {
   const { connections, delayMs, seconds, tokens } = yield* settings
   const up = yield* Upstream.start({ tokens, delayMs })
@@ -130,12 +174,13 @@ const main = Effect.gen(function* () {
     0
   )
   const plain = yield* plainRelay(up.url, connections + 100)
+  const bare = yield* effectRelay(up.url, connections + 100)
   yield* Console.log(
     `load: ${connections} connections × ${seconds} s each; upstream: ${tokens} tokens, one every ${delayMs} ms`
   )
 
   // A short warm-up of each path (connections opened, code paths compiled).
-  for (const url of [relay.url, plain.url, up.url]) yield* load("warm-up", url, up, 50, 2)
+  for (const url of [relay.url, bare.url, plain.url, up.url]) yield* load("warm-up", url, up, 50, 2)
 
   const rows: Array<Row> = []
   rows.push(yield* load("cistern relay", relay.url, up, connections, seconds))
@@ -156,10 +201,11 @@ const main = Effect.gen(function* () {
     after = yield* Effect.promise(health)
   }
   const leaked = after.pool.inUse
-  rows.push(yield* load("undici relay (no Cistern)", plain.url, up, connections, seconds))
+  rows.push(yield* load("effect relay (no Cistern)", bare.url, up, connections, seconds))
+  rows.push(yield* load("undici relay (no Effect)", plain.url, up, connections, seconds))
   rows.push(yield* load("direct (no relay)", up.url, up, connections, seconds))
 
-  const direct = rows[2]
+  const direct = rows[3]
   yield* Console.log(
     [
       "| path | requests | req/s | p50 ms | p99 ms | tokens/s | errors | non-2xx | p50 vs direct |",
