@@ -12,7 +12,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js"
 import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js"
 import { Duration, Effect, Redacted, Schema, type Scope } from "effect"
-import { Agent, fetch as undiciFetch } from "undici"
+import { Agent, type Dispatcher, request } from "undici"
 import { fromUnknown, type MemoryError, MemoryProtocolError, MemoryUnavailable } from "./MemoryError.js"
 
 /** What `add_memory` answers. */
@@ -83,18 +83,36 @@ export const connect = (options: ConnectOptions): Effect.Effect<MemoryConnection
       (agent) => Effect.promise(() => agent.destroy())
     )
     const fetch: FetchLike = async (url, init) => {
-      const response = (await undiciFetch(url, { ...init, dispatcher: agent } as never)) as unknown as Response
-      // The SDK leaves the body of a refused GET (405: the service offers no server-sent stream) unread,
-      // which pins that keep-alive socket: a request queued behind it would never be sent. Read it here.
-      if (init?.method === "GET" && !response.ok) {
-        const body = await response.arrayBuffer()
-        return new Response(body, {
-          status: response.status,
-          statusText: response.statusText,
-          headers: response.headers
+      // The SDK hands every request the transport's one long-lived signal; a listener left on it per
+      // request would pile up on a long-lived connection. Each request gets a signal of its own instead,
+      // tied to the transport's only while the request runs.
+      const outer = init?.signal ?? undefined
+      const local = new AbortController()
+      const forward = () => local.abort(outer?.reason)
+      if (outer?.aborted) forward()
+      else outer?.addEventListener("abort", forward, { once: true })
+      try {
+        // `request` rather than `fetch`: a third of the CPU per call. The memory service answers JSON (or
+        // nothing), never a stream, so the whole body is read here, which also frees the socket for the
+        // next request even when the SDK leaves a body unread (a refused GET).
+        const response = await request(url, {
+          method: (init?.method ?? "GET") as Dispatcher.HttpMethod,
+          headers: Object.fromEntries(new Headers(init?.headers)),
+          body: typeof init?.body === "string" ? init.body : null,
+          signal: local.signal,
+          dispatcher: agent
         })
+        const body = await response.body.arrayBuffer()
+        const headers = new Headers()
+        for (const [name, value] of Object.entries(response.headers)) {
+          if (typeof value === "string") headers.set(name, value)
+          else if (Array.isArray(value)) for (const v of value) headers.append(name, v)
+        }
+        const empty = response.statusCode === 204 || response.statusCode === 205 || response.statusCode === 304
+        return new Response(empty ? null : body, { status: response.statusCode, headers })
+      } finally {
+        outer?.removeEventListener("abort", forward)
       }
-      return response
     }
     const transport = new StreamableHTTPClientTransport(new URL(options.url), {
       fetch,
