@@ -18,7 +18,7 @@ export interface Upstream {
   readonly url: string
   /** Sockets open now, as the server sees them. */
   readonly open: () => number
-  /** The most sockets open at once since the last `resetCounts`. */
+  /** The most sockets open at once since the last `resetCounts`, as the kernel counts them (see `established`). */
   readonly maxOpen: () => number
   /** Sockets accepted since the last `resetCounts`. */
   readonly accepted: () => number
@@ -34,8 +34,25 @@ export interface Upstream {
   readonly dropAll: () => void
 }
 
+/**
+ * Server-side sockets of `port` the kernel holds ESTABLISHED: a socket its
+ * client has closed is CLOSE_WAIT at once, whenever the server's event loop
+ * gets to read the FIN. Read from Linux's `/proc/net/tcp` (loopback is IPv4).
+ */
+export const established = (ports: ReadonlyArray<number>): number => {
+  let count = 0
+  const lines = fs.readFileSync("/proc/net/tcp", "utf8").split("\n")
+  for (let i = 1; i < lines.length; i++) {
+    const fields = lines[i].trim().split(/\s+/)
+    if (fields.length < 4 || fields[3] !== "01") continue
+    if (ports.includes(Number.parseInt(fields[1].split(":")[1], 16))) count++
+  }
+  return count
+}
+
 /** Counts sockets open on several servers at once (the pool's total across upstreams). */
 export class Tally {
+  readonly ports: Array<number> = []
   open = 0
   max = 0
   inFlight = 0
@@ -155,14 +172,10 @@ export const upstream = (options?: {
         accepted++
         ports.push(socket.remotePort ?? 0)
         if (tally !== undefined) tally.open++
-        // Sampled one event-loop turn after the accept: a client's FIN or RST sent before it opened this
-        // socket (or a connect it gave up at once, accepted from the backlog already reset) is read by then.
-        setImmediate(() =>
-          setImmediate(() => {
-            maxOpen = Math.max(maxOpen, sockets.size)
-            if (tally !== undefined) tally.max = Math.max(tally.max, tally.open)
-          })
-        )
+        // The most open at once, as the kernel sees them when a new one arrives.
+        const port = (front.address() as net.AddressInfo).port
+        maxOpen = Math.max(maxOpen, established([port]))
+        if (tally !== undefined) tally.max = Math.max(tally.max, established(tally.ports))
         let closed = false
         const gone = () => {
           if (closed) return
@@ -191,6 +204,7 @@ export const upstream = (options?: {
       server.listen(0, "127.0.0.1", () =>
         front.listen(0, "127.0.0.1", () => {
           const port = (front.address() as net.AddressInfo).port
+          tally?.ports.push(port)
           resume(
             Effect.succeed({
               server,
@@ -209,7 +223,7 @@ export const upstream = (options?: {
                   for (const socket of sockets) socket.destroy()
                 },
                 resetCounts: () => {
-                  maxOpen = sockets.size
+                  maxOpen = established([port])
                   accepted = 0
                   maxInFlight = inFlight
                   served = 0
