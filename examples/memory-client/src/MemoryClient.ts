@@ -146,7 +146,7 @@ export const make = (options: Options): Effect.Effect<MemoryClient, never, Scope
     // made (and its key validated) right away, once: if that fails too, the next call tries again.
     const scope = yield* Effect.scope
     let held: SharedConnection.SharedConnection<MemoryConnection.MemoryConnection, MemoryError> | undefined
-    // A lease, not `prewarm`: it waits for the failing connection to be destroyed, then makes the new one.
+    // A lease: it waits for the failing connection to be destroyed, then makes the new one.
     const rebuild = Effect.suspend(() => held?.use(() => Effect.void) ?? Effect.void).pipe(
       Effect.catchAllCause((cause) =>
         Effect.logWarning("rebuilding the memory service connection failed; the next call tries again", cause)

@@ -16,8 +16,6 @@ import { Duration, Effect, type Schedule, type Scope } from "effect"
 export interface SharedConnection<A, E> {
   /** Runs `f` with the connection; connection failures are retried on a rebuilt one when `retry` is set. */
   readonly use: <B, E2, R2>(f: (a: A) => Effect.Effect<B, E2, R2>) => Effect.Effect<B, E | E2 | PoolError.PoolError, R2>
-  /** Connects now (if not connected), failing as `use` would. */
-  readonly prewarm: Effect.Effect<void, E | PoolError.PoolError>
   /** The pool's counts, health history and configuration. */
   readonly stats: Effect.Effect<PoolStats.PoolStats>
 }
@@ -69,7 +67,6 @@ export const make = <A, E, R>(
     }),
     (pool): SharedConnection<A, E> => ({
       use: (f) => pool.use(f),
-      prewarm: pool.prewarm(1),
       stats: pool.stats
     })
   )
