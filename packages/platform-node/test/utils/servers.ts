@@ -34,12 +34,16 @@ export interface Upstream {
   readonly dropAll: () => void
 }
 
+const hasProcNet = fs.existsSync("/proc/net/tcp")
+
 /**
  * Server-side sockets of `port` the kernel holds ESTABLISHED: a socket its
  * client has closed is CLOSE_WAIT at once, whenever the server's event loop
- * gets to read the FIN. Read from Linux's `/proc/net/tcp` (loopback is IPv4).
+ * gets to read the FIN. Read from Linux's `/proc/net/tcp` (loopback is IPv4);
+ * `undefined` elsewhere, where the servers count the sockets Node has seen close.
  */
-export const established = (ports: ReadonlyArray<number>): number => {
+export const established = (ports: ReadonlyArray<number>): number | undefined => {
+  if (!hasProcNet) return undefined
   let count = 0
   const lines = fs.readFileSync("/proc/net/tcp", "utf8").split("\n")
   for (let i = 1; i < lines.length; i++) {
@@ -174,8 +178,8 @@ export const upstream = (options?: {
         if (tally !== undefined) tally.open++
         // The most open at once, as the kernel sees them when a new one arrives.
         const port = (front.address() as net.AddressInfo).port
-        maxOpen = Math.max(maxOpen, established([port]))
-        if (tally !== undefined) tally.max = Math.max(tally.max, established(tally.ports))
+        maxOpen = Math.max(maxOpen, established([port]) ?? sockets.size)
+        if (tally !== undefined) tally.max = Math.max(tally.max, established(tally.ports) ?? tally.open)
         let closed = false
         const gone = () => {
           if (closed) return
@@ -223,7 +227,7 @@ export const upstream = (options?: {
                   for (const socket of sockets) socket.destroy()
                 },
                 resetCounts: () => {
-                  maxOpen = established([port])
+                  maxOpen = established([port]) ?? sockets.size
                   accepted = 0
                   maxInFlight = inFlight
                   served = 0
