@@ -54,7 +54,14 @@ export interface Settings {
   readonly idleTimeout?: Duration.DurationInput | undefined
   /** An item older than this is retired when its lease ends. Default: infinity. */
   readonly maxLifetime?: Duration.DurationInput | undefined
-  /** How long a caller may wait for an item (including its creation). Default 30 seconds. */
+  /**
+   * How long a caller may wait for an item, its own creation included: at
+   * this deadline the caller fails with `PoolTimeout`, whatever it was
+   * waiting for. A creation started for it is not cut short: it goes on
+   * (bounded only by `createTimeout`) and its item serves the key's next
+   * waiter or becomes idle. A creation that fails while its caller still
+   * waits fails that caller with the resource's own error. Default 30 seconds.
+   */
   readonly acquireTimeout?: Duration.DurationInput | undefined
   /** How often the single cleanup fiber expires idle items. Default 1 minute. */
   readonly cleanupInterval?: Duration.DurationInput | undefined

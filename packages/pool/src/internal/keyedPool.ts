@@ -60,15 +60,17 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
         return closing === Effect.void ? admitted : Effect.as(closing, admitted)
       }
       next = this.validated(admitted, key, since, restore)
-    } else if (admitted instanceof Waiter) {
-      next = Effect.flatMap(Effect.exit(restore(state.park(admitted))), (exit) => state.settle(admitted, exit, restore))
-      if (state.settings.spans) {
+    } else if (admitted instanceof Waiter || admitted instanceof KeySlot) {
+      // A caller granted a creation waits for it like any waiter: `acquireTimeout` bounds its whole wait.
+      const waiter =
+        admitted instanceof Waiter ? admitted : state.enqueueCreator(admitted, key, fiber, since, state.probeAdmitted)
+      next = state.wait(waiter, restore)
+      // A span for a wait in the queue; a creation of its own has its span (`KeyedPool.acquire`).
+      if (state.settings.spans && admitted instanceof Waiter) {
         next = Effect.withSpan(next, "KeyedPool.get", {
-          attributes: { "cistern.pool": state.settings.name, "cistern.key": admitted.slot.description }
+          attributes: { "cistern.pool": state.settings.name, "cistern.key": waiter.slot.description }
         })
       }
-    } else if (admitted instanceof KeySlot) {
-      next = state.create(admitted, key, fiber, state.probeAdmitted, since, restore)
     } else {
       next = Effect.fail(admitted)
     }

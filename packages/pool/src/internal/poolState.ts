@@ -80,10 +80,21 @@ export class Item<K, A> {
  * @internal
  */
 export class Waiter<K, A> {
-  state: "waiting" | "item" | "create" | "failed" | "settled" = "waiting"
+  state: "waiting" | "item" | "failed" | "settled" = "waiting"
   item: Item<K, A> | undefined
   /** Why it failed: built when it happened, while the waiter still counts in the snapshot. */
   error: PoolError | undefined
+  /** Or the cause its own creation failed with (the resource's error, or a defect). */
+  cause: Cause.Cause<unknown> | undefined
+  /**
+   * A creation was granted to it and is not over: it stays in the queue, with
+   * its deadline, while the creation runs on a fiber of its own (see
+   * `PoolState.spawn`). It is not counted as waiting, and no other creation is
+   * granted to it meanwhile.
+   */
+  pending = false
+  /** The granted creation is not started yet: the waiter's own fiber starts it (see `PoolState.settle`). */
+  reserved = false
   wake: ((effect: Effect.Effect<void>) => void) | undefined
   readonly keyLink = new Link<Waiter<K, A>>(this)
   readonly poolLink = new Link<Waiter<K, A>>(this)
@@ -96,7 +107,8 @@ export class Waiter<K, A> {
     readonly seq: number,
     readonly since: number,
     readonly deadline: number,
-    readonly probe: boolean
+    /** A half-open circuit's probe; a creation started for it takes the probe over. */
+    public probe: boolean
   ) {}
 }
 
@@ -108,6 +120,8 @@ export class Waiter<K, A> {
 export class KeySlot<K, A> {
   readonly idle = new LinkedList<Item<K, A>>()
   readonly waiters = new LinkedList<Waiter<K, A>>()
+  /** Waiters of this key with a creation of their own in flight (see `Waiter.pending`). */
+  pending = 0
   inUse = 0
   creating = 0
   created = 0
@@ -170,6 +184,8 @@ export class PoolState<K, A, E> {
   readonly lru = new LinkedList<Item<K, A>>()
   /** Every waiter, oldest first: serves cross-key fairness and deadline expiry. */
   readonly waiters = new LinkedList<Waiter<K, A>>()
+  /** Waiters with a creation of their own in flight (see `Waiter.pending`). */
+  pending = 0
   /** Live items, each by its own identity (values may be equal), found by value for O(1) `invalidate`. */
   readonly items = new ItemIndex<Item<K, A>, A>()
   /** Fibers running a creation, interrupted if shutdown outlasts `drainTimeout`. */
@@ -258,7 +274,7 @@ export class PoolState<K, A, E> {
         return item
       }
       this.makeRoom(slot)
-      if (slot.waiters.size === 0 && this.canCreate(slot)) {
+      if (slot.waiters.size === slot.pending && this.canCreate(slot)) {
         this.reserve(slot)
         return slot
       }
@@ -392,6 +408,48 @@ export class PoolState<K, A, E> {
   private dequeue(waiter: Waiter<K, A>): void {
     waiter.slot.waiters.remove(waiter.keyLink)
     this.waiters.remove(waiter.poolLink)
+    this.unpend(waiter)
+  }
+
+  /**
+   * Makes an admitted caller wait for the creation it was granted: it queues
+   * (FIFO, with its deadline) and its own fiber starts the creation.
+   */
+  enqueueCreator(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
+    const waiter = this.enqueue(slot, key, fiber, since, probe)
+    this.pend(waiter)
+    return waiter
+  }
+
+  /** Grants a creation (its reservation already counted) to a waiter that stays queued. */
+  private grant(waiter: Waiter<K, A>): void {
+    this.pend(waiter)
+    const wake = waiter.wake
+    if (wake !== undefined) {
+      waiter.wake = undefined
+      wake(Effect.void)
+    }
+  }
+
+  private pend(waiter: Waiter<K, A>): void {
+    waiter.pending = true
+    waiter.reserved = true
+    waiter.slot.pending++
+    this.pending++
+  }
+
+  private unpend(waiter: Waiter<K, A>): void {
+    if (!waiter.pending) return
+    waiter.pending = false
+    waiter.slot.pending--
+    this.pending--
+  }
+
+  /** The first waiter of `slot` without a creation of its own. */
+  private firstBare(slot: KeySlot<K, A>): Waiter<K, A> | undefined {
+    let link = slot.waiters.head
+    if (slot.pending > 0) while (link?.value.pending) link = link.next
+    return link?.value
   }
 
   // ---------------------------------------------------------------------------
@@ -406,7 +464,7 @@ export class PoolState<K, A, E> {
   private oldestCreatable(except: KeySlot<K, A> | undefined): Waiter<K, A> | undefined {
     for (let link = this.waiters.head; link !== undefined; link = link.next) {
       const slot = link.value.slot
-      if (slot !== except && this.mayGrow(slot)) return link.value
+      if (slot !== except && !link.value.pending && this.mayGrow(slot)) return link.value
     }
     return undefined
   }
@@ -449,13 +507,12 @@ export class PoolState<K, A, E> {
     if (!this.closed) {
       const next = Number.isFinite(this.settings.maxTotal)
         ? this.oldestCreatable(undefined)
-        : slot.waiters.head !== undefined && this.mayGrow(slot)
-          ? slot.waiters.head.value
+        : this.mayGrow(slot)
+          ? this.firstBare(slot)
           : undefined
       if (next !== undefined) {
-        this.dequeue(next)
         this.reserve(next.slot)
-        this.settleWaiter(next, "create")
+        this.grant(next)
       }
     }
     if (this.belowFloor(slot)) this.scheduleRefill(slot)
@@ -464,13 +521,12 @@ export class PoolState<K, A, E> {
 
   /** A creation of `slot` ended (either way): its key may start the next one. */
   private creationEnded(slot: KeySlot<K, A>): void {
-    if (this.closed || slot.waiters.size === 0) return
+    if (this.closed || slot.waiters.size === slot.pending) return
     this.makeRoom(slot)
-    const next = slot.waiters.head?.value
+    const next = this.firstBare(slot)
     if (next !== undefined && this.canCreate(slot)) {
-      this.dequeue(next)
       this.reserve(slot)
-      this.settleWaiter(next, "create")
+      this.grant(next)
     }
   }
 
@@ -496,7 +552,7 @@ export class PoolState<K, A, E> {
     this.settleWaiter(waiter, "failed")
   }
 
-  private settleWaiter(waiter: Waiter<K, A>, state: "item" | "create" | "failed"): void {
+  private settleWaiter(waiter: Waiter<K, A>, state: "item" | "failed"): void {
     waiter.state = state
     const wake = waiter.wake
     if (wake !== undefined) {
@@ -727,9 +783,14 @@ export class PoolState<K, A, E> {
   /** Parks until served; returns at once if it already was. */
   park(waiter: Waiter<K, A>): Effect.Effect<void> {
     return Effect.async<void>((resume) => {
-      if (waiter.state === "waiting") waiter.wake = resume
+      if (waiter.state === "waiting" && !waiter.reserved) waiter.wake = resume
       else resume(Effect.void)
     })
+  }
+
+  /** Waits (interruptibly) until the waiter is served, fails, or must start its creation. */
+  wait(waiter: Waiter<K, A>, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+    return Effect.flatMap(Effect.exit(restore(this.park(waiter))), (exit) => this.settle(waiter, exit, restore))
   }
 
   /**
@@ -738,6 +799,19 @@ export class PoolState<K, A, E> {
    * the caller was interrupted.
    */
   settle(waiter: Waiter<K, A>, exit: Exit.Exit<void>, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+    if (waiter.reserved) {
+      waiter.reserved = false
+      if (waiter.state === "waiting" && Exit.isSuccess(exit) && !this.closed) {
+        // Still waiting: start the creation on a fiber of its own and keep waiting, deadline and all.
+        return Effect.zipRight(this.spawn(waiter), this.wait(waiter, restore))
+      }
+      // Served, failed or gone before its creation started: the reservation goes to the next waiter.
+      this.unpend(waiter)
+      this.unreserve(waiter.slot)
+      const settled = this.settle(waiter, exit, restore)
+      const closing = this.flush()
+      return closing === Effect.void ? settled : Effect.zipRight(closing, settled)
+    }
     const state = waiter.state
     waiter.state = "settled"
     waiter.wake = undefined
@@ -750,28 +824,87 @@ export class PoolState<K, A, E> {
           ? Effect.succeed(item)
           : Effect.zipRight(this.release(item, exit), Effect.failCause(exit.cause))
       }
-      case "create": {
-        if (Exit.isFailure(exit) || this.closed) {
-          waiter.slot.breaker?.abandon(waiter.probe)
-          this.unreserve(waiter.slot)
-          const failure = Exit.isFailure(exit)
-            ? Effect.failCause(exit.cause)
-            : Effect.fail(new PoolClosed({ key: waiter.slot.description }))
-          return Effect.zipRight(this.flush(), failure)
-        }
-        return this.create(waiter.slot, waiter.key, waiter.fiber, waiter.probe, waiter.since, restore)
-      }
       case "failed":
         waiter.slot.breaker?.abandon(waiter.probe)
-        return Effect.fail(waiter.error!)
+        return waiter.cause !== undefined
+          ? (Effect.failCause(waiter.cause) as Effect.Effect<never, E>)
+          : Effect.fail(waiter.error!)
       default: {
-        // Still queued: the caller was interrupted while waiting.
+        // Still queued: the caller was interrupted while waiting (its creation, if any, goes on).
         waiter.slot.breaker?.abandon(waiter.probe)
         this.dequeue(waiter)
         this.dropIfEmpty(waiter.slot)
         return Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.dieMessage("a waiter woke unserved")
       }
     }
+  }
+
+  /**
+   * Starts the creation granted to a waiter, on a fiber of its own (forked by
+   * the waiter, so it inherits the caller's fiber refs): the caller stops
+   * waiting at its deadline while the creation goes on, bounded by
+   * `createTimeout` (as HikariCP does), with no timer of its own. Its item
+   * goes to the key's first waiter (usually the caller) or to idle; its
+   * failure fails the caller if it still waits. The creation takes over the
+   * caller's probe of a half-open circuit: its outcome is the probe's verdict.
+   */
+  private spawn(waiter: Waiter<K, A>): Effect.Effect<void> {
+    const probe = waiter.probe
+    waiter.probe = false
+    const slot = waiter.slot
+    const creation = Effect.withFiberRuntime<void>((fiber) =>
+      Effect.matchCauseEffect(
+        this.create(slot, waiter.key, fiber as AnyFiber, probe, -1, Effect.interruptible, waiter),
+        {
+          onSuccess: (item) => this.delivered(item, waiter),
+          onFailure: () =>
+            Effect.suspend(() => {
+              this.creationOver(waiter)
+              this.dropIfEmpty(slot)
+              return this.flush()
+            })
+        }
+      )
+    )
+    // Started at once, on the caller's runtime (its fiber refs, its span): the connect begins
+    // before anything scheduled after it, as when the caller ran it itself.
+    return Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+      Effect.sync(() => {
+        Runtime.runFork(runtime)(Effect.uninterruptible(creation), { immediate: true })
+      })
+    )
+  }
+
+  /**
+   * A waiter's creation made an item: a probe's goes to its caller if it
+   * still waits (else the connect itself is the probe's success); any other
+   * goes back like a returned lease, to the key's first waiter or to idle.
+   */
+  private delivered(item: Item<K, A>, waiter: Waiter<K, A>): Effect.Effect<void> {
+    item.holder = undefined
+    if (item.probe) {
+      if (waiter.state === "waiting" && !this.closed) {
+        this.dequeue(waiter)
+        item.holder = waiter.fiber
+        waiter.probe = true
+        waiter.item = item
+        this.settleWaiter(waiter, "item")
+        return this.flush()
+      }
+      this.report(item.slot, "success", true, this.now())
+      item.probe = false
+    }
+    // Handed on first (the caller itself, if it is the key's first waiter), then the caller may be granted anew.
+    const ended = this.end(item, undefined)
+    this.creationOver(waiter)
+    return Effect.zipRight(ended, this.flush())
+  }
+
+  /** A waiter's creation is over without serving it: it waits as any other, and may be granted another. */
+  private creationOver(waiter: Waiter<K, A>): void {
+    if (waiter.state !== "waiting" || !waiter.pending) return
+    this.unpend(waiter)
+    this.creationEnded(waiter.slot)
   }
 
   private unreserve(slot: KeySlot<K, A>): void {
@@ -785,8 +918,8 @@ export class PoolState<K, A, E> {
    * Runs `acquire` for a reservation, in a fresh scope that becomes the item's:
    * after the key's creation backoff, bounded by `createTimeout`. Whatever
    * happens, the reservation ends exactly once: as a leased item, or freed.
-   * (`acquireTimeout` bounds the wait for a turn; a creation is bounded by
-   * `createTimeout`.)
+   * (A caller's creation runs on a fiber of its own, see `spawn`: its caller
+   * waits with its `acquireTimeout` while it runs.)
    */
   create(
     slot: KeySlot<K, A>,
@@ -794,7 +927,8 @@ export class PoolState<K, A, E> {
     fiber: AnyFiber,
     probe: boolean,
     since: number,
-    restore: Restore
+    restore: Restore,
+    owner?: Waiter<K, A>
   ): Effect.Effect<Item<K, A>, E | PoolError> {
     return Effect.flatMap(Scope.make(), (scope) => {
       const started = this.now()
@@ -823,7 +957,8 @@ export class PoolState<K, A, E> {
           item.probe = probe
           const now = this.now()
           slot.tags.update(PoolMetrics.createDuration, (now - started) / 1000)
-          slot.tags.update(PoolMetrics.acquireWait, (now - since) / 1000)
+          // A caller's wait is measured when it is served (see `settle`).
+          if (since >= 0) slot.tags.update(PoolMetrics.acquireWait, (now - since) / 1000)
           this.creationEnded(slot)
           return Effect.succeed(item)
         }
@@ -831,6 +966,12 @@ export class PoolState<K, A, E> {
         if (Cause.isInterruptedOnly(exit.cause)) {
           slot.breaker?.abandon(probe)
         } else {
+          // The caller it was started for gets its own error, before a circuit that opens now fails the rest.
+          if (owner !== undefined && owner.state === "waiting" && owner.pending) {
+            owner.cause = exit.cause
+            this.dequeue(owner)
+            this.settleWaiter(owner, "failed")
+          }
           // A failed creation is a connection failure whatever its error says.
           slot.failures++
           this.failures++
@@ -1188,7 +1329,7 @@ export class PoolState<K, A, E> {
       idle: this.idle,
       inUse: this.inUse,
       creating: this.creating,
-      waiting: this.waiters.size
+      waiting: this.waiters.size - this.pending
     }
   }
 
@@ -1198,7 +1339,7 @@ export class PoolState<K, A, E> {
       idle: slot.idle.size,
       inUse: slot.inUse,
       creating: slot.creating,
-      waiting: slot.waiters.size
+      waiting: slot.waiters.size - slot.pending
     }
   }
 
