@@ -283,14 +283,14 @@ describe("StreamLease", () => {
           plan,
           (kind) =>
             Effect.promise(() => {
-              if (kind === "abort") return post(server.port, `/chat?tokens=12&delay=2`, 1 + Math.floor(random() * 3))
+              if (kind === "abort") return post(server.port, `/chat?tokens=40&delay=2`, 1 + Math.floor(random() * 3))
               const max = kind === "hang" ? "&max=150" : ""
-              return post(server.port, `/chat?tokens=12&delay=1&mode=${kind}&at=4${max}`)
+              return post(server.port, `/chat?tokens=8&delay=1&mode=${kind}&at=3${max}`)
             }).pipe(Effect.map((reply) => ({ kind, reply }))),
           { concurrency: 100 }
         )
 
-        const expected = Array.from({ length: 12 }, (_, i) => `tok-${i}`)
+        const expected = Array.from({ length: 8 }, (_, i) => `tok-${i}`)
         for (const { kind, reply } of results) {
           if (kind === "abort") continue
           // On a loaded machine a hanging upstream may not even answer within its 150 ms.
@@ -307,10 +307,10 @@ describe("StreamLease", () => {
             // Cut by its maximum duration: whatever arrived before, in order, once.
             const got = tokens(reply.body)
             assert.deepStrictEqual(got, expected.slice(0, got.length), `seed ${seed}: ${kind}`)
-            assert.isAtMost(got.length, 4, `seed ${seed}`)
+            assert.isAtMost(got.length, 3, `seed ${seed}`)
             assert.include(reply.body, '"stream_timeout"', `seed ${seed}`)
           } else {
-            assert.deepStrictEqual(tokens(reply.body), expected.slice(0, 4), `seed ${seed}: ${kind}`)
+            assert.deepStrictEqual(tokens(reply.body), expected.slice(0, 3), `seed ${seed}: ${kind}`)
             assert.include(reply.body, '"upstream_error"', `seed ${seed}`)
           }
         }
