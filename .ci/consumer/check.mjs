@@ -289,6 +289,7 @@ const typeChecks = [
           strict: true,
           exactOptionalPropertyTypes: true,
           skipLibCheck: false,
+          skipDefaultLibCheck: true, // TypeScript's own lib files are not under test (15% of the CPU)
           noEmit: true
         },
         files: ["consumer.ts", "entrypoints.ts"]
