@@ -95,7 +95,11 @@ const eventually = (condition: Effect.Effect<boolean>, millis = 5_000) =>
 describe("llm-relay", () => {
   it.scopedLive("streams a chat completion token by token; /healthz shows occupancy and the limits in force", () =>
     Effect.gen(function* () {
-      const { relay } = yield* start({ MAX_CONNECTIONS: "8", MAX_KEEPALIVE_CONNECTIONS: "4", MAX_CONCURRENT_REQUESTS: "50" })
+      const { relay } = yield* start({
+        MAX_CONNECTIONS: "8",
+        MAX_KEEPALIVE_CONNECTIONS: "4",
+        MAX_CONCURRENT_REQUESTS: "50"
+      })
       const reply = yield* Effect.promise(() => chat(relay.port))
       assert.strictEqual(reply.status, 200)
       assert.strictEqual(reply.headers["content-type"], "text/event-stream")
@@ -149,7 +153,9 @@ describe("llm-relay", () => {
   it.scopedLive("a stream past STREAM_TIMEOUT_SECONDS ends with an SSE error event and gives its connection up", () =>
     Effect.gen(function* () {
       const { relay, up } = yield* start({ STREAM_TIMEOUT_SECONDS: "0.3" })
-      const reply = yield* Effect.promise(() => chat(relay.port, { "x-upstream-mode": "hang", "x-upstream-tokens": "6" }))
+      const reply = yield* Effect.promise(() =>
+        chat(relay.port, { "x-upstream-mode": "hang", "x-upstream-tokens": "6" })
+      )
       assert.strictEqual(reply.status, 200)
       assert.include(reply.body, 'event: error\ndata: {"error":{"type":"stream_timeout"')
       yield* eventually(Effect.map(healthz(relay.port), (h) => h.pool.inUse === 0 && h.pool.destroyed === 1))
