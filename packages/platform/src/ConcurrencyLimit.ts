@@ -10,6 +10,10 @@
  * import { HttpRouter, HttpServer } from "@effect/platform"
  * import { Effect, Layer } from "effect"
  *
+ * // the application's own routes, and a call to an upstream
+ * declare const router: HttpRouter.HttpRouter
+ * declare const callUpstream: Effect.Effect<string, Error>
+ *
  * // MAX_CONCURRENT_REQUESTS, MAX_QUEUED_REQUESTS, QUEUE_TIMEOUT
  * const LimitLive = ConcurrencyLimit.layerConfig(ConcurrencyLimit.config())
  *
@@ -107,11 +111,15 @@ export interface Stats {
  * @category models
  */
 export interface Limiter {
-  /** The limits in force. */
+  /** Shown in errors and stats. */
   readonly name: string
+  /** Requests in flight at most. */
   readonly maxConcurrent: number
+  /** Requests waiting for a slot at most. */
   readonly maxQueued: number
+  /** How long a request may wait for a slot. */
   readonly queueTimeout: Duration.Duration
+  /** What `Retry-After` tells a turned-away client. */
   readonly retryAfterSeconds: number
   /** Runs `self` holding a slot; the slot is freed however `self` ends. */
   readonly withPermit: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | ConcurrencyLimitExceeded, R>

@@ -11,8 +11,20 @@
  *
  * ```ts
  * import { StreamLease } from "@cistern/platform"
+ * import type { KeyedPool } from "@cistern/pool"
  * import { HttpRouter } from "@effect/platform"
- * import { Effect } from "effect"
+ * import { Context, Effect } from "effect"
+ * import type { Scope, Stream } from "effect"
+ *
+ * // the application's own: a keyed pool of upstream clients, and the call that
+ * // sends a chat request and answers with the upstream's body
+ * interface UpstreamClient {
+ *   readonly origin: string
+ * }
+ * class Upstreams extends Context.Tag("Upstreams")<Upstreams, KeyedPool.KeyedPool<string, UpstreamClient, Error>>() {}
+ * declare const sendChat: (
+ *   client: UpstreamClient
+ * ) => Effect.Effect<Stream.Stream<Uint8Array, Error>, Error, Scope.Scope>
  *
  * const chat = HttpRouter.post(
  *   "/v1/chat/completions",
@@ -160,8 +172,11 @@ export const stream: <K, A, E, E2, R>(
  * @category models
  */
 export interface StreamLease<K, A, E> {
+  /** The pool the leases come from. */
   readonly pool: KeyedPool.KeyedPool<K, A, E>
+  /** Options every call starts from; a call's own options override them field by field. */
   readonly defaults: Options
+  /** {@link respond} on this pool, with its defaults. */
   readonly respond: <E2, R>(
     key: K,
     send: Send<A, E2, R>,
@@ -171,6 +186,7 @@ export interface StreamLease<K, A, E> {
     E | E2 | PoolError.PoolError | StreamTimeout,
     Exclude<R, Scope.Scope>
   >
+  /** {@link stream} on this pool, with its defaults. */
   readonly stream: <E2, R>(
     key: K,
     body: (item: A) => Stream.Stream<Uint8Array, E2, R>,
