@@ -100,7 +100,7 @@ export interface ViewerStats {
  * @since 0.1.0
  * @category models
  */
-export interface Service extends internal.Service {
+export interface Service {
   /** The latest snapshot. */
   readonly latest: Effect.Effect<DashboardSnapshot>
   /** Every pool's chart samples and the events kept. */

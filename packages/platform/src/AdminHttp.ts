@@ -42,11 +42,25 @@ import type * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
-import type * as Schema from "effect/Schema"
+import * as Schema from "effect/Schema"
 import type { Authorization, HealthAuthorization } from "./AdminApi.js"
 import type * as AdminDashboard from "./AdminDashboard.js"
 import * as internal from "./internal/adminHttp.js"
 import * as status from "./internal/poolStatus.js"
+
+const ConnectionCountsSchema = Schema.Struct({
+  totalConnections: Schema.Number,
+  userConnectionCounts: Schema.Record({ key: Schema.String, value: Schema.Number })
+})
+
+const ConnectionDetailSchema = Schema.Struct({
+  key: Schema.String,
+  name: Schema.String,
+  userId: Schema.String,
+  lastUsed: Schema.String,
+  createTime: Schema.String,
+  idleMinutes: Schema.Number
+})
 
 /**
  * The handlers of the `cistern` group, for any `HttpApi` that contains
@@ -166,18 +180,47 @@ export const splitAtColon: (key: string) => KeyParts = status.splitAtColon
  * @since 0.1.0
  * @category schemas
  */
-export const PoolStatusConfig: Schema.Struct<{
-  maxConnectionsPerUser: Schema.NullOr<typeof Schema.Number>
-  maxTotalConnections: Schema.NullOr<typeof Schema.Number>
-  connectionTimeout: Schema.NullOr<typeof Schema.Number>
-  cleanupInterval: Schema.NullOr<typeof Schema.Number>
-}> = status.PoolStatusConfig
+export const PoolStatusConfig = Schema.Struct({
+  maxConnectionsPerUser: Schema.NullOr(Schema.Number),
+  maxTotalConnections: Schema.NullOr(Schema.Number),
+  connectionTimeout: Schema.NullOr(Schema.Number),
+  cleanupInterval: Schema.NullOr(Schema.Number)
+})
 
 /**
  * @since 0.1.0
  * @category models
  */
 export interface PoolStatusConfig extends Schema.Schema.Type<typeof PoolStatusConfig> {}
+
+/**
+ * How many connections a pool holds, in all and per user, as the
+ * `cleanup-connections` body reports them before and after a cleanup.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionCounts {
+  readonly totalConnections: number
+  readonly userConnectionCounts: { readonly [userId: string]: number }
+}
+
+/**
+ * One live connection in the `pool-status` body: its key, the user and server
+ * name the key splits into, when it was last used and created (ISO strings),
+ * and how many whole minutes it has been idle.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionDetail {
+  readonly key: string
+  readonly name: string
+  readonly userId: string
+  readonly lastUsed: string
+  readonly createTime: string
+  readonly idleMinutes: number
+}
 
 /**
  * How to map a pool to seed 001's JSON.
@@ -212,16 +255,29 @@ export interface PoolStatusOptions {
  * @since 0.1.0
  * @category schemas
  */
-export const PoolStatusResponse: Schema.Schema<
-  Schema.Schema.Type<typeof status.PoolStatusResponse>,
-  Schema.Schema.Encoded<typeof status.PoolStatusResponse>
-> = status.PoolStatusResponse
+export const PoolStatusResponse: Schema.Schema<PoolStatusResponse> = Schema.Struct({
+  success: Schema.Literal(true),
+  data: Schema.Struct({
+    totalConnections: Schema.Number,
+    userConnectionCounts: Schema.Record({ key: Schema.String, value: Schema.Number }),
+    connectionDetails: Schema.Array(ConnectionDetailSchema),
+    config: PoolStatusConfig
+  })
+}).annotations({ identifier: "PoolStatusResponse" })
 
 /**
  * @since 0.1.0
  * @category models
  */
-export type PoolStatusResponse = Schema.Schema.Type<typeof status.PoolStatusResponse>
+export interface PoolStatusResponse {
+  readonly success: true
+  readonly data: {
+    readonly totalConnections: number
+    readonly userConnectionCounts: { readonly [userId: string]: number }
+    readonly connectionDetails: ReadonlyArray<ConnectionDetail>
+    readonly config: PoolStatusConfig
+  }
+}
 
 /**
  * Maps a registered pool to seed 001's `pool-status` body. Connections are
@@ -260,16 +316,29 @@ export const poolStatusResponse: (
  * @since 0.1.0
  * @category schemas
  */
-export const CleanupConnectionsResponse: Schema.Schema<
-  Schema.Schema.Type<typeof status.CleanupConnectionsResponse>,
-  Schema.Schema.Encoded<typeof status.CleanupConnectionsResponse>
-> = status.CleanupConnectionsResponse
+export const CleanupConnectionsResponse: Schema.Schema<CleanupConnectionsResponse> = Schema.Struct({
+  success: Schema.Literal(true),
+  data: Schema.Struct({
+    message: Schema.String,
+    before: ConnectionCountsSchema,
+    after: ConnectionCountsSchema,
+    cleanedConnections: Schema.Number
+  })
+}).annotations({ identifier: "CleanupConnectionsResponse" })
 
 /**
  * @since 0.1.0
  * @category models
  */
-export type CleanupConnectionsResponse = Schema.Schema.Type<typeof status.CleanupConnectionsResponse>
+export interface CleanupConnectionsResponse {
+  readonly success: true
+  readonly data: {
+    readonly message: string
+    readonly before: ConnectionCounts
+    readonly after: ConnectionCounts
+    readonly cleanedConnections: number
+  }
+}
 
 /**
  * Runs a pool's cleanup and maps it to seed 001's `cleanup-connections`

@@ -25,6 +25,7 @@ import {
 } from "../AdminApi.js"
 // Used inside functions only: AdminDashboard imports this module's neighbours.
 import { Dashboard } from "../AdminDashboard.js"
+import type { ServerOptions } from "../AdminHttp.js"
 import { readJson } from "./body.js"
 import * as dashboard from "./dashboard.js"
 import * as dashboardHttp from "./dashboardHttp.js"
@@ -171,13 +172,6 @@ export const withoutQuery = <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<
 
 /** @internal */
 export const maxParamLength = 1024
-
-/** @internal */
-export interface ServerOptions {
-  readonly openApiPath?: `/${string}` | false | undefined
-  readonly docsPath?: `/${string}` | false | undefined
-  readonly dashboard?: dashboard.Options | undefined
-}
 
 /** @internal */
 export const layerServer = (

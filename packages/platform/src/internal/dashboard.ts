@@ -22,32 +22,8 @@ import {
   type KeySort,
   PoolNotFound
 } from "../AdminApi.js"
+import type { Options, Service } from "../AdminDashboard.js"
 import { poolReasons } from "./health.js"
-
-/** @internal */
-export interface Options {
-  readonly interval?: Duration.DurationInput | undefined
-  readonly idleInterval?: Duration.DurationInput | undefined
-  readonly keysPerPool?: number | undefined
-  readonly history?: number | undefined
-  readonly events?: number | undefined
-}
-
-/** @internal */
-export interface ViewerStats {
-  readonly sent: number
-  readonly dropped: number
-  readonly pending: number
-}
-
-/** @internal */
-export interface Service {
-  readonly latest: Effect.Effect<DashboardSnapshot>
-  readonly history: Effect.Effect<DashboardHistory>
-  readonly events: Stream.Stream<Uint8Array>
-  readonly keys: (query: KeyQuery) => Effect.Effect<KeyPage, PoolNotFound>
-  readonly viewers: Effect.Effect<ReadonlyArray<ViewerStats>>
-}
 
 const annotations = { package: "@cistern/platform", module: "AdminDashboard" }
 
