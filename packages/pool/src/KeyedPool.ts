@@ -205,6 +205,21 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
   readonly metricsInterval?: Duration.DurationInput | undefined
   /** A circuit breaker per key; see {@link CircuitBreaker}. Default: none. */
   readonly breaker?: CircuitBreaker.Options | false | undefined
+  /**
+   * The tenant a key belongs to (a user, across all of their upstreams): keys
+   * of one group share `maxPerGroup`. Read once, when a key is first seen.
+   * Default: no groups.
+   */
+  readonly group?: ((key: K) => string) | undefined
+  /**
+   * Items per group, across its keys, counting those being created; a
+   * function sets a different limit per group. Checked with the key and total
+   * limits on every admission: a group at its limit first evicts its own
+   * oldest idle item (of any of its keys), and only then does the caller
+   * wait. Waiters stay FIFO per key, and a group at its limit never holds up
+   * another group's waiters when the total is exhausted. Default: unbounded.
+   */
+  readonly maxPerGroup?: number | ((group: string) => number) | undefined
   /** Items per key; a function sets a different limit per key. Default 10. */
   readonly maxPerKey?: number | ((key: K) => number) | undefined
   /**

@@ -92,6 +92,8 @@ export type KeyOptions =
   | "fingerprint"
   | "describeKey"
   | "metricsPerKey"
+  | "group"
+  | "maxPerGroup"
   | "name"
 
 /**

@@ -58,6 +58,24 @@ export const creating = Metric.gauge("cistern_pool_creating", { description: "It
 export const keys = Metric.gauge("cistern_pool_keys", { description: "Live keys" })
 
 /**
+ * Items of a tenant group (in a pool given `group`), counting those being
+ * created: labelled `group=<id>` for the first `metricsPerKey` groups, the
+ * rest summed under `group="other"`.
+ *
+ * @since 0.1.0
+ * @category gauges
+ */
+export const groupSize = Metric.gauge("cistern_pool_group_size", { description: "Items of a tenant group" })
+
+/**
+ * Idle items of a tenant group, labelled like {@link groupSize}.
+ *
+ * @since 0.1.0
+ * @category gauges
+ */
+export const groupIdle = Metric.gauge("cistern_pool_group_idle", { description: "Idle items of a tenant group" })
+
+/**
  * @since 0.1.0
  * @category metrics
  */

@@ -123,6 +123,31 @@ export const ConfigInForce = Schema.Struct({
 export interface ConfigInForce extends Schema.Schema.Type<typeof ConfigInForce> {}
 
 /**
+ * One tenant's group of keys (in a pool given `group`): its limit, its items
+ * across its keys (counting those being created), how many of them are idle,
+ * and how many live keys it has.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const GroupStats = Schema.Struct({
+  group: Schema.String,
+  /** `null` when unbounded. */
+  max: Schema.NullOr(Schema.Number),
+  size: Schema.Number,
+  idle: Schema.Number,
+  keys: Schema.Number
+})
+
+/**
+ * The type of {@link GroupStats}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GroupStats extends Schema.Schema.Type<typeof GroupStats> {}
+
+/**
  * A whole pool. Totals are kept as counters, so reading them is O(1); the
  * `perKey` list is O(keys).
  *
@@ -143,6 +168,8 @@ export const PoolStats = Schema.Struct({
   timeouts: Schema.Number,
   failures: Schema.Number,
   perKey: Schema.Array(KeyStats),
+  /** Per tenant group, in a pool given `group`; absent otherwise. */
+  perGroup: Schema.optional(Schema.Array(GroupStats)),
   config: ConfigInForce
 })
 

@@ -49,17 +49,24 @@ export class PoolTags {
 
   constructor(
     name: string,
-    private readonly perKey: number
+    private readonly perKey: number,
+    /** The label naming a key (or, for tenant groups, `group`). */
+    private readonly label = "key"
   ) {
     this.pool = new Tags([MetricLabel.make("pool", name)])
-    this.other = perKey > 0 ? new Tags([...this.pool.labels, MetricLabel.make("key", "other")]) : this.pool
+    this.other = perKey > 0 ? new Tags([...this.pool.labels, MetricLabel.make(label, "other")]) : this.pool
+  }
+
+  /** The labels shared by keys (or groups) beyond the cap. */
+  get others(): Tags {
+    return this.other
   }
 
   forKey(description: string): Tags {
     let tags = this.keyed.get(description)
     if (tags !== undefined) return tags
     if (this.keyed.size >= this.perKey) return this.other
-    tags = new Tags([...this.pool.labels, MetricLabel.make("key", description)])
+    tags = new Tags([...this.pool.labels, MetricLabel.make(this.label, description)])
     this.keyed.set(description, tags)
     return tags
   }
@@ -77,6 +84,12 @@ export interface Occupancy {
   readonly inUse: number
   readonly creating: number
   readonly waiting: number
+}
+
+/** Sets a tenant group's gauges under `tags`. */
+export const sampleGroup = (tags: Tags, size: number, idle: number): void => {
+  PoolMetrics.groupSize.unsafeUpdate(size, tags.labels)
+  PoolMetrics.groupIdle.unsafeUpdate(idle, tags.labels)
 }
 
 /** Sets the occupancy gauges under `tags`. */

@@ -18,12 +18,21 @@ import {
   PoolTimeout
 } from "../PoolError.js"
 import * as PoolMetrics from "../PoolMetrics.js"
-import type { CheckResult, CleanupReport, ItemDetails, KeyHealth, KeyStats, PoolStats } from "../PoolStats.js"
+import type {
+  CheckResult,
+  CleanupReport,
+  GroupStats,
+  ItemDetails,
+  KeyHealth,
+  KeyStats,
+  PoolStats
+} from "../PoolStats.js"
 import { Breaker, PASS, PROBE } from "./breaker.js"
+import { type Group, Groups } from "./groups.js"
 import { ItemIndex } from "./itemIndex.js"
 import { KeyIndex } from "./keyIndex.js"
 import { Link, LinkedList } from "./linkedList.js"
-import { PoolTags, sample, type Tags } from "./metrics.js"
+import { PoolTags, sample, sampleGroup, type Tags } from "./metrics.js"
 import { configInForce, type Maintenance, type Resolved } from "./settings.js"
 
 /**
@@ -56,6 +65,8 @@ export class Item<K, A> {
   readonly keyLink = new Link<Item<K, A>>(this)
   /** Membership in the pool-wide idle list, least recently released first. */
   readonly lruLink = new Link<Item<K, A>>(this)
+  /** Membership in its group's idle list (only in a pool with groups). */
+  readonly groupLink: Link<Item<K, A>> | undefined
   /** Built once per item, so a lease allocates no closure for its release. */
   readonly release: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
 
@@ -68,6 +79,7 @@ export class Item<K, A> {
     pool: PoolState<K, A, any>
   ) {
     this.lastUsed = createdAt
+    this.groupLink = slot.group === undefined ? undefined : new Link<Item<K, A>>(this)
     this.release = (exit) => Effect.suspend(() => pool.release(this, exit))
   }
 }
@@ -143,6 +155,8 @@ export class KeySlot<K, A> {
   history: Array<CheckResult> | undefined
   /** A background refill of this key runs (see `PoolState.refill`): one at a time. */
   refilling = false
+  /** Its tenant's group, in a pool with `group` (see `groups.ts`). */
+  group: Group<Item<K, A>> | undefined
 
   constructor(
     readonly id: unknown,
@@ -229,7 +243,18 @@ export class PoolState<K, A, E> {
     readonly runtime: Runtime.Runtime<never>
   ) {
     this.tags = new PoolTags(settings.name, settings.metricsPerKey)
+    this.groups = settings.group === undefined ? undefined : new Groups(settings.maxPerGroup)
+    this.groupTags =
+      settings.group === undefined || settings.metricsPerKey === 0
+        ? undefined
+        : new PoolTags(settings.name, settings.metricsPerKey, "group")
   }
+
+  /** Metric labels of tenant groups, capped like keys' (`metricsPerKey`). */
+  private readonly groupTags: PoolTags | undefined
+
+  /** Tenants' groups of keys, in a pool given `group`. */
+  readonly groups: Groups<Item<K, A>> | undefined
 
   /** Idle items: exactly the members of the idle LRU. */
   get idle(): number {
@@ -307,12 +332,14 @@ export class PoolState<K, A, E> {
       // The user's functions of the key run before anything changes: one that throws leaves the pool as it was.
       const description = s.describeKey(key)
       const max = s.maxPerKey(key)
+      const groupId = s.group?.(key)
       if (this.slots.size >= s.maxKeys && !this.evictIdleKey()) {
         return new KeyLimitExceeded({ key: description, maxKeys: s.maxKeys, poolSnapshot: this.occupancy() })
       }
       const breaker = s.breaker === undefined ? undefined : new Breaker(s.breaker)
       const tags = this.tags.forKey(description)
       slot = new KeySlot<K, A>(id, key, description, max, fingerprint, now, breaker, tags)
+      if (this.groups !== undefined) slot.group = this.groups.join(groupId!)
       this.slots.set(id, slot)
     } else if (fingerprint !== slot.fingerprint && !slot.retired?.includes(fingerprint)) {
       // Credentials changed: idle items of the old version go now, leased
@@ -334,8 +361,7 @@ export class PoolState<K, A, E> {
     while ((item = slot.idle.tail?.value) !== undefined) {
       const unfit = this.unfit(item, now)
       if (unfit === undefined) {
-        slot.idle.remove(item.keyLink)
-        this.lru.remove(item.lruLink)
+        this.fromIdle(item)
         return item
       }
       this.destroy(item, unfit)
@@ -354,6 +380,11 @@ export class PoolState<K, A, E> {
 
   /** Whether the key itself may start another creation (its limit and `createConcurrency`). */
   private mayGrow(slot: KeySlot<K, A>): boolean {
+    return this.keyMayGrow(slot) && (slot.group === undefined || !slot.group.full)
+  }
+
+  /** Whether the key's own limit and `createConcurrency` allow another creation (its group's aside). */
+  private keyMayGrow(slot: KeySlot<K, A>): boolean {
     return slot.size < slot.max && slot.creating < this.settings.createConcurrency
   }
 
@@ -369,6 +400,12 @@ export class PoolState<K, A, E> {
    * creation ends (a waiter held back by `createConcurrency`).
    */
   private makeRoom(slot: KeySlot<K, A>): void {
+    const group = slot.group
+    if (group?.full && this.keyMayGrow(slot)) {
+      // The tenant is at its limit: its own oldest idle item (of any of its keys) makes room.
+      const victim = group.idle.head?.value
+      if (victim !== undefined) this.destroy(victim, "evicted")
+    }
     if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
       const victim = this.lru.head?.value
       if (victim !== undefined) this.destroy(victim, "evicted")
@@ -387,6 +424,19 @@ export class PoolState<K, A, E> {
   private reserve(slot: KeySlot<K, A>): void {
     slot.creating++
     this.creating++
+    if (slot.group !== undefined) slot.group.size++
+  }
+
+  private toIdle(item: Item<K, A>): void {
+    item.slot.idle.push(item.keyLink)
+    this.lru.push(item.lruLink)
+    if (item.groupLink !== undefined) item.slot.group!.idle.push(item.groupLink)
+  }
+
+  private fromIdle(item: Item<K, A>): void {
+    item.slot.idle.remove(item.keyLink)
+    this.lru.remove(item.lruLink)
+    if (item.groupLink !== undefined) item.slot.group!.idle.remove(item.groupLink)
   }
 
   private enqueue(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
@@ -470,14 +520,31 @@ export class PoolState<K, A, E> {
   }
 
   /**
+   * The oldest waiter of another key than `slot`'s that destroying an item of
+   * `slot` would let create: its key may grow, and its group (if any) has
+   * room once that item is gone. Walks waiters only while a total or group
+   * limit is exhausted.
+   */
+  private oldestUnblockedBy(slot: KeySlot<K, A>): Waiter<K, A> | undefined {
+    for (let link = this.waiters.head; link !== undefined; link = link.next) {
+      const other = link.value.slot
+      if (other === slot || link.value.pending || !this.keyMayGrow(other)) continue
+      const group = other.group
+      if (group === undefined || group.size - (group === slot.group ? 1 : 0) < group.max) return link.value
+    }
+    return undefined
+  }
+
+  /**
    * A healthy leased item came back (still counted as in use): to its key's
    * first waiter, to make room for an older waiter of another key, or to idle.
    */
   private returned(item: Item<K, A>, now: number): void {
     const slot = item.slot
     const mine = slot.waiters.head?.value
-    if (this.size >= this.settings.maxTotal && this.waiters.size > slot.waiters.size) {
-      const other = this.oldestCreatable(slot)
+    const full = this.size >= this.settings.maxTotal || slot.group?.full === true
+    if (full && this.waiters.size > slot.waiters.size) {
+      const other = this.oldestUnblockedBy(slot)
       if (other !== undefined && (mine === undefined || other.seq < mine.seq)) {
         // Fairness across keys: the total is exhausted and a waiter of another
         // key came first; this item makes room for it.
@@ -498,18 +565,18 @@ export class PoolState<K, A, E> {
     item.state = "idle"
     item.idleSince = now
     item.holder = undefined
-    slot.idle.push(item.keyLink)
-    this.lru.push(item.lruLink)
+    this.toIdle(item)
   }
 
   /** A slot of `slot`'s key (and of the total) was freed. */
   private freed(slot: KeySlot<K, A>): void {
     if (!this.closed) {
-      const next = Number.isFinite(this.settings.maxTotal)
-        ? this.oldestCreatable(undefined)
-        : this.mayGrow(slot)
-          ? this.firstBare(slot)
-          : undefined
+      const next =
+        Number.isFinite(this.settings.maxTotal) || slot.group !== undefined
+          ? this.oldestCreatable(undefined)
+          : this.mayGrow(slot)
+            ? this.firstBare(slot)
+            : undefined
       if (next !== undefined) {
         this.reserve(next.slot)
         this.grant(next)
@@ -590,6 +657,7 @@ export class PoolState<K, A, E> {
   }
 
   private drop(slot: KeySlot<K, A>): void {
+    if (slot.group !== undefined) this.groups?.leave(slot.group)
     this.slots.delete(slot.id)
     this.lingering.delete(slot)
     this.keysDropped++
@@ -711,9 +779,9 @@ export class PoolState<K, A, E> {
     if (item.state === "destroyed") return
     slot.tags.update(PoolMetrics.destroyed, 1, slot.tags.with("reason", reason))
     if (reason === "evicted") this.logs.push(Effect.logDebug(`evicted an idle item of key ${slot.description}`))
+    if (slot.group !== undefined) slot.group.size--
     if (item.state === "idle") {
-      slot.idle.remove(item.keyLink)
-      this.lru.remove(item.lruLink)
+      this.fromIdle(item)
     } else {
       slot.inUse--
       this.inUse--
@@ -910,6 +978,7 @@ export class PoolState<K, A, E> {
   private unreserve(slot: KeySlot<K, A>): void {
     slot.creating--
     this.creating--
+    if (slot.group !== undefined) slot.group.size--
     this.checkDrained()
     this.freed(slot)
   }
@@ -1105,8 +1174,7 @@ export class PoolState<K, A, E> {
       if (item.state !== "idle" || this.closed) return Effect.void
       const slot = item.slot
       const idleSince = item.idleSince
-      slot.idle.remove(item.keyLink)
-      this.lru.remove(item.lruLink)
+      this.fromIdle(item)
       item.state = "leased"
       item.holder = undefined
       slot.inUse++
@@ -1398,6 +1466,33 @@ export class PoolState<K, A, E> {
     sample(this.tags.pool, this.occupancy(), this.slots.size)
     if (this.settings.metricsPerKey === 0) return
     for (const slot of this.slots.values()) if (this.tags.isOwn(slot.tags)) sample(slot.tags, this.keyOccupancy(slot))
+    if (this.groupTags !== undefined) {
+      let otherSize = 0
+      let otherIdle = 0
+      for (const group of this.groups!.byId.values()) {
+        const tags = this.groupTags.forKey(group.id)
+        if (this.groupTags.isOwn(tags)) sampleGroup(tags, group.size, group.idle.size)
+        else {
+          otherSize += group.size
+          otherIdle += group.idle.size
+        }
+      }
+      sampleGroup(this.groupTags.others, otherSize, otherIdle)
+    }
+  }
+
+  private groupStats(): Array<GroupStats> {
+    const out: Array<GroupStats> = []
+    for (const group of this.groups!.byId.values()) {
+      out.push({
+        group: group.id,
+        max: Number.isFinite(group.max) ? group.max : null,
+        size: group.size,
+        idle: group.idle.size,
+        keys: group.keys
+      })
+    }
+    return out
   }
 
   stats(): PoolStats {
@@ -1429,6 +1524,7 @@ export class PoolState<K, A, E> {
       timeouts: this.timeouts,
       failures: this.failures,
       perKey,
+      ...(this.groups === undefined ? {} : { perGroup: this.groupStats() }),
       config: configInForce(this.settings)
     }
   }

@@ -46,6 +46,8 @@ export interface Resolved<K> {
   readonly keyId: (key: K) => unknown
   readonly fingerprint: ((key: K) => string) | undefined
   readonly describeKey: (key: K) => string
+  readonly group: ((key: K) => string) | undefined
+  readonly maxPerGroup: (group: string) => number
 }
 
 /**
@@ -150,6 +152,16 @@ const resolveBreaker = (options: CircuitBreaker.Options): BreakerSettings => {
   }
 }
 
+const resolveMaxPerGroup = (option: unknown): ((group: string) => number) => {
+  if (option === undefined) return () => Number.POSITIVE_INFINITY
+  if (typeof option === "number") {
+    const max = checkLimit("maxPerGroup", option)
+    return () => max
+  }
+  if (typeof option === "function") return (group) => checkLimit("maxPerGroup(group)", option(group))
+  return invalid("maxPerGroup", option, "a positive integer, Infinity, or a function of the group")
+}
+
 /** A short, stable, credential-free name for a key: a hash of its identity. */
 const hashedKey = (id: unknown): string => `key-${(Hash.hash(id) >>> 0).toString(36)}`
 
@@ -236,7 +248,9 @@ export const resolve = <K>(options: Options<K, any, any, any>, labels: Labels = 
     metricsInterval: millis("metricsInterval", options.metricsInterval ?? "5 seconds", true),
     keyId,
     fingerprint: options.fingerprint,
-    describeKey: options.describeKey ?? ((key) => hashedKey(keyId(key)))
+    describeKey: options.describeKey ?? ((key) => hashedKey(keyId(key))),
+    group: options.group,
+    maxPerGroup: resolveMaxPerGroup(options.maxPerGroup)
   }
 }
 
