@@ -15,6 +15,8 @@
 import * as Duration from "effect/Duration"
 
 /**
+ * How a key's circuit breaker opens, and when it probes again.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -34,6 +36,8 @@ export interface Options {
 }
 
 /**
+ * The value each breaker option takes when it is not given.
+ *
  * @since 0.1.0
  * @category constants
  */

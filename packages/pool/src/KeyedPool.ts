@@ -48,12 +48,16 @@ import type * as PoolMetrics from "./PoolMetrics.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "./PoolStats.js"
 
 /**
+ * The symbol that marks a value as a {@link KeyedPool}.
+ *
  * @since 0.1.0
  * @category symbols
  */
 export const TypeId: unique symbol = internal.TypeId as TypeId_
 
 /**
+ * The symbol that marks a value as a {@link KeyedPool}.
+ *
  * @since 0.1.0
  * @category symbols
  */

@@ -3,14 +3,14 @@
  * readers that validate them and name the bad variable and value.
  *
  * ```ts
- * // the MCP gateway's variables (seed 001): CONNECTION_TIMEOUT there is an idle timeout
+ * // a multi-user MCP gateway's variables: CONNECTION_TIMEOUT there is an idle timeout
  * const gateway = PoolConfig.settings({
  *   maxPerKey: "MAX_CONNECTIONS_PER_USER",
  *   maxTotal: "MAX_TOTAL_CONNECTIONS",
  *   idleTimeout: "CONNECTION_TIMEOUT",
  *   cleanupInterval: "CLEANUP_INTERVAL"
  * })
- * // the memory-service client's (seed 000)
+ * // a memory-service client's
  * const memory = PoolConfig.settings({
  *   healthCheckInterval: "MEM0_HEALTH_CHECK_INTERVAL",
  *   heartbeatInterval: "MEM0_HEARTBEAT_INTERVAL",
@@ -71,7 +71,7 @@ export interface Settings {
    * the background. May be 0. Default 10 seconds.
    */
   readonly drainTimeout?: Duration.DurationInput | undefined
-  /** How long one creation may take (seed 000's connection timeout). Default: infinity. */
+  /** How long one creation may take (a memory-service client's connection timeout). Default: infinity. */
   readonly createTimeout?: Duration.DurationInput | undefined
   /** Creations in flight per key, so recovery after an outage is no thundering herd. Default 4. */
   readonly createConcurrency?: number | undefined

@@ -25,6 +25,8 @@ export const Occupancy = Schema.Struct({
 })
 
 /**
+ * The type of {@link Occupancy}.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -43,6 +45,8 @@ export const Limits = Schema.Struct({
 })
 
 /**
+ * The type of {@link Limits}.
+ *
  * @since 0.1.0
  * @category models
  */

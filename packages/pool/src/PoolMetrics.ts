@@ -26,12 +26,16 @@ export const size = Metric.gauge("cistern_pool_size", {
 })
 
 /**
+ * Idle items, labelled like {@link size}.
+ *
  * @since 0.1.0
  * @category metrics
  */
 export const idle = Metric.gauge("cistern_pool_idle", { description: "Idle items" })
 
 /**
+ * Leased items (including those a health check or heartbeat holds), labelled like {@link size}.
+ *
  * @since 0.1.0
  * @category metrics
  */
@@ -40,18 +44,24 @@ export const inUse = Metric.gauge("cistern_pool_in_use", {
 })
 
 /**
+ * Callers waiting for an item, labelled like {@link size}.
+ *
  * @since 0.1.0
  * @category metrics
  */
 export const waiting = Metric.gauge("cistern_pool_waiting", { description: "Callers waiting for an item" })
 
 /**
+ * Items being created, labelled like {@link size}.
+ *
  * @since 0.1.0
  * @category metrics
  */
 export const creating = Metric.gauge("cistern_pool_creating", { description: "Items being created" })
 
 /**
+ * Live keys of a pool.
+ *
  * @since 0.1.0
  * @category metrics
  */
@@ -76,6 +86,8 @@ export const groupSize = Metric.gauge("cistern_pool_group_size", { description: 
 export const groupIdle = Metric.gauge("cistern_pool_group_idle", { description: "Idle items of a tenant group" })
 
 /**
+ * Items created, counted per pool (and per labelled key).
+ *
  * @since 0.1.0
  * @category metrics
  */
@@ -94,6 +106,8 @@ export const destroyed = Metric.counter("cistern_pool_destroyed_total", {
 })
 
 /**
+ * Callers that failed with `PoolTimeout`.
+ *
  * @since 0.1.0
  * @category metrics
  */
@@ -103,6 +117,8 @@ export const acquireTimeouts = Metric.counter("cistern_pool_acquire_timeouts_tot
 })
 
 /**
+ * Creations that failed (the resource's own error, or `CreateTimeout`).
+ *
  * @since 0.1.0
  * @category metrics
  */
@@ -126,12 +142,16 @@ export const acquireWait = Metric.histogram(
 )
 
 /**
+ * How long leases last, in seconds.
+ *
  * @since 0.1.0
  * @category metrics
  */
 export const leaseDuration = Metric.histogram("cistern_pool_lease_duration_seconds", seconds, "How long leases last")
 
 /**
+ * How long successful creations take, in seconds.
+ *
  * @since 0.1.0
  * @category metrics
  */

@@ -26,6 +26,8 @@ export interface Entry {
 }
 
 /**
+ * What the registry offers: registering a pool for the life of a scope, and listing the pools registered.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -42,6 +44,8 @@ export interface Service {
 }
 
 /**
+ * The service tag of the registry of named pools.
+ *
  * @since 0.1.0
  * @category tags
  */

@@ -23,6 +23,8 @@ export const CheckResult = Schema.Struct({
 })
 
 /**
+ * The type of {@link CheckResult}.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -54,6 +56,8 @@ export const KeyHealth = Schema.Struct({
 })
 
 /**
+ * The type of {@link KeyHealth}.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -90,6 +94,8 @@ export const KeyStats = Schema.Struct({
 })
 
 /**
+ * The type of {@link KeyStats}.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -117,6 +123,8 @@ export const ConfigInForce = Schema.Struct({
 })
 
 /**
+ * The type of {@link ConfigInForce}.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -174,13 +182,15 @@ export const PoolStats = Schema.Struct({
 })
 
 /**
+ * The type of {@link PoolStats}.
+ *
  * @since 0.1.0
  * @category models
  */
 export interface PoolStats extends Schema.Schema.Type<typeof PoolStats> {}
 
 /**
- * One live item, for admin views (seed 001's `connectionDetails`).
+ * One live item, for admin views (an MCP gateway's `connectionDetails`).
  *
  * @since 0.1.0
  * @category models
@@ -196,6 +206,8 @@ export const ItemDetails = Schema.Struct({
 })
 
 /**
+ * The type of {@link ItemDetails}.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -216,6 +228,8 @@ export const CleanupReport = Schema.Struct({
 })
 
 /**
+ * The type of {@link CleanupReport}.
+ *
  * @since 0.1.0
  * @category models
  */
