@@ -1,12 +1,19 @@
 /**
  * An LLM relay: `POST /v1/chat/completions` with `stream: true` is streamed
- * from one upstream over pooled connections (`@cistern/platform-node`), each
+ * from one upstream, over several accounts, over pooled connections
+ * (`@cistern/platform-node`), each
  * stream holding its connection only as long as it lives
  * (`StreamLease`): a browser that goes away, an upstream that fails or hangs,
  * a stream past `STREAM_TIMEOUT_SECONDS` all give the connection back (or
  * destroy it, when it was cut mid-body). A concurrency limit keeps a burst
  * from running the pool dry. `GET /healthz` shows occupancy and limits, and
  * the Cistern admin API is mounted under `/admin`.
+ *
+ * Each account is its own pool key with a circuit breaker (3 connection
+ * failures open it for 60 seconds). A request with `x-session-id` keeps its
+ * session's account while that account is healthy and moves when its circuit
+ * opens (see `Sessions.ts`); `GET /admin/sessions?user=…` or `?apiKey=…`
+ * finds sessions, behind the admin token.
  */
 
 import { createServer } from "node:http"
@@ -17,6 +24,16 @@ import { HttpApi, HttpApiBuilder, HttpServer, HttpServerRequest, HttpServerRespo
 import { NodeHttpServer, NodeStream } from "@effect/platform-node"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import type { Dispatcher } from "undici"
+import {
+  type Account,
+  accountsConfig,
+  fingerprint,
+  layerStores,
+  makeAffinity,
+  Sessions,
+  type SessionsConfig,
+  sessionsConfig
+} from "./Sessions.js"
 
 /** The relay's settings, from the environment (see the README's table). */
 export interface RelayConfig {
@@ -25,6 +42,11 @@ export interface RelayConfig {
   readonly streamTimeout: Duration.Duration
   readonly poolTimeout: Duration.Duration
   readonly limit: ConcurrencyLimit.Options
+  /** The upstream accounts, each its own pool key and circuit. */
+  readonly accounts: ReadonlyArray<Account>
+  /** Consecutive connection failures that open an account's circuit, and how long it stays open. */
+  readonly breaker: { readonly failures: number; readonly reset: Duration.Duration }
+  readonly sessions: SessionsConfig
 }
 
 const seconds = (name: string, fallback: number) =>
@@ -34,14 +56,34 @@ const seconds = (name: string, fallback: number) =>
     Config.map((n) => Duration.seconds(n))
   )
 
-/** Reads `MAX_CONNECTIONS`, `MAX_KEEPALIVE_CONNECTIONS`, `STREAM_TIMEOUT_SECONDS`, `POOL_TIMEOUT_SECONDS` and the limit's variables. */
+/**
+ * Reads `MAX_CONNECTIONS`, `MAX_KEEPALIVE_CONNECTIONS`, `STREAM_TIMEOUT_SECONDS`,
+ * `POOL_TIMEOUT_SECONDS`, the limit's variables, `UPSTREAM_ACCOUNTS`,
+ * `BREAKER_FAILURES`, `BREAKER_RESET_SECONDS` and the sessions' variables.
+ */
 export const relayConfig: Config.Config<RelayConfig> = Config.all({
   maxConnections: PoolConfig.limit("MAX_CONNECTIONS").pipe(Config.withDefault(100)),
   maxKeepaliveConnections: PoolConfig.count("MAX_KEEPALIVE_CONNECTIONS").pipe(Config.withDefault(20)),
   streamTimeout: seconds("STREAM_TIMEOUT_SECONDS", 600),
   poolTimeout: seconds("POOL_TIMEOUT_SECONDS", 10),
-  limit: ConcurrencyLimit.config()
+  limit: ConcurrencyLimit.config(),
+  accounts: accountsConfig,
+  breaker: Config.all({
+    failures: PoolConfig.count("BREAKER_FAILURES").pipe(
+      Config.validate({ message: "BREAKER_FAILURES must be at least 1", validation: (n) => n >= 1 }),
+      Config.withDefault(3)
+    ),
+    reset: seconds("BREAKER_RESET_SECONDS", 60)
+  }),
+  sessions: sessionsConfig
 })
+
+/** The header a client names its session with; a session keeps its upstream account. */
+export const sessionHeader = "x-session-id"
+/** The response header naming the account a request went to. */
+export const accountHeader = "x-upstream-account"
+
+const validSessionId = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** The upstream answered with a status other than 200: passed on as it is. */
 export class UpstreamStatus extends Data.TaggedError("UpstreamStatus")<{
@@ -58,14 +100,21 @@ const forwarded = ["x-upstream-mode", "x-upstream-tokens", "x-upstream-delay-ms"
 const ChatRequest = Schema.parseJson(Schema.Struct({ stream: Schema.optional(Schema.Boolean) }))
 
 /**
- * Builds the handlers. `upstream` is the upstream's origin; every request
- * goes to the same pool key.
+ * Builds the handlers. `upstream` is the upstream's origin; each account is
+ * a pool key of its own.
  */
-export const makeRelay = (upstream: string, config: RelayConfig) =>
+export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Redacted.Redacted<string>) =>
   Effect.gen(function* () {
     const pool = yield* UpstreamPool.UpstreamPool
     const limit = yield* ConcurrencyLimit.ConcurrencyLimit
-    const key = UpstreamPool.key(upstream)
+    const sessions = yield* Sessions
+    const { affinity, keyOf, describeKey, names } = yield* makeAffinity(
+      upstream,
+      config.accounts,
+      config.sessions.affinityTtl
+    )
+    const apiKeys = new Map(config.accounts.map((a) => [a.name, a.apiKey]))
+    const isAdmin = AdminAuth.verifier(adminToken)
     const leases = StreamLease.make(pool, { format: "sse", maxDuration: config.streamTimeout })
 
     /**
@@ -76,6 +125,73 @@ export const makeRelay = (upstream: string, config: RelayConfig) =>
     const capIdle = (connection: UpstreamPool.Connection) =>
       Effect.flatMap(pool.stats, (stats) =>
         stats.idle >= config.maxKeepaliveConnections ? pool.invalidate(connection) : Effect.void
+      )
+
+    /** Accounts whose circuit is open now. */
+    const openAccounts = Effect.map(pool.stats, (stats) => {
+      const open = new Set<string>()
+      for (const key of stats.perKey) if (key.health.breaker === "open") open.add(key.key)
+      return new Set(names.filter((name) => open.has(describeKey(name))))
+    })
+
+    /** A request without a session: the accounts in turn, skipping open ones. */
+    let turn = 0
+    const nextAccount = Effect.map(openAccounts, (open) => {
+      const start = turn++ % names.length
+      for (let i = 0; i < names.length; i++) {
+        const name = names[(start + i) % names.length]!
+        if (!open.has(name)) return name
+      }
+      return names[start]!
+    })
+
+    /**
+     * The account of a request: its session's (pinned, moved when the
+     * account's circuit opened), or the next one in turn. The session's
+     * record is created or updated on the way.
+     */
+    const accountFor = (request: HttpServerRequest.HttpServerRequest) =>
+      Effect.gen(function* () {
+        const sessionId = request.headers[sessionHeader]
+        if (sessionId === undefined || !validSessionId.test(sessionId)) return yield* nextAccount
+        const resolved = yield* affinity.resolve(sessionId)
+        const account = resolved.key
+        const moved = resolved.reason === "open" || resolved.reason === "gone"
+        if (moved) {
+          yield* Effect.logInfo("session moved to another account").pipe(
+            Effect.annotateLogs({
+              session: sessionId,
+              from: Option.getOrElse(resolved.previous, () => "none"),
+              to: account,
+              reason: resolved.reason
+            })
+          )
+        }
+        const bearer = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? "")?.[1]
+        yield* sessions.getOrCreate(
+          sessionId,
+          Effect.succeed({
+            userId: request.headers["x-user-id"] ?? "anonymous",
+            apiKey: bearer === undefined ? "none" : fingerprint(bearer),
+            account,
+            requests: 0,
+            moves: 0
+          })
+        )
+        yield* sessions.update(
+          sessionId,
+          (s) => ({
+            ...s,
+            account,
+            requests: s.requests + 1,
+            moves: s.moves + (moved && s.account !== account ? 1 : 0)
+          }),
+          { ttl: config.sessions.ttl }
+        )
+        return account
+      }).pipe(
+        // A session store that cannot read its own data is no reason to turn a request away.
+        Effect.catchTag("SessionSchemaError", () => nextAccount)
       )
 
     const send = (connection: UpstreamPool.Connection, body: string, headers: Record<string, string>) =>
@@ -116,42 +232,48 @@ export const makeRelay = (upstream: string, config: RelayConfig) =>
 
     const chatHandler = Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
-      const raw = yield* request.text
-      const parsed = yield* Schema.decodeUnknown(ChatRequest)(raw)
-      if (parsed.stream !== true) {
-        return HttpServerResponse.unsafeJson(
-          { error: { type: "invalid_request_error", message: "this relay streams only: send stream: true" } },
-          { status: 400 }
-        )
-      }
-      const headers: Record<string, string> = {}
-      for (const name of forwarded) {
-        const value = request.headers[name]
-        if (value !== undefined) headers[name] = value
-      }
-      return yield* leases.respond(key, (connection) => send(connection, raw, headers))
-    }).pipe(
-      Effect.catchTags({
-        RequestError: () => Effect.succeed(error(400, "invalid_request_error", "could not read the request body")),
-        ParseError: () => Effect.succeed(error(400, "invalid_request_error", "the body must be JSON")),
-        PoolTimeout: (e) =>
-          Effect.succeed(
-            error(503, "pool_timeout", `no upstream connection within ${e.waitedMillis} ms`, { "retry-after": "1" })
-          ),
-        CircuitOpen: (e) =>
-          Effect.succeed(
-            error(503, "upstream_unavailable", "the upstream is failing; try again later", {
-              "retry-after": String(Math.max(1, Math.ceil(e.retryAfterMillis / 1000)))
-            })
-          ),
-        StreamTimeout: () => Effect.succeed(error(504, "upstream_timeout", "the upstream did not answer in time")),
-        UpstreamStatus: (e) =>
-          Effect.succeed(HttpServerResponse.text(e.body, { status: e.status, contentType: "application/json" })),
-        UpstreamFailed: () => Effect.succeed(error(502, "upstream_error", "the upstream request failed")),
-        UpstreamConnectError: () => Effect.succeed(error(502, "upstream_error", "could not connect to the upstream"))
-      }),
-      Effect.catchAll(() => Effect.succeed(error(503, "pool_unavailable", "no upstream connection available")))
-    )
+      const account = yield* accountFor(request)
+      return yield* chatOn(request, account).pipe(Effect.map(HttpServerResponse.setHeader(accountHeader, account)))
+    })
+
+    const chatOn = (request: HttpServerRequest.HttpServerRequest, account: string) =>
+      Effect.gen(function* () {
+        const raw = yield* request.text
+        const parsed = yield* Schema.decodeUnknown(ChatRequest)(raw)
+        if (parsed.stream !== true) {
+          return HttpServerResponse.unsafeJson(
+            { error: { type: "invalid_request_error", message: "this relay streams only: send stream: true" } },
+            { status: 400 }
+          )
+        }
+        const headers: Record<string, string> = { authorization: `Bearer ${apiKeys.get(account)!}` }
+        for (const name of forwarded) {
+          const value = request.headers[name]
+          if (value !== undefined) headers[name] = value
+        }
+        return yield* leases.respond(keyOf(account), (connection) => send(connection, raw, headers))
+      }).pipe(
+        Effect.catchTags({
+          RequestError: () => Effect.succeed(error(400, "invalid_request_error", "could not read the request body")),
+          ParseError: () => Effect.succeed(error(400, "invalid_request_error", "the body must be JSON")),
+          PoolTimeout: (e) =>
+            Effect.succeed(
+              error(503, "pool_timeout", `no upstream connection within ${e.waitedMillis} ms`, { "retry-after": "1" })
+            ),
+          CircuitOpen: (e) =>
+            Effect.succeed(
+              error(503, "upstream_unavailable", "the upstream is failing; try again later", {
+                "retry-after": String(Math.max(1, Math.ceil(e.retryAfterMillis / 1000)))
+              })
+            ),
+          StreamTimeout: () => Effect.succeed(error(504, "upstream_timeout", "the upstream did not answer in time")),
+          UpstreamStatus: (e) =>
+            Effect.succeed(HttpServerResponse.text(e.body, { status: e.status, contentType: "application/json" })),
+          UpstreamFailed: () => Effect.succeed(error(502, "upstream_error", "the upstream request failed")),
+          UpstreamConnectError: () => Effect.succeed(error(502, "upstream_error", "could not connect to the upstream"))
+        }),
+        Effect.catchAll(() => Effect.succeed(error(503, "pool_unavailable", "no upstream connection available")))
+      )
 
     const healthz = Effect.gen(function* () {
       const stats = yield* pool.stats
@@ -181,7 +303,38 @@ export const makeRelay = (upstream: string, config: RelayConfig) =>
       })
     })
 
-    return { chat: ConcurrencyLimit.middleware(limit)(chatHandler), healthz, pool, limit }
+    /** `GET /admin/sessions?user=…` or `?apiKey=…` (the client's key; looked up by its fingerprint). */
+    const findSessions = Effect.gen(function* () {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      if (!isAdmin(request.headers.authorization)) {
+        return HttpServerResponse.unsafeJson(
+          { _tag: "Unauthorized", message: "Unauthorized" },
+          { status: 401, headers: { "www-authenticate": "Bearer" } }
+        )
+      }
+      const query = new URL(request.url, "http://relay").searchParams
+      const user = query.get("user")
+      const apiKey = query.get("apiKey")
+      if ((user === null) === (apiKey === null)) {
+        return error(400, "invalid_request_error", "give exactly one of user or apiKey")
+      }
+      const found =
+        user !== null ? yield* sessions.findBy("user", user) : yield* sessions.findBy("apiKey", fingerprint(apiKey!))
+      const open = yield* openAccounts
+      return HttpServerResponse.unsafeJson({
+        sessions: found.map((f) => ({
+          id: f.id,
+          userId: f.value.userId,
+          account: f.value.account,
+          accountOpen: open.has(f.value.account),
+          requests: f.value.requests,
+          moves: f.value.moves,
+          expiresAt: new Date(f.expiresAt).toISOString()
+        }))
+      })
+    })
+
+    return { chat: ConcurrencyLimit.middleware(limit)(chatHandler), healthz, findSessions, pool, limit }
   })
 
 const error = (status: number, type: string, message: string, headers: Record<string, string> = {}) =>
@@ -205,9 +358,10 @@ export const layer = (options: RelayOptions) => {
   const { config } = options
   const Routes = HttpApiBuilder.Router.use((router) =>
     Effect.gen(function* () {
-      const relay = yield* makeRelay(options.upstream, config)
+      const relay = yield* makeRelay(options.upstream, config, options.adminToken)
       yield* router.post("/v1/chat/completions", relay.chat)
       yield* router.get("/healthz", relay.healthz)
+      yield* router.get("/admin/sessions", relay.findSessions)
     })
   )
   const Api = HttpApiBuilder.api(RelayApi).pipe(
@@ -227,13 +381,16 @@ export const layer = (options: RelayOptions) => {
     // Streams are cut at once on shutdown rather than waited for.
     drainTimeout: "1 second",
     // undici's own idle close (4 s by default) would otherwise beat the pool's idle rules.
-    client: { keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000 }
+    client: { keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000 },
+    // Per account: a failing account's circuit opens and its sessions move to another.
+    breaker: { failures: config.breaker.failures, reset: config.breaker.reset }
   })
   return HttpApiBuilder.serve(AdminHttp.logger).pipe(
     Layer.provide(Routes),
     Layer.provide(Api),
     Layer.provide(ConcurrencyLimit.layer({ name: "chat completions", ...config.limit })),
     Layer.provide(Pools),
+    Layer.provide(layerStores(config.sessions)),
     Layer.provide(PoolRegistry.layer)
   )
 }

@@ -4,19 +4,22 @@
  * `chat.completion.chunk` events slowly, then `data: [DONE]`.
  *
  * Switches, per request (headers) or for the whole server (options):
- * - `x-upstream-mode: ok | fail | hang | reset`: `fail` closes the socket
- *   mid-stream, `reset` sends a TCP RST mid-stream, `hang` stops writing;
+ * - `x-upstream-mode: ok | fail | hang | reset | drop`: `fail` closes the
+ *   socket mid-stream, `reset` sends a TCP RST mid-stream, `hang` stops
+ *   writing, `drop` closes the socket before answering at all (an account
+ *   whose upstream is failing: the relay sees a connection error);
  * - `x-upstream-tokens`, `x-upstream-delay-ms`: how many tokens, how slowly.
  *
  * It counts the sockets open on its side, so a test or a load run can tell
- * whether the relay left connections behind.
+ * whether the relay left connections behind, and the requests of each
+ * account (by the bearer key the relay sends), so affinity can be watched.
  */
 
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import { Effect, type Scope } from "effect"
 
-export type Mode = "ok" | "fail" | "hang" | "reset"
+export type Mode = "ok" | "fail" | "hang" | "reset" | "drop"
 
 export interface UpstreamOptions {
   /** Tokens per completion. Default 20. */
@@ -38,6 +41,8 @@ export interface Upstream {
   readonly accepted: () => number
   /** Tokens written so far. */
   readonly tokensSent: () => number
+  /** Requests received so far per account: the bearer key of `Authorization` (`""` for none). */
+  readonly requestsByKey: () => ReadonlyMap<string, number>
 }
 
 /** The text of token `i`: what a client must receive, in order and once. */
@@ -72,6 +77,7 @@ export const start = (options: UpstreamOptions = {}, port = 0): Effect.Effect<Up
       let accepted = 0
       let sent = 0
       let serial = 0
+      const byKey = new Map<string, number>()
       const server = Http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
         if (req.method !== "POST" || !req.url?.startsWith("/v1/chat/completions")) {
           res.writeHead(404, { "content-type": "application/json" }).end('{"error":{"message":"not found"}}')
@@ -82,8 +88,14 @@ export const start = (options: UpstreamOptions = {}, port = 0): Effect.Effect<Up
         const mode = (header(req, "x-upstream-mode") as Mode | undefined) ?? pickMode(options)
         const cutAt = Math.max(1, Math.floor(tokens / 2))
         const id = `chatcmpl-${++serial}`
+        const bearer = /^Bearer (.+)$/i.exec(header(req, "authorization") ?? "")?.[1] ?? ""
+        byKey.set(bearer, (byKey.get(bearer) ?? 0) + 1)
         req.resume()
         req.on("end", () => {
+          if (mode === "drop") {
+            res.socket?.destroy()
+            return
+          }
           res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" })
           let i = 0
           const timer = setInterval(() => {
@@ -121,7 +133,8 @@ export const start = (options: UpstreamOptions = {}, port = 0): Effect.Effect<Up
               port: address.port,
               openSockets: () => sockets.size,
               accepted: () => accepted,
-              tokensSent: () => sent
+              tokensSent: () => sent,
+              requestsByKey: () => new Map(byKey)
             }
           })
         )
