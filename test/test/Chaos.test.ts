@@ -134,7 +134,8 @@ describe("chaos: real sockets through a faulty network", () => {
           acquire,
           maxPerKey: 4,
           isConnectionError,
-          heartbeat: { beat: ping, schedule: Schedule.spaced("200 millis"), timeout: "300 millis" }
+          heartbeat: { beat: ping, timeout: "300 millis" },
+          heartbeatInterval: "200 millis"
         })
         yield* Effect.all(
           Array.from({ length: 4 }, () => pool.use("a", ping)),
@@ -170,7 +171,8 @@ describe("chaos: real sockets through a faulty network", () => {
         minIdlePerKey: 2,
         isConnectionError,
         validate: stillOpen,
-        healthCheck: { check: ping, schedule: Schedule.spaced("100 millis"), timeout: "500 millis" }
+        healthCheck: { check: ping, timeout: "500 millis" },
+        healthCheckInterval: "100 millis"
       })
       yield* Effect.all([pool.use("a", ping), pool.use("a", ping), pool.use("a", ping)], { concurrency: "unbounded" })
       const stale = new Set(yield* Ref.get(clients))

@@ -108,7 +108,8 @@ export const make = (options: Options): Effect.Effect<VectorPool, never, Scope.S
       createBackoff: { initial: "50 millis", max: "1 second" },
       validate: Connection.ping,
       validateTimeout: options.validateTimeout ?? "2 seconds",
-      healthCheck: { check: Connection.ping, schedule: Schedule.spaced(options.idleCheckInterval ?? "30 seconds") },
+      healthCheck: { check: Connection.ping },
+      healthCheckInterval: options.idleCheckInterval ?? "30 seconds",
       isConnectionError: Connection.isConnectionError,
       retry: Schedule.exponential("100 millis").pipe(
         Schedule.jittered,
