@@ -21,8 +21,12 @@
  * body over {@link maxBodyBytes} with 413 `PayloadTooLarge`.
  *
  * ```ts
- * import { HttpApi } from "@effect/platform"
+ * import { HttpApi, HttpApiEndpoint, HttpApiGroup } from "@effect/platform"
  * import { AdminApi } from "@cistern/platform"
+ * import { Schema } from "effect"
+ *
+ * // the application's own endpoints
+ * class UsersGroup extends HttpApiGroup.make("users").add(HttpApiEndpoint.get("me", "/me").addSuccess(Schema.String)) {}
  *
  * // mount the group, under a prefix, into the application's own API
  * class AppApi extends HttpApi.make("app").add(UsersGroup).add(AdminApi.AdminGroup.prefix("/admin")) {}

@@ -2,7 +2,8 @@
  * Serves the admin API from the `PoolRegistry`: handlers for the `cistern`
  * group (mounted into an application's own `HttpApi` or served on their own),
  * an access log that never writes headers or query strings, and a mapping to
- * the MCP gateway's `pool-status` / `cleanup-connections` JSON (seed 001).
+ * the `pool-status` / `cleanup-connections` JSON of a multi-user MCP gateway,
+ * for one that keeps those endpoints while its pool moves to Cistern.
  *
  * A dedicated admin server:
  *
@@ -23,7 +24,16 @@
  * Mounted into an existing API (see the package README):
  *
  * ```ts
+ * import { AdminApi, AdminAuth, AdminHttp } from "@cistern/platform"
+ * import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup } from "@effect/platform"
+ * import { Effect, Layer, Schema } from "effect"
+ *
+ * // the application's own endpoints
+ * class UsersGroup extends HttpApiGroup.make("users").add(HttpApiEndpoint.get("me", "/me").addSuccess(Schema.String)) {}
+ *
  * class AppApi extends HttpApi.make("app").add(UsersGroup).add(AdminApi.AdminGroup.prefix("/admin")) {}
+ *
+ * const UsersLive = HttpApiBuilder.group(AppApi, "users", (handlers) => handlers.handle("me", () => Effect.succeed("ada")))
  *
  * const ApiLive = HttpApiBuilder.api(AppApi).pipe(
  *   Layer.provide(UsersLive),
@@ -94,6 +104,10 @@ export const layer: Layer.Layer<
 > = internal.layer
 
 /**
+ * Options of the standalone server ({@link layerServer}): where its OpenAPI
+ * document and docs page are served, or that they are not, and how its
+ * dashboard samples the pools. Every field has a default.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -155,7 +169,8 @@ export const logger: <E, R>(app: HttpApp.Default<E, R>) => HttpApp.Default<E, R>
 export const withoutQuery: <E, R>(app: HttpApp.Default<E, R>) => HttpApp.Default<E, R> = internal.withoutQuery
 
 /**
- * The parts of a key as seed 001 shows them: the user and the server name.
+ * A pool key split the way a multi-user MCP gateway reports it: the user who
+ * owns the connection and the name of the MCP server it reaches.
  *
  * @since 0.1.0
  * @category models
@@ -166,8 +181,9 @@ export interface KeyParts {
 }
 
 /**
- * Splits a key, as `describeKey` shows it, at its first `:` (seed 001's
- * `userId:mcpName`); a key without one is both the user and the name.
+ * Splits a key, as `describeKey` shows it, at its first `:`, the gateway's
+ * `userId:mcpName` form (`"user1:github-mcp"` is user `user1`, server
+ * `github-mcp`); a key without one is both the user and the name.
  *
  * @since 0.1.0
  * @category mapping
@@ -175,7 +191,9 @@ export interface KeyParts {
 export const splitAtColon: (key: string) => KeyParts = status.splitAtColon
 
 /**
- * Seed 001's `config` block.
+ * The schema of the `config` block of the `pool-status` body: the per-user
+ * and total connection limits, the idle timeout (`connectionTimeout`) and the
+ * cleanup interval, in milliseconds, `null` where unbounded.
  *
  * @since 0.1.0
  * @category schemas
@@ -188,6 +206,9 @@ export const PoolStatusConfig = Schema.Struct({
 })
 
 /**
+ * The `config` block of the `pool-status` body: the limits and intervals the
+ * pool runs with, in milliseconds, `null` where unbounded.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -223,7 +244,10 @@ export interface ConnectionDetail {
 }
 
 /**
- * How to map a pool to seed 001's JSON.
+ * How {@link poolStatusResponse} and {@link cleanupConnectionsResponse} read
+ * a pool: how a key splits into user and server name, and which `config`
+ * values to report instead of the pool's own (a per-user limit that is not
+ * the per-key one, for instance).
  *
  * @since 0.1.0
  * @category models
@@ -240,7 +264,9 @@ export interface PoolStatusOptions {
 }
 
 /**
- * The exact body of seed 001's `GET /api/mcp/pool-status`:
+ * The schema of a multi-user MCP gateway's `GET /api/mcp/pool-status` body,
+ * exactly as its clients read it; add it to an endpoint of the application's
+ * own API with `addSuccess`:
  *
  * ```json
  * { "success": true, "data": {
@@ -266,6 +292,9 @@ export const PoolStatusResponse: Schema.Schema<PoolStatusResponse> = Schema.Stru
 }).annotations({ identifier: "PoolStatusResponse" })
 
 /**
+ * The `pool-status` body: every live connection with its user, server name,
+ * times and idle minutes, the counts per user, and the config in force.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -280,19 +309,37 @@ export interface PoolStatusResponse {
 }
 
 /**
- * Maps a registered pool to seed 001's `pool-status` body. Connections are
- * the pool's live items (idle and leased); `idleMinutes` is whole minutes
- * idle (0 while leased); times are ISO strings of the pool's clock.
+ * Maps a registered pool to the `pool-status` body of a multi-user MCP
+ * gateway. Connections are the pool's live items (idle and leased);
+ * `idleMinutes` is whole minutes idle (0 while leased); times are ISO strings
+ * of the pool's clock.
  *
  * ```ts
- * // an endpoint of the application's own API, answering with seed 001's shape
- * HttpApiEndpoint.get("poolStatus", "/api/mcp/pool-status").addSuccess(AdminHttp.PoolStatusResponse)
- * // its handler
- * handlers.handle("poolStatus", () =>
- *   Effect.flatMap(registry.get("mcp"), Option.match({
- *     onNone: () => Effect.die("the mcp pool is not running"),
- *     onSome: (entry) => AdminHttp.poolStatusResponse(entry)
- *   })))
+ * import { PoolRegistry } from "@cistern/pool"
+ * import { AdminHttp } from "@cistern/platform"
+ * import { HttpApi, HttpApiBuilder, HttpApiEndpoint, HttpApiGroup } from "@effect/platform"
+ * import { Effect, Option } from "effect"
+ *
+ * // an endpoint of the application's own API, answering with the gateway's shape
+ * class McpGroup extends HttpApiGroup.make("mcp").add(
+ *   HttpApiEndpoint.get("poolStatus", "/api/mcp/pool-status").addSuccess(AdminHttp.PoolStatusResponse)
+ * ) {}
+ * class AppApi extends HttpApi.make("app").add(McpGroup) {}
+ *
+ * // its handler, reading the pool named "mcp" from the registry
+ * const McpLive = HttpApiBuilder.group(AppApi, "mcp", (handlers) =>
+ *   Effect.map(PoolRegistry.PoolRegistry, (registry) =>
+ *     handlers.handle("poolStatus", () =>
+ *       Effect.flatMap(
+ *         registry.get("mcp"),
+ *         Option.match({
+ *           onNone: () => Effect.die("the mcp pool is not running"),
+ *           onSome: (entry) => AdminHttp.poolStatusResponse(entry)
+ *         })
+ *       )
+ *     )
+ *   )
+ * )
  * ```
  *
  * @since 0.1.0
@@ -304,7 +351,8 @@ export const poolStatusResponse: (
 ) => Effect.Effect<PoolStatusResponse> = status.poolStatusResponse
 
 /**
- * The exact body of seed 001's `POST /api/mcp/cleanup-connections`:
+ * The schema of a multi-user MCP gateway's `POST /api/mcp/cleanup-connections`
+ * body, exactly as its clients read it:
  *
  * ```json
  * { "success": true, "data": { "message": "Cleanup completed",
@@ -327,6 +375,9 @@ export const CleanupConnectionsResponse: Schema.Schema<CleanupConnectionsRespons
 }).annotations({ identifier: "CleanupConnectionsResponse" })
 
 /**
+ * The `cleanup-connections` body: the connections per user before and after
+ * a cleanup, and how many it closed.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -341,8 +392,9 @@ export interface CleanupConnectionsResponse {
 }
 
 /**
- * Runs a pool's cleanup and maps it to seed 001's `cleanup-connections`
- * body: connections per user before and after, and how many were cleaned.
+ * Runs a pool's cleanup (idle items past their timeout are closed now) and
+ * maps it to the `cleanup-connections` body of a multi-user MCP gateway:
+ * connections per user before and after, and how many were cleaned.
  *
  * @since 0.1.0
  * @category mapping

@@ -32,7 +32,7 @@ export * as AdminHealth from "./AdminHealth.js"
 
 /**
  * Handlers and layers serving the admin API from the `PoolRegistry`, and the
- * mapping to seed 001's JSON.
+ * mapping to a multi-user MCP gateway's `pool-status` JSON.
  *
  * @since 0.1.0
  */
