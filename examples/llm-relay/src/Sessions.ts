@@ -37,7 +37,7 @@ export const accountsConfig: Config.Config<ReadonlyArray<Account>> = Config.stri
       .filter((pair) => pair.length > 0)
       .map((pair) => {
         const at = pair.indexOf("=")
-        return { name: pair.slice(0, at).trim(), apiKey: pair.slice(at + 1).trim() }
+        return at < 0 ? { name: "", apiKey: "" } : { name: pair.slice(0, at).trim(), apiKey: pair.slice(at + 1).trim() }
       })
     const names = new Set(accounts.map((a) => a.name))
     const valid =
