@@ -81,6 +81,9 @@ export const PoolView = Schema.Struct({
 }).annotations({ identifier: "PoolView" })
 
 /**
+ * A pool as `GET /pools/:name` answers it, decoded: what the typed client's
+ * `getPool` returns, and what to read a pool's stats and items from in a test.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -97,6 +100,8 @@ export const PoolList = Schema.Struct({
 }).annotations({ identifier: "PoolList" })
 
 /**
+ * The body of `GET /pools`, decoded: every registered pool as a {@link PoolView}.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -120,6 +125,9 @@ export const CleanupRequest = Schema.Struct({
 }).annotations({ identifier: "CleanupRequest" })
 
 /**
+ * The body a client sends to `POST /pools/:name/cleanup`: at most a `reason`,
+ * which the server logs with the cleanup so an operator can tell why it ran.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -139,6 +147,9 @@ export const CleanupResult = Schema.Struct({
 }).annotations({ identifier: "CleanupResult" })
 
 /**
+ * What `POST /pools/:name/cleanup` answers, decoded: sizes before and after,
+ * what was cleaned and dropped, and the pool's stats once it is done.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -154,6 +165,9 @@ export interface CleanupResult extends Schema.Schema.Type<typeof CleanupResult> 
 export const HealthStatus = Schema.Literal("healthy", "degraded", "unhealthy")
 
 /**
+ * `healthy`, `degraded` or `unhealthy`: the verdict on one pool and on the whole
+ * process; only `unhealthy` turns `/health` into a 503.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -192,6 +206,10 @@ export const HealthReason = Schema.Struct({
 }).annotations({ identifier: "HealthReason" })
 
 /**
+ * One reason a pool is not healthy, decoded: its `kind` (to switch on in an
+ * alert rule), its `status`, a message for people, and some of the keys
+ * concerned.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -221,6 +239,9 @@ export const PoolHealth = Schema.Struct({
 }).annotations({ identifier: "PoolHealth" })
 
 /**
+ * One pool's part of the `/health` answer, decoded: its status and reasons,
+ * its occupancy, its acquire timeouts and the limits in force.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -434,6 +455,9 @@ export const DashboardKey = Schema.Struct({
 }).annotations({ identifier: "DashboardKey" })
 
 /**
+ * One row of the dashboard's key table, decoded: a key's counts, health and
+ * circuit state, and when an open circuit lets a call through again.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -463,6 +487,9 @@ export const DashboardPoint = Schema.Struct({
 }).annotations({ identifier: "DashboardPoint" })
 
 /**
+ * One chart sample of a pool, decoded: occupancy, acquire-wait quantiles,
+ * timeouts and failed creations since the previous sample.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -494,6 +521,9 @@ export const DashboardEvent = Schema.Struct({
 }).annotations({ identifier: "DashboardEvent" })
 
 /**
+ * One entry of the dashboard's recent events, decoded; `id` orders them and
+ * lets a client tell which it has already shown.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -533,6 +563,9 @@ export const DashboardPool = Schema.Struct({
 }).annotations({ identifier: "DashboardPool" })
 
 /**
+ * One pool in a dashboard snapshot, decoded: status and reasons, totals,
+ * circuits, its latest chart sample, config and the keys needing attention.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -553,6 +586,9 @@ export const DashboardSnapshot = Schema.Struct({
 }).annotations({ identifier: "DashboardSnapshot" })
 
 /**
+ * What the dashboard's event stream and `GET /dashboard/snapshot` deliver,
+ * decoded: every pool's current state and the latest events.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -572,6 +608,9 @@ export const DashboardHistory = Schema.Struct({
 }).annotations({ identifier: "DashboardHistory" })
 
 /**
+ * The first frame of the dashboard's event stream, decoded: each pool's chart
+ * samples so far and the events kept.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -587,6 +626,9 @@ export interface DashboardHistory extends Schema.Schema.Type<typeof DashboardHis
 export const KeySort = Schema.Literal("attention", "inUse", "waiting", "failures", "timeouts", "key")
 
 /**
+ * The orders the dashboard's key table can be sorted in (`sort` of a
+ * {@link KeyQuery}); `attention` puts the keys in trouble first.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -611,6 +653,9 @@ export const KeyQuery = Schema.Struct({
 }).annotations({ identifier: "KeyQuery" })
 
 /**
+ * The body of `POST /dashboard/keys`: which pool, an optional search, sort
+ * order, offset and page size.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -632,6 +677,9 @@ export const KeyPage = Schema.Struct({
 }).annotations({ identifier: "KeyPage" })
 
 /**
+ * The answer to `POST /dashboard/keys`, decoded: how many keys the pool has and
+ * match the search, and one page of their rows.
+ *
  * @since 0.1.0
  * @category models
  */

@@ -44,6 +44,9 @@ import * as internal from "./internal/auth.js"
 export const defaultVariable: string = internal.defaultVariable
 
 /**
+ * Options of {@link layer}: the token itself, when the application already
+ * holds it (from a secret store, or a test), and whether `/health` is public.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -63,6 +66,10 @@ export interface Options {
 export const layer: (options: Options) => Layer.Layer<Authorization | HealthAuthorization> = internal.layer
 
 /**
+ * Options of {@link layerConfig}: which configuration variable holds the
+ * token, and whether `/health` answers without one (for a load balancer that
+ * cannot send a header).
+ *
  * @since 0.1.0
  * @category models
  */

@@ -43,6 +43,10 @@ import * as internal from "./internal/prometheus.js"
 export const contentType: string = internal.contentType
 
 /**
+ * Options of {@link encode} and {@link scrape}: the label a frequency
+ * metric's words go in, when `key` already means something else in the
+ * dashboards that read them (a tag of the same name is written as `tag_<label>`).
+ *
  * @since 0.1.0
  * @category models
  */
