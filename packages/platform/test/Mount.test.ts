@@ -12,8 +12,8 @@ const secret = "mount-token-5e2a9c4b1d"
 const token = Redacted.make(secret)
 const bearer = { authorization: `Bearer ${secret}` }
 
-/** Seed 001's examples, verbatim. */
-const seedPoolStatus = {
+/** The multi-user MCP gateway's documented example bodies, verbatim. */
+const gatewayPoolStatus = {
   success: true,
   data: {
     totalConnections: 5,
@@ -36,7 +36,7 @@ const seedPoolStatus = {
     }
   }
 }
-const seedCleanup = {
+const gatewayCleanup = {
   success: true,
   data: {
     message: "Cleanup completed",
@@ -46,7 +46,7 @@ const seedCleanup = {
   }
 }
 
-/** An application's own API: its own group, seed 001's two endpoints, and the admin group under /admin. */
+/** An application's own API: its own group, the MCP gateway's two endpoints, and the admin group under /admin. */
 class HelloGroup extends HttpApiGroup.make("hello").add(
   HttpApiEndpoint.get("hello", "/hello").addSuccess(Schema.String)
 ) {}
@@ -137,7 +137,7 @@ describe("mounting the admin group into an application's own HttpApi", () => {
     }).pipe(Effect.provide(httpClient), Effect.provide(captureLogs().layer))
   )
 
-  it.scoped("answers seed 001's GET /api/mcp/pool-status with its exact JSON", () =>
+  it.scoped("answers an MCP gateway's GET /api/mcp/pool-status with its exact JSON", () =>
     Effect.gen(function* () {
       const registry = yield* PoolRegistry.make
       yield* at("2024-01-01T08:59:30.000Z")
@@ -165,7 +165,7 @@ describe("mounting the admin group into an application's own HttpApi", () => {
       assert.strictEqual(body.data.connectionDetails.length, 5)
       assert.deepStrictEqual(
         { ...body, data: { ...body.data, connectionDetails: body.data.connectionDetails.slice(0, 1) } },
-        seedPoolStatus
+        gatewayPoolStatus
       )
       assert.deepStrictEqual(
         body.data.connectionDetails.map((d: { key: string; userId: string; name: string }) => [d.userId, d.name]),
@@ -180,7 +180,7 @@ describe("mounting the admin group into an application's own HttpApi", () => {
     }).pipe(Effect.provide(captureLogs().layer))
   )
 
-  it.scoped("answers seed 001's POST /api/mcp/cleanup-connections with its exact JSON", () =>
+  it.scoped("answers an MCP gateway's POST /api/mcp/cleanup-connections with its exact JSON", () =>
     Effect.gen(function* () {
       const registry = yield* PoolRegistry.make
       yield* at("2024-01-01T09:00:00.000Z")
@@ -203,7 +203,7 @@ describe("mounting the admin group into an application's own HttpApi", () => {
 
       const response = yield* raw(server, { method: "POST", path: "/api/mcp/cleanup-connections", headers: bearer })
       assert.strictEqual(response.status, 200)
-      assert.deepStrictEqual(JSON.parse(response.body), seedCleanup)
+      assert.deepStrictEqual(JSON.parse(response.body), gatewayCleanup)
       assert.strictEqual((yield* pool.stats).size, 6)
     }).pipe(Effect.provide(captureLogs().layer))
   )
