@@ -16,7 +16,7 @@ import { createHash } from "node:crypto"
 import { UpstreamPool } from "@cistern/platform-node"
 import { RedisClient, RedisSessionStore } from "@cistern/redis"
 import { Affinity, SessionStore } from "@cistern/session"
-import { Config, ConfigError, Duration, Effect, Either, Layer, Option, type Redacted, Schema } from "effect"
+import { Config, ConfigError, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 
 /** An upstream account: a name shown in headers and logs, and the API key sent upstream (never shown). */
 export interface Account {
@@ -86,8 +86,8 @@ export interface SessionsConfig {
   readonly ttl: Duration.Duration
   /** How long a session keeps its account at most, healthy or not. */
   readonly affinityTtl: Duration.Duration
-  /** Redis, when set: sessions and pins shared by every relay. */
-  readonly redisUrl: Option.Option<Redacted.Redacted<string>>
+  /** Redis's connection settings: with a `url`, sessions and pins are shared by every relay through it. */
+  readonly redis: RedisClient.Options
 }
 
 const seconds = (name: string, fallback: number) =>
@@ -97,14 +97,18 @@ const seconds = (name: string, fallback: number) =>
     Config.map((n) => Duration.seconds(n))
   )
 
-/** Reads `SESSION_TTL_SECONDS`, `AFFINITY_TTL_SECONDS` and `REDIS_URL` (redacted). */
+/**
+ * Reads `SESSION_TTL_SECONDS`, `AFFINITY_TTL_SECONDS` and Redis's variables
+ * (`REDIS_URL` and `REDIS_PASSWORD`, redacted; `REDIS_COMMAND_TIMEOUT`,
+ * `REDIS_CONNECT_TIMEOUT`).
+ */
 export const sessionsConfig: Config.Config<SessionsConfig> = Config.all({
   ttl: seconds("SESSION_TTL_SECONDS", 3600),
   affinityTtl: seconds("AFFINITY_TTL_SECONDS", 1800),
-  redisUrl: Config.option(Config.redacted("REDIS_URL"))
+  redis: RedisClient.config()
 })
 
-/** Both stores: in memory, or in Redis (one client shared by the two) when `redisUrl` is set. */
+/** Both stores: in memory, or in Redis (one client shared by the two) when `REDIS_URL` is set. */
 export const layerStores = (config: SessionsConfig): Layer.Layer<Sessions | Pins> => {
   const sessions = {
     schema: Session,
@@ -113,18 +117,18 @@ export const layerStores = (config: SessionsConfig): Layer.Layer<Sessions | Pins
   }
   // Pins carry their own TTL (set by Affinity on every pin).
   const pins = { schema: Affinity.Pin(Schema.String), ttl: config.affinityTtl }
-  return Option.match(config.redisUrl, {
+  return Option.match(Option.fromNullable(config.redis.url), {
     onNone: () =>
       Layer.merge(
         SessionStore.layerMemory(Sessions, { ...sessions, capacity: 100_000 }),
         SessionStore.layerMemory(Pins, { ...pins, capacity: 100_000 })
       ),
-    onSome: (url) =>
+    onSome: () =>
       Layer.merge(
         RedisSessionStore.layer(Sessions, { ...sessions, prefix: "llm-relay:sessions:" }),
         // Pins are written through, so another relay resolves a moved session to the same account at once.
         RedisSessionStore.layer(Pins, { ...pins, prefix: "llm-relay:pins:", writeMode: "write-through" })
-      ).pipe(Layer.provide(RedisClient.layer({ url })))
+      ).pipe(Layer.provide(RedisClient.layer(config.redis)))
   })
 }
 

@@ -48,6 +48,9 @@ const main = Effect.gen(function* () {
       `admin API under /admin, token (set CISTERN_ADMIN_TOKEN to choose one): ${Redacted.value(admin.token)}`
     )
   }
+  yield* Console.log(
+    `sessions and affinity pins in ${config.sessions.redis.url === undefined ? "memory" : "Redis (REDIS_URL)"}; accounts: ${config.accounts.map((a) => a.name).join(", ")}`
+  )
   yield* Console.log(`listening on ${server.url}`)
   return yield* Effect.never
 })
