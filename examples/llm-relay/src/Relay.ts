@@ -108,7 +108,7 @@ export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Red
     const pool = yield* UpstreamPool.UpstreamPool
     const limit = yield* ConcurrencyLimit.ConcurrencyLimit
     const sessions = yield* Sessions
-    const { affinity, keyOf, describeKey, names } = yield* makeAffinity(
+    const { affinity, health, keyOf, describeKey, names } = yield* makeAffinity(
       upstream,
       config.accounts,
       config.sessions.affinityTtl
@@ -127,8 +127,8 @@ export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Red
         stats.idle >= config.maxKeepaliveConnections ? pool.invalidate(connection) : Effect.void
       )
 
-    /** Accounts whose circuit is open now. */
-    const openAccounts = Effect.map(pool.stats, (stats) => {
+    /** Accounts whose circuit is open now (and not yet due for its probe). */
+    const openAccounts = Effect.map(health.stats, (stats) => {
       const open = new Set<string>()
       for (const key of stats.perKey) if (key.health.breaker === "open") open.add(key.key)
       return new Set(names.filter((name) => open.has(describeKey(name))))

@@ -16,7 +16,7 @@ import { createHash } from "node:crypto"
 import { UpstreamPool } from "@cistern/platform-node"
 import { RedisClient, RedisSessionStore } from "@cistern/redis"
 import { Affinity, SessionStore } from "@cistern/session"
-import { Config, ConfigError, Duration, Effect, Either, Layer, Option, Schema } from "effect"
+import { Clock, Config, ConfigError, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 
 /** An upstream account: a name shown in headers and logs, and the API key sent upstream (never shown). */
 export interface Account {
@@ -133,6 +133,24 @@ export const layerStores = (config: SessionsConfig): Layer.Layer<Sessions | Pins
 }
 
 /**
+ * The pool's health as the relay steers by it. A circuit whose `reset` has
+ * passed still shows `open` in the pool's stats until a caller tries the
+ * key; steering every session away from it would mean nobody ever does, and
+ * the account would never come back. So a key due for its probe shows as
+ * `half-open` here: it may be given to a session, whose request probes it.
+ */
+export const steeringHealth = (pool: Affinity.HealthSource): Affinity.HealthSource => ({
+  stats: Effect.zipWith(pool.stats, Clock.currentTimeMillis, (stats, now) => ({
+    ...stats,
+    perKey: stats.perKey.map((key) =>
+      key.health.breaker === "open" && key.health.retryAt !== null && key.health.retryAt <= now
+        ? { ...key, health: { ...key.health, breaker: "half-open" as const } }
+        : key
+    )
+  }))
+})
+
+/**
  * The accounts as pool keys, and the affinity that pins sessions to them.
  * A new or moved session gets the first account, in an order that starts at
  * a place given by its id (so sessions spread over the accounts), whose
@@ -147,8 +165,9 @@ export const makeAffinity = (upstream: string, accounts: ReadonlyArray<Account>,
     const describeKey = (name: string) => UpstreamPool.describeKey(keyOf(name))
     const names = accounts.map((a) => a.name)
     const start = (id: string) => createHash("sha256").update(id).digest().readUInt32BE(0) % names.length
+    const health = steeringHealth(pool)
     const affinity = Affinity.make({
-      pool,
+      pool: health,
       store: pins,
       describeKey,
       ttl,
@@ -164,5 +183,5 @@ export const makeAffinity = (upstream: string, accounts: ReadonlyArray<Account>,
           return healthy.find((name) => !Option.contains(previous, name)) ?? healthy[0] ?? order[0]!
         })
     })
-    return { affinity, keyOf, describeKey, names }
+    return { affinity, health, keyOf, describeKey, names }
   })

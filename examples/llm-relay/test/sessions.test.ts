@@ -186,10 +186,17 @@ describe("llm-relay sessions", () => {
           yield* TestClock.adjust("2 seconds")
           assert.deepStrictEqual(yield* accountsOf(relay.port, "s-1", 3), [away, away, away])
           assert.strictEqual(upstreamCount(home), 8)
+          // The circuit's time is the TestClock's: past 60 s it lets a probe through and closes,
+          // so new sessions are given the account again, while s-1 stays where it is.
+          const later: Array<string | undefined> = []
+          for (let i = 0; i < 12; i++) later.push(...(yield* accountsOf(relay.port, `later-${i}`, 1)))
+          assert.include(later, home)
+          assert.isAbove(upstreamCount(home), 8)
+          assert.deepStrictEqual(yield* accountsOf(relay.port, "s-1", 1), [away])
 
           const found = yield* sessionsOf(relay.port, "user=anonymous")
           const s1 = JSON.parse(found.body).sessions.find((s: { id: string }) => s.id === "s-1")
-          assert.include(s1, { account: away, requests: 17, moves: 1 })
+          assert.include(s1, { account: away, requests: 18, moves: 1 })
         })
     )
 
