@@ -4,8 +4,15 @@
  * and leases that end only by closing scopes.
  *
  * ```ts
- * import { Context, Effect } from "effect"
+ * import { Context, Effect, type Scope } from "effect"
  * import { KeyedPool } from "@cistern/pool"
+ *
+ * interface Connection {
+ *   readonly host: string
+ * }
+ * class ConnectError extends Error {}
+ * declare const connect: (host: string) => Effect.Effect<Connection, ConnectError, Scope.Scope>
+ * declare const query: (conn: Connection, sql: string) => Effect.Effect<unknown>
  *
  * class Upstreams extends Context.Tag("app/Upstreams")<
  *   Upstreams,
@@ -299,6 +306,15 @@ export interface ConfigOptions<K, A, E, R> extends Options<K, A, E, R> {
  * Like {@link layer}, with settings read from `Config`:
  *
  * ```ts
+ * import { Context, type Effect, type Scope } from "effect"
+ * import { KeyedPool, PoolConfig } from "@cistern/pool"
+ *
+ * interface Connection {
+ *   readonly user: string
+ * }
+ * declare const connect: (user: string) => Effect.Effect<Connection, Error, Scope.Scope>
+ * class Upstreams extends Context.Tag("app/Upstreams")<Upstreams, KeyedPool.KeyedPool<string, Connection, Error>>() {}
+ *
  * KeyedPool.layerConfig(Upstreams, {
  *   acquire: connect,
  *   config: PoolConfig.settings({ maxPerKey: "MAX_CONNECTIONS_PER_USER", maxTotal: "MAX_TOTAL_CONNECTIONS" })

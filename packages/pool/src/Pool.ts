@@ -3,8 +3,14 @@
  * {@link KeyedPool}, on the same engine.
  *
  * ```ts
- * import { Effect } from "effect"
+ * import { Effect, type Scope } from "effect"
  * import { Pool } from "@cistern/pool"
+ *
+ * interface Connection {
+ *   readonly id: number
+ * }
+ * declare const connect: Effect.Effect<Connection, Error, Scope.Scope> // its finalizer closes it
+ * declare const query: (conn: Connection, sql: string) => Effect.Effect<unknown>
  *
  * const program = Effect.gen(function* () {
  *   const pool = yield* Pool.make({ acquire: connect, max: 10, acquireTimeout: "5 seconds" })
@@ -162,6 +168,16 @@ export interface ConfigOptions<A, E, R> extends Options<A, E, R> {
  * Like {@link layer}, with settings read from `Config`:
  *
  * ```ts
+ * import { Context, type Effect, type Scope } from "effect"
+ * import { Pool, PoolConfig } from "@cistern/pool"
+ *
+ * interface Connection {
+ *   readonly id: number
+ * }
+ * declare const connect: Effect.Effect<Connection, Error, Scope.Scope>
+ * declare const ping: (conn: Connection) => Effect.Effect<void, Error>
+ * class Database extends Context.Tag("app/Database")<Database, Pool.Pool<Connection, Error>>() {}
+ *
  * Pool.layerConfig(Database, {
  *   acquire: connect,
  *   validate: ping,

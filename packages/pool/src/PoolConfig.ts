@@ -3,6 +3,8 @@
  * readers that validate them and name the bad variable and value.
  *
  * ```ts
+ * import { PoolConfig } from "@cistern/pool"
+ *
  * // a multi-user MCP gateway's variables: CONNECTION_TIMEOUT there is an idle timeout
  * const gateway = PoolConfig.settings({
  *   maxPerKey: "MAX_CONNECTIONS_PER_USER",
