@@ -317,6 +317,34 @@
     renderConfig(view)
     renderCharts(view)
     renderKeys(view)
+    renderGroups(view)
+  }
+
+  // The snapshot carries the busiest groups (capped like keys); "in use" counts those being created too.
+  const renderGroups = (view) => {
+    const { pool, section } = view
+    const box = section.querySelector(".groups")
+    const groups = pool.groups ?? []
+    box.hidden = pool.groups === undefined
+    const total = pool.groupsTotal ?? groups.length
+    section.querySelector(".group-count").textContent =
+      total > groups.length ? `${groups.length} busiest of ${total} groups` : `${total} groups`
+    section.querySelector(".group-table tbody").replaceChildren(
+      ...groups.map((group) => {
+        const tr = document.createElement("tr")
+        tr.dataset.group = group.group
+        if (group.max !== null && group.size >= group.max) tr.className = "at-limit"
+        tr.append(
+          text("td", group.group, "group"),
+          text("td", String(group.size - group.idle), "in-use"),
+          text("td", String(group.idle), "idle"),
+          text("td", String(group.size), "size"),
+          text("td", group.max === null ? "unbounded" : String(group.max), "max"),
+          text("td", String(group.keys), "keys")
+        )
+        return tr
+      })
+    )
   }
 
   const millis = (value) => {

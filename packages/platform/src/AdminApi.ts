@@ -34,7 +34,7 @@
  *
  * @since 0.1.0
  */
-import { CleanupReport, ConfigInForce, ItemDetails, PoolStats } from "@cistern/pool/PoolStats"
+import { CleanupReport, ConfigInForce, GroupStats, ItemDetails, PoolStats } from "@cistern/pool/PoolStats"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
@@ -68,8 +68,9 @@ export const PoolName = Schema.String.pipe(
 export const PoolPath = Schema.Struct({ name: PoolName })
 
 /**
- * One pool: its stats (totals, per-key counts, config in force) and its live
- * items with their state, age and idle time.
+ * One pool: its stats (totals, per-key counts, config in force; per-group
+ * counts and limits in `stats.perGroup` when the pool has tenant groups) and
+ * its live items with their state, age and idle time.
  *
  * @since 0.1.0
  * @category schemas
@@ -534,6 +535,10 @@ export interface DashboardEvent extends Schema.Schema.Type<typeof DashboardEvent
  * `keysPerPool` keys, those that need attention first (open circuits,
  * half-open, degraded, then most waiting, in use, failing); `keysTotal` says
  * how many there are, and `POST /dashboard/keys` pages through all of them.
+ * A pool given tenant groups also has `groups`: at most `keysPerPool` of
+ * them, the busiest first (most items leased or being created, then most
+ * items), with `groupsTotal` saying how many there are; a pool without
+ * groups has neither field.
  *
  * @since 0.1.0
  * @category schemas
@@ -559,12 +564,15 @@ export const DashboardPool = Schema.Struct({
   point: DashboardPoint,
   config: ConfigInForce,
   keysTotal: Schema.Number,
-  keys: Schema.Array(DashboardKey)
+  keys: Schema.Array(DashboardKey),
+  groupsTotal: Schema.optional(Schema.Number),
+  groups: Schema.optional(Schema.Array(GroupStats))
 }).annotations({ identifier: "DashboardPool" })
 
 /**
  * One pool in a dashboard snapshot, decoded: status and reasons, totals,
- * circuits, its latest chart sample, config and the keys needing attention.
+ * circuits, its latest chart sample, config, the keys needing attention and,
+ * in a pool with tenant groups, the busiest groups.
  *
  * @since 0.1.0
  * @category models

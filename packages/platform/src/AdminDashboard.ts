@@ -72,7 +72,7 @@ export interface Options {
    * sample at once. Default 10 seconds (never shorter than `interval`).
    */
   readonly idleInterval?: Duration.DurationInput | undefined
-  /** Keys per pool in each snapshot, those needing attention first. Default 50. */
+  /** Keys per pool in each snapshot, those needing attention first; tenant groups are capped alike. Default 50. */
   readonly keysPerPool?: number | undefined
   /** Samples per pool the charts keep. Default 300 (5 minutes at 1 second). */
   readonly history?: number | undefined

@@ -29,13 +29,15 @@ const makePool = (
 /**
  * Registers a pool that reports `count` keys: the stats of a real pool with one key, its key
  * repeated under `name(i)`. Filling a real pool with thousands of keys takes the engine seconds;
- * the dashboard reads nothing but the stats.
+ * the dashboard reads nothing but the stats. Given `groupOf`, the keys fall into tenant groups
+ * whose counts are summed from them.
  */
 const registerWithKeys = (
   registry: PoolRegistry.Service,
   poolName: string,
   count: number,
-  name: (i: number) => string
+  name: (i: number) => string,
+  groupOf?: (key: string) => string
 ) =>
   Effect.gen(function* () {
     const scratch = yield* PoolRegistry.make
@@ -43,18 +45,30 @@ const registerWithKeys = (
     yield* real.use("template", () => Effect.void)
     const template = yield* real.stats
     const inUse = yield* Ref.make(new Set<string>())
-    const stats = Effect.map(Ref.get(inUse), (busy) => ({
-      ...template,
-      keys: count,
-      size: count,
-      idle: count - busy.size,
-      inUse: busy.size,
-      perKey: Array.from({ length: count }, (_, i) => {
+    const stats = Effect.map(Ref.get(inUse), (busy) => {
+      const perKey = Array.from({ length: count }, (_, i) => {
         const key = name(i)
         const leased = busy.has(key) ? 1 : 0
         return { ...template.perKey[0], key, idle: 1 - leased, inUse: leased }
       })
-    }))
+      const groups = new Map<string, { group: string; max: number; size: number; idle: number; keys: number }>()
+      if (groupOf !== undefined) {
+        for (const k of perKey) {
+          const group = groupOf(k.key)
+          const g = groups.get(group) ?? { group, max: 20, size: 0, idle: 0, keys: 0 }
+          groups.set(group, { ...g, size: g.size + k.size, idle: g.idle + k.idle, keys: g.keys + 1 })
+        }
+      }
+      return {
+        ...template,
+        keys: count,
+        size: count,
+        idle: count - busy.size,
+        inUse: busy.size,
+        perKey,
+        ...(groupOf === undefined ? {} : { perGroup: Array.from(groups.values()) })
+      }
+    })
     yield* registry.register({ name: poolName, stats, items: Effect.succeed([]), cleanup: real.cleanup })
     return { lease: (key: string) => Ref.update(inUse, (busy) => new Set(busy).add(key)) }
   })
@@ -134,7 +148,15 @@ describe("AdminDashboard: the event stream", () => {
   it.scoped("sends the history, then the latest snapshot every interval; a client that hangs up ends its viewer", () =>
     Effect.gen(function* () {
       const registry = yield* PoolRegistry.make
-      const pool = yield* makePool(registry, { name: "stream", maxPerKey: 2 })
+      // Two tenants: "busy" is bob's key, every other key is alice's.
+      const pool = yield* makePool(registry, {
+        name: "stream",
+        maxPerKey: 2,
+        group: (key) => (key === "busy" ? "bob" : "alice"),
+        maxPerGroup: 3
+      })
+      const plain = yield* makePool(registry, { name: "plain" })
+      yield* plain.use("k", () => Effect.void)
       yield* pool.use("warm", () => Effect.void)
       const server = yield* serve(registry, { token })
       assert.strictEqual(yield* viewerCount(server), 0)
@@ -145,10 +167,22 @@ describe("AdminDashboard: the event stream", () => {
       assert.strictEqual(history.type, "history")
       assert.deepStrictEqual(
         decodeHistory(history.data).pools.map((p) => [p.name, p.points.length]),
-        [["stream", 1]]
+        [
+          ["stream", 1],
+          ["plain", 1]
+        ]
       )
       const first = yield* nextSnapshot(client)
       assert.strictEqual(first.at, 0)
+      assert.deepStrictEqual(
+        first.pools[0].groups?.map((g) => [g.group, g.size, g.idle, g.keys, g.max]),
+        [["alice", 1, 1, 1, 3]]
+      )
+      assert.deepStrictEqual(
+        [first.pools[1].groups, first.pools[1].groupsTotal],
+        [undefined, undefined],
+        "a pool without groups has none"
+      )
       assert.strictEqual(yield* viewerCount(server), 1)
 
       const hold = yield* Deferred.make<void>()
@@ -159,6 +193,15 @@ describe("AdminDashboard: the event stream", () => {
       assert.strictEqual(second.at, 1000)
       const busy = second.pools[0].keys.find((k) => k.key === "busy")
       assert.deepStrictEqual([busy?.inUse, second.pools[0].totals.inUse, second.pools[0].point.inUse], [1, 1, 1])
+      assert.strictEqual(second.pools[0].groupsTotal, 2)
+      assert.deepStrictEqual(
+        second.pools[0].groups?.map((g) => [g.group, g.size, g.idle, g.keys, g.max]),
+        [
+          ["bob", 1, 0, 1, 3],
+          ["alice", 1, 1, 1, 3]
+        ],
+        "the busiest group comes first"
+      )
       yield* Deferred.succeed(hold, undefined)
       yield* Fiber.join(holder)
       yield* TestClock.adjust("1 second")
@@ -352,7 +395,14 @@ describe("AdminDashboard: what a snapshot says", () => {
   it.scoped("10,000 keys: the snapshot carries the 50 that need attention most; the key search pages through all", () =>
     Effect.gen(function* () {
       const registry = yield* PoolRegistry.make
-      const big = yield* registerWithKeys(registry, "big", 10_000, (i) => `user-${String(i).padStart(5, "0")}:server`)
+      // Ten keys per tenant group: "user-0424" holds user-04240…user-04249.
+      const big = yield* registerWithKeys(
+        registry,
+        "big",
+        10_000,
+        (i) => `user-${String(i).padStart(5, "0")}:server`,
+        (key) => key.slice(0, 9)
+      )
       yield* big.lease("user-04242:server")
       const server = yield* serve(registry, { token })
       const response = yield* raw(server, { path: "/dashboard/snapshot", headers: bearer })
@@ -360,6 +410,12 @@ describe("AdminDashboard: what a snapshot says", () => {
       const [view] = snapshot.pools
       assert.deepStrictEqual([view.keysTotal, view.keys.length, view.totals.keys], [10_000, 50, 10_000])
       assert.strictEqual(view.keys[0].key, "user-04242:server", "the key in use comes first")
+      assert.deepStrictEqual([view.groupsTotal, view.groups?.length], [1000, 50], "groups are capped like keys")
+      assert.deepStrictEqual(
+        [view.groups?.[0], view.groups?.[1].group],
+        [{ group: "user-0424", max: 20, size: 10, idle: 9, keys: 10 }, "user-0000"],
+        "the group in use comes first, then by name"
+      )
       assert.isBelow(Buffer.byteLength(response.body), 32 * 1024, "the snapshot is capped, whatever the keys")
 
       const page = (query: object) =>

@@ -122,6 +122,47 @@ describe("AdminHttp", () => {
       }).pipe(Effect.provide(httpClient), Effect.provide(captureLogs().layer))
   )
 
+  it.scoped(
+    "a pool with tenant groups shows each group's counts and limit; a pool without groups has no perGroup",
+    () =>
+      Effect.gen(function* () {
+        const registry = yield* PoolRegistry.make
+        const resources = yield* makeResources
+        const pool = yield* makePool(registry, resources.acquire, {
+          name: "grouped",
+          group: (key) => key.user,
+          maxPerGroup: (user) => (user === "alice" ? 3 : 1)
+        })
+        yield* makePool(registry, resources.acquire, { name: "plain" })
+        const server = yield* serve(registry, { token })
+        const hold = yield* Deferred.make<void>()
+        yield* Effect.forkScoped(
+          pool.use({ user: "alice", server: "github", apiKey: "sk-a1" }, () => Deferred.await(hold))
+        )
+        yield* pool.use({ user: "alice", server: "slack", apiKey: "sk-a2" }, () => Effect.void)
+        yield* pool.use({ user: "bob", server: "github", apiKey: "sk-b1" }, () => Effect.void)
+        yield* settle
+
+        const admin = yield* client(server, token)
+        const grouped = yield* admin.cistern.getPool({ path: { name: "grouped" } })
+        assert.deepStrictEqual(
+          grouped.stats.perGroup?.map((g) => [g.group, g.max, g.size, g.idle, g.keys]),
+          [
+            ["alice", 3, 2, 1, 2],
+            ["bob", 1, 1, 1, 1]
+          ]
+        )
+        const body = JSON.parse((yield* raw(server, { path: "/pools/grouped", headers: bearer })).body)
+        assert.deepStrictEqual(Schema.decodeUnknownSync(AdminApi.PoolView)(body).stats.perGroup, grouped.stats.perGroup)
+        assert.notInclude(JSON.stringify(body), "sk-a1", "groups show the group, never the key's credential")
+
+        const plain = JSON.parse((yield* raw(server, { path: "/pools/plain", headers: bearer })).body)
+        assert.notProperty(plain.stats, "perGroup")
+        assert.isUndefined((yield* admin.cistern.getPool({ path: { name: "plain" } })).stats.perGroup)
+        yield* Deferred.succeed(hold, undefined)
+      }).pipe(Effect.provide(httpClient), Effect.provide(captureLogs().layer))
+  )
+
   it.scoped("cleanup really destroys the idle items past idleTimeout, and only those", () =>
     Effect.gen(function* () {
       const registry = yield* PoolRegistry.make

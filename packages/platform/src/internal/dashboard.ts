@@ -1,5 +1,5 @@
 import * as PoolRegistry from "@cistern/pool/PoolRegistry"
-import type { KeyStats, PoolStats } from "@cistern/pool/PoolStats"
+import type { GroupStats, KeyStats, PoolStats } from "@cistern/pool/PoolStats"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -55,6 +55,10 @@ const orders: Record<KeySort, (a: DashboardKey, b: DashboardKey) => number> = {
   timeouts: (a, b) => b.timeouts - a.timeouts || b.failures - a.failures || byKey(a, b),
   key: byKey
 }
+
+/** Busiest groups first: items leased or being created, then items, then by name. */
+const byBusyGroup = (a: GroupStats, b: GroupStats) =>
+  b.size - b.idle - (a.size - a.idle) || b.size - a.size || (a.group < b.group ? -1 : a.group > b.group ? 1 : 0)
 
 const row = (k: KeyStats): DashboardKey => ({
   key: k.key,
@@ -298,8 +302,6 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
         : reasons.length > 0
           ? "degraded"
           : "healthy"
-      // Groups of keys (tenants) have no stats in the engine yet; once `PoolStats` reports them,
-      // they get a `groups` list here, capped and ordered like `keys`.
       return {
         name: stats.name,
         closed: stats.closed,
@@ -321,7 +323,14 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
         point,
         config: stats.config,
         keysTotal: rows.length,
-        keys: rows.slice(0, keysPerPool)
+        keys: rows.slice(0, keysPerPool),
+        // Tenant groups, capped like the keys; absent in a pool without groups.
+        ...(stats.perGroup === undefined
+          ? {}
+          : {
+              groupsTotal: stats.perGroup.length,
+              groups: stats.perGroup.slice().sort(byBusyGroup).slice(0, keysPerPool)
+            })
       }
     }
 
