@@ -69,7 +69,9 @@ describe.skipIf(!available.run)("RedisSessionStore", () => {
         ),
         "five sessions in Redis"
       )
-      assert.strictEqual((yield* store.stats).flushes, 1)
+      // Redis has the keys a moment before the store has handled the pipeline's reply.
+      yield* eventually(Effect.map(store.stats, (s) => s.flushes >= 1), "the flush counted")
+      assert.strictEqual((yield* store.stats).flushes, 1, "one batch, not one write per session")
     })
   )
 
