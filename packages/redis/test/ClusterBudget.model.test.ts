@@ -1,0 +1,200 @@
+/**
+ * The budget's Lua script against its TypeScript model: random histories of
+ * acquire (new ids and retries of an id whose reply was "lost"), release,
+ * heartbeat, leave, time passing (past leases: instances die), instance
+ * death (an instance stops calling, a new one starts) and Redis losing its
+ * data (`FLUSHALL`) run through both, and every answer must be the same.
+ *
+ * Time: the script reads `TIME`; this test runs the test build of the same
+ * script, in which exactly that line reads the time from an argument
+ * instead, so both sides get the same explicit clock (see `budgetScript.ts`).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as fc from "effect/FastCheck"
+import * as BudgetClient from "../src/internal/budgetClient.js"
+import { type Caller, Model, type Op, type Reply } from "../src/internal/budgetModel.js"
+import * as RedisClient from "../src/RedisClient.js"
+import { redisAvailable } from "./utils/backends.js"
+import * as RedisServer from "./utils/RedisServer.js"
+
+const limit = 5
+const tenantLimit = 3
+const lease = 1_000
+const tenants = ["x", "y", "z"] as const
+const slots = 3
+
+type Command =
+  | { readonly _tag: "acquire"; readonly slot: number; readonly tenant: number; readonly retry: boolean }
+  | { readonly _tag: "release"; readonly slot: number; readonly pick: number; readonly stray: boolean }
+  | { readonly _tag: "heartbeat"; readonly slot: number; readonly reassert: boolean }
+  | { readonly _tag: "leave"; readonly slot: number }
+  | { readonly _tag: "advance"; readonly millis: number }
+  | { readonly _tag: "die"; readonly slot: number }
+  | { readonly _tag: "flush" }
+
+const slot = fc.integer({ min: 0, max: slots - 1 })
+const command: fc.Arbitrary<Command> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      _tag: fc.constant("acquire" as const),
+      slot,
+      tenant: fc.integer({ min: 0, max: tenants.length - 1 }),
+      retry: fc.boolean()
+    })
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({ _tag: fc.constant("release" as const), slot, pick: fc.nat(), stray: fc.boolean() })
+  },
+  { weight: 3, arbitrary: fc.record({ _tag: fc.constant("heartbeat" as const), slot, reassert: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("leave" as const), slot }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      _tag: fc.constant("advance" as const),
+      millis: fc.oneof(fc.integer({ min: 0, max: 400 }), fc.integer({ min: 900, max: 2_200 }))
+    })
+  },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("die" as const), slot }) },
+  { weight: 1, arbitrary: fc.constant({ _tag: "flush" as const }) }
+)
+
+/** What a client of one instance knows, driven the way the service drives it. */
+interface Driver {
+  instance: string
+  epoch: string
+  readonly held: Map<string, string>
+  lastId: string | undefined
+  lastTenant: string
+  sequence: number
+}
+
+const newDriver = (n: number): Driver => ({
+  instance: `i${n}`,
+  epoch: "",
+  held: new Map(),
+  lastId: undefined,
+  lastTenant: "x",
+  sequence: 0
+})
+
+/** How the service reacts to a reply (it decides what the next calls send). */
+const observe = (driver: Driver, op: Op, reply: Reply) => {
+  if (reply.status === "lost") {
+    driver.held.clear()
+    driver.epoch = reply.epoch
+    return
+  }
+  if (op._tag === "acquire" && reply.status === "granted") driver.held.set(op.id, op.tenant)
+  // A holder adopts a new epoch only from a heartbeat: that is where it re-asserts what it holds.
+  if (op._tag === "heartbeat" || driver.held.size === 0) driver.epoch = reply.epoch
+}
+
+const strip = ({ published: _, ...reply }: Reply) => reply
+
+const available = redisAvailable()
+
+describe.skipIf(!available.run)("the budget script and its model", () => {
+  it.scopedLive(
+    "answer every call of random histories the same (acquire, retry, release, heartbeat, leave, death, time, FLUSHALL)",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* RedisServer.make()
+        const client = yield* RedisClient.make({ url: server.url, commandTimeout: "5 seconds" })
+        const budget = BudgetClient.make(client, { prefix: "test:", name: "differential", testClock: true })
+        let calls = 0
+        let reclaimed = 0
+        const seen = new Set<string>()
+        const property = fc.asyncProperty(
+          fc.array(command, { minLength: 1, maxLength: 80, size: "max" }),
+          async (commands) => {
+            await client.redis.flushall()
+            const model = new Model()
+            let now = 1_000_000
+            let flushed = false
+            let instances = slots
+            const drivers = Array.from({ length: slots }, (_, i) => newDriver(i))
+            const run = async (driver: Driver, op: Op) => {
+              const caller: Caller = { instance: driver.instance, epoch: driver.epoch, leaseMillis: lease }
+              const expected = model.step(now, caller, op)
+              const actual = await Effect.runPromise(budget.call(caller, op, now))
+              calls++
+              seen.add(actual.status)
+              reclaimed += actual.reclaimed
+              assert.deepStrictEqual(actual, strip(expected), `${JSON.stringify(op)} by ${JSON.stringify(caller)}`)
+              assert.strictEqual(model.permitCount, model.total, "permit entries and the total agree")
+              if (!flushed) assert.isAtMost(model.total, limit, "at most the limit while Redis kept its data")
+              observe(driver, op, actual)
+            }
+            for (const c of commands) {
+              switch (c._tag) {
+                case "acquire": {
+                  const d = drivers[c.slot]!
+                  const retry = c.retry && d.lastId !== undefined && !d.held.has(d.lastId)
+                  const id = retry ? d.lastId! : `${d.instance}:${++d.sequence}`
+                  const tenant = retry ? d.lastTenant : tenants[c.tenant]!
+                  d.lastId = id
+                  d.lastTenant = tenant
+                  await run(d, { _tag: "acquire", id, tenant, limit, tenantLimit, held: d.held.size, waiting: 1 })
+                  break
+                }
+                case "release": {
+                  const d = drivers[c.slot]!
+                  const ids = [...d.held.keys()]
+                  const id = c.stray || ids.length === 0 ? `${d.instance}:${c.pick % 7}` : ids[c.pick % ids.length]!
+                  d.held.delete(id)
+                  await run(d, { _tag: "release", id })
+                  break
+                }
+                case "heartbeat": {
+                  const d = drivers[c.slot]!
+                  await run(d, { _tag: "heartbeat", waiting: 0, limit, permits: [...d.held] })
+                  break
+                }
+                case "leave": {
+                  const d = drivers[c.slot]!
+                  await run(d, { _tag: "leave" })
+                  d.held.clear()
+                  break
+                }
+                case "advance":
+                  now += c.millis
+                  break
+                case "die":
+                  drivers[c.slot] = newDriver(instances++)
+                  break
+                case "flush":
+                  await client.redis.flushall()
+                  model.flush()
+                  flushed = true
+                  break
+              }
+            }
+          }
+        )
+        yield* Effect.promise(() => fc.assert(property, { numRuns: 120 }))
+        // The histories reached every answer, reclaims included: the comparison covered each rule.
+        assert.isAbove(calls, 1_000)
+        assert.isAbove(reclaimed, 0)
+        assert.deepStrictEqual([...seen].sort(), [
+          "exhausted",
+          "granted",
+          "learning",
+          "left",
+          "lost",
+          "ok",
+          "reasserted",
+          "released",
+          "unknown"
+        ])
+      }),
+    60_000
+  )
+})
+
+if (!available.run) {
+  if (process.env.CI) it(available.reason, () => assert.fail(available.reason))
+  else it.skip(available.reason, () => {})
+}
