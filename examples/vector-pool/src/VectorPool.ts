@@ -5,12 +5,10 @@
  * lose their connection retried on a new one with backoff, and a request
  * counter. Closing the scope that made it ends every connection.
  *
- * Built on `KeyedPool` with one constant key: today `Pool` from
- * `@cistern/pool` does not take `validate`, `healthCheck` or `retry`. Once it
- * does, `make` below becomes `Pool.make({ acquire, max: size, minIdle: size,
- * ... })` and nothing else in the example changes.
+ * All of it is one `Pool` from `@cistern/pool`: its options are the whole
+ * connection management of the service.
  */
-import { KeyedPool, type PoolError } from "@cistern/pool"
+import { Pool, type PoolError } from "@cistern/pool"
 import { Duration, Effect, Ref, Schedule, Schema, type Scope } from "effect"
 import * as Connection from "./Connection.js"
 
@@ -35,7 +33,7 @@ export interface Options {
 }
 
 /**
- * What the pool reports: the note's stats (pool size, open, available and
+ * What the pool reports: the stats the hand-written pool kept (pool size, open, available and
  * active connections, failed connections, total requests) from the pool's own
  * counters.
  */
@@ -80,9 +78,6 @@ export interface VectorPool {
   readonly stats: Effect.Effect<Stats>
 }
 
-/** The one key of the underlying keyed pool. */
-const key = "vector-store"
-
 /**
  * Makes the pool in the current scope and opens its `size` connections. If
  * the store is down at start, that is logged and the pool opens connections
@@ -92,15 +87,12 @@ export const make = (options: Options): Effect.Effect<VectorPool, never, Scope.S
   Effect.gen(function* () {
     const size = options.size ?? 10
     const requests = yield* Ref.make(0)
-    const pool = yield* KeyedPool.make({
+    const pool = yield* Pool.make({
       name: "vector-store",
-      acquire: () =>
-        Connection.connect({ url: options.url, applicationName: options.applicationName ?? "vector-pool" }),
-      describeKey: () => key,
-      maxPerKey: size,
-      maxTotal: size,
-      maxKeys: 1,
-      minIdlePerKey: size,
+      acquire: Connection.connect({ url: options.url, applicationName: options.applicationName ?? "vector-pool" }),
+      // Fixed-size: `size` connections, kept open (never expired for idleness), refilled when one is lost.
+      max: size,
+      minIdle: size,
       idleTimeout: Duration.infinity,
       acquireTimeout: options.acquireTimeout ?? "5 seconds",
       createTimeout: options.connectTimeout ?? "5 seconds",
@@ -118,14 +110,15 @@ export const make = (options: Options): Effect.Effect<VectorPool, never, Scope.S
       ),
       drainTimeout: "5 seconds"
     })
-    yield* pool.prewarm(key, size).pipe(
+    // `minIdle` alone would open them in the background; waiting here means the service starts with all of them.
+    yield* pool.prewarm(size).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("could not open every connection at start", cause)),
       Effect.annotateLogs({ module: "VectorPool" })
     )
     const count = Ref.update(requests, (n) => n + 1)
     return {
-      use: (f) => Effect.zipRight(count, pool.use(key, f)),
-      get: Effect.zipRight(count, pool.get(key)),
+      use: (f) => Effect.zipRight(count, pool.use(f)),
+      get: Effect.zipRight(count, pool.get),
       stats: Effect.zipWith(pool.stats, Ref.get(requests), (s, requests) => ({
         poolSize: size,
         open: s.size,

@@ -1,5 +1,5 @@
 /**
- * `pnpm bench:vector`: the note's comparison — 100 concurrent workers making
+ * `pnpm bench:vector`: the comparison the hand-written service made — 100 concurrent workers making
  * requests through a pool of 10 connections, against a new connection per
  * request — on a throwaway PostgreSQL cluster of its own (so the numbers do not
  * depend on a server's `max_connections` or authentication).
@@ -80,7 +80,7 @@ const program = Effect.gen(function* () {
   const rate = (ms: number) => Math.round((requests / ms) * 1000)
   yield* Console.log(`pooled (10 connections)        ${p.toFixed(0).padStart(6)} ms  ${rate(p)} req/s`)
   yield* Console.log(`new connection per request     ${u.toFixed(0).padStart(6)} ms  ${rate(u)} req/s`)
-  yield* Console.log(`pooled is ${(u / p).toFixed(1)}x faster (the note claims 7.5x)`)
+  yield* Console.log(`pooled is ${(u / p).toFixed(1)}x faster (the hand-written service claimed 7.5x)`)
   const stats = yield* pool.stats
   yield* Console.log(`pool: ${stats.created} connections opened for ${stats.requests} requests`)
 })
