@@ -131,6 +131,30 @@ describe("HealthMonitor", () => {
     })
   )
 
+  it.scoped("keeps the last 100 results by default, each with the version and the pool stats of its moment", () =>
+    Effect.gen(function* () {
+      const script = yield* Ref.make<"up" | "down" | "hang">("up")
+      const requests = yield* Ref.make(0)
+      const monitor = yield* HealthMonitor.make({
+        probe: scripted(script),
+        // Each check sees the stats of its own moment: one more request each time.
+        stats: Effect.map(
+          Ref.updateAndGet(requests, (n) => n + 1),
+          stats
+        ),
+        schedule: Schedule.spaced("1 second")
+      })
+      yield* firstCheck(monitor)
+      yield* TestClock.adjust("149 seconds")
+      const history = yield* monitor.history()
+      assert.strictEqual(history.length, 100)
+      assert.deepStrictEqual(
+        history.map((c) => [c.at, c.stats.requests, c.version]),
+        Array.from({ length: 100 }, (_, i) => [(50 + i) * 1000, 51 + i, "15.18"])
+      )
+    })
+  )
+
   it.effect.prop(
     "keeps the last `keep` results, oldest first, whatever the number of checks",
     [fc.integer({ min: 1, max: 10 }), fc.integer({ min: 0, max: 25 }), fc.integer({ min: 0, max: 12 })],

@@ -3,7 +3,7 @@ import { Effect, Either, Logger, LogLevel, Ref, TestClock, TestContext, TestServ
 import * as Connection from "../src/Connection.js"
 import * as VectorPool from "../src/VectorPool.js"
 import * as VectorStore from "../src/VectorStore.js"
-import { eventually, Postgres, runs, sessionCounter, sessions } from "./utils/Postgres.js"
+import { backendPids, eventually, Postgres, runs, sessionCounter, sessions } from "./utils/Postgres.js"
 
 const dimension = 16
 const vector = (seed: number) => Array.from({ length: dimension }, (_, i) => Math.sin(seed * 7.1 + i * 1.3))
@@ -34,10 +34,16 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
             Array.from({ length: 50 }, (_, i) => ({ label: `doc-${i}`, embedding: vector(i) }))
           )
         )
+        // The server's sessions of this pool before the run: the 10 connections opened at start.
+        const opened = yield* backendPids(server.url, applicationName)
+        assert.strictEqual(opened.length, 10)
         const counter = yield* sessionCounter(server.url, applicationName)
         const openOnClient = yield* Ref.make(0)
+        // The backend that served each request, as the server tells it (`pg_backend_pid()`).
+        const served = new Set<number>()
 
-        // The note's worker: lease, query, hold the connection a little (10 ms on the server), give it back.
+        // The worker of the service this comes from: lease, query, hold the connection a little (10 ms on the
+        // server), give it back.
         const worker = (id: number) =>
           Effect.forEach(
             [0, 1, 2],
@@ -46,7 +52,11 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
                 Effect.gen(function* () {
                   const stats = yield* pool.stats
                   yield* Ref.update(openOnClient, (m) => Math.max(m, stats.open))
-                  yield* Connection.query(connection, "SELECT pg_sleep(0.01)")
+                  const [{ pid }] = yield* Connection.query<{ pid: number }>(
+                    connection,
+                    "SELECT pg_backend_pid() AS pid, pg_sleep(0.01)"
+                  )
+                  served.add(pid)
                   return yield* VectorStore.search(connection, vector(id * 3 + round), 5)
                 })
               ),
@@ -69,6 +79,13 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
         assert.isAbove(yield* counter.samples, 10, "pg_stat_activity was sampled during the run")
         assert.strictEqual(maxOnServer, 10, "never more than 10 sessions on the server (and all 10 were used)")
         assert.isAtMost(yield* Ref.get(openOnClient), 10)
+        // Every one of the 300 requests ran on one of the 10 sessions the server had before the run.
+        assert.deepStrictEqual(
+          [...served].sort((a, b) => a - b),
+          opened,
+          "the 300 requests were served by exactly the 10 sessions opened at start"
+        )
+        assert.deepStrictEqual(yield* backendPids(server.url, applicationName), opened, "and those 10 are still open")
         const stats = yield* pool.stats
         assert.strictEqual(stats.requests, 2 + 300, "every lease is counted")
         assert.strictEqual(stats.created, 10, "no connection was made beyond the fixed 10")
