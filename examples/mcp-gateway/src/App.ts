@@ -1,0 +1,49 @@
+/**
+ * The runnable gateway: the two MCP servers it reaches (a stdio server it
+ * spawns per connection, and an HTTP server it starts on a free port of
+ * 127.0.0.1), its users, the pooled gateway and its HTTP API on 127.0.0.1.
+ * It prints `listening on http://127.0.0.1:<port>` once it serves.
+ */
+import { createServer } from "node:http"
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Console, Context, Effect, Layer } from "effect"
+import * as Gateway from "./Gateway.js"
+import * as Http from "./Http.js"
+import { bundledStdio, type McpServer } from "./McpServers.js"
+import type { Settings } from "./Settings.js"
+import * as HttpToolServer from "./servers/HttpToolServer.js"
+import * as Users from "./Users.js"
+
+/** The MCP servers the gateway reaches. */
+export class Servers extends Context.Tag("example/Servers")<
+  Servers,
+  { readonly catalog: ReadonlyArray<McpServer>; readonly http: HttpToolServer.HttpToolServer }
+>() {}
+
+/** Starts the bundled HTTP MCP server; the stdio one is spawned per connection. */
+export const ServersLive = Layer.scoped(
+  Servers,
+  Effect.gen(function* () {
+    const http = yield* HttpToolServer.make({ name: "remote-tools" })
+    yield* Effect.logInfo(`MCP server remote-tools (Streamable HTTP) at ${http.url}; local-tools over stdio`)
+    return {
+      catalog: [bundledStdio("local-tools"), { transport: "http", name: "remote-tools", url: http.url }],
+      http
+    }
+  })
+)
+
+const GatewayLive = (settings: Settings) =>
+  Layer.unwrapEffect(Effect.map(Servers, ({ catalog }) => Gateway.layer({ servers: catalog, settings })))
+
+/** The whole gateway as a layer. */
+export const layer = (settings: Settings) => {
+  const banner = Layer.effectDiscard(HttpServer.addressFormattedWith((url) => Console.log(`listening on ${url}`)))
+  return Layer.merge(HttpServer.serve(Http.app(settings.adminToken)), banner).pipe(
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: settings.port })),
+    Layer.provideMerge(GatewayLive(settings)),
+    Layer.provideMerge(Users.layerFile(settings.usersFile)),
+    Layer.provideMerge(ServersLive)
+  )
+}
