@@ -3,6 +3,15 @@
  */
 
 /**
+ * A connection budget shared by every instance of a service through Redis:
+ * at most N connections across instances, per-tenant limits, permits of a
+ * dead instance reclaimed after its lease.
+ *
+ * @since 0.1.0
+ */
+export * as ClusterBudget from "./ClusterBudget.js"
+
+/**
  * The Redis client (ioredis) as a scoped resource, with bounded commands and
  * classified errors.
  *

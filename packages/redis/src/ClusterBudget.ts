@@ -1,0 +1,236 @@
+/**
+ * A connection budget shared by every instance of a service through Redis:
+ * at most `total` connections to an upstream across all instances, at most
+ * `perTenant` for one tenant, and nothing leaked when an instance dies.
+ *
+ * A permit is taken before a connection is created and given back when its
+ * scope closes, so the budget composes into a pool's `acquire`: leases of
+ * existing connections never touch Redis.
+ *
+ * ```ts
+ * import { KeyedPool } from "@cistern/pool"
+ * import { ClusterBudget, RedisClient } from "@cistern/redis"
+ * import { Effect, Layer, Redacted } from "effect"
+ *
+ * declare const connect: (tenant: string) => Effect.Effect<{ readonly tenant: string }, Error, never>
+ *
+ * const program = Effect.gen(function* () {
+ *   const budget = yield* ClusterBudget.make({ name: "upstream", total: 100, perTenant: 10 })
+ *   const pool = yield* KeyedPool.make({
+ *     // the permit is returned when the connection is destroyed (its scope closes)
+ *     acquire: (tenant: string) => Effect.zipRight(budget.permit(tenant), connect(tenant))
+ *   })
+ *   yield* Effect.scoped(pool.get("tenant-a"))
+ * }).pipe(Effect.scoped, Effect.provide(RedisClient.layer({ url: Redacted.make("redis://127.0.0.1:6379") })))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import * as internal from "./internal/budget.js"
+import type * as RedisClient from "./RedisClient.js"
+
+/**
+ * How a budget is set up. All instances of a service should use the same
+ * `name`, `total` and `perTenant`: each instance checks its own figures
+ * against the shared count.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The budget's name: instances with the same name (and `prefix`) share it. */
+  readonly name: string
+  /** At most this many permits across all instances. */
+  readonly total: number
+  /** At most this many permits for one tenant across all instances: a number, or one per tenant. Default `total`. */
+  readonly perTenant?: number | ((tenant: string) => number) | undefined
+  /** How long an instance's permits outlive its last renewal: a dead instance's permits come back after it. Default 15 seconds. */
+  readonly leaseTime?: Duration.DurationInput | undefined
+  /** How often the instance renews its lease. Default a third of `leaseTime`. */
+  readonly heartbeatInterval?: Duration.DurationInput | undefined
+  /** Longest wait for a permit (queueing included) before `BudgetExhausted`. Default 10 seconds. */
+  readonly acquireTimeout?: Duration.DurationInput | undefined
+  /** First and longest delay of the jittered retry while waiting (a release notification wakes waiters sooner). Default 50 ms and 1 second. */
+  readonly retryDelay?: { readonly min?: Duration.DurationInput; readonly max?: Duration.DurationInput } | undefined
+  /** The key prefix, inside the hash tag: keys are `{<prefix><name>}:…`. Must not contain braces. Default `"cistern:budget:"`. */
+  readonly prefix?: string | undefined
+  /** This instance's id in the budget (default: host, process id and a random suffix). Must not contain `|`. */
+  readonly instanceId?: string | undefined
+}
+
+/**
+ * A permit: one connection's share of the budget, returned when the scope it
+ * was taken in closes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Permit {
+  /** Unique across the budget: a retry after a lost reply carries the same id, so it never counts twice. */
+  readonly id: string
+  /** The tenant it counts against. */
+  readonly tenant: string
+}
+
+/**
+ * This instance's lease was lost: Redis no longer counts the permits it
+ * holds (they were reclaimed after it failed to renew, or Redis lost its data
+ * and the instance did not re-assert them in time), or it could not renew
+ * before its local deadline. The owner should close the connections these
+ * permits cover; new permits are taken afresh.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseLost {
+  readonly budget: string
+  readonly instanceId: string
+  /** Permits this instance held when it noticed. */
+  readonly permits: number
+  /** Who noticed: a heartbeat's answer, an acquire's answer, or the local deadline passing without a renewal. */
+  readonly detectedBy: "heartbeat" | "acquire" | "deadline"
+}
+
+/**
+ * A snapshot of the budget as this instance sees it. Shared figures (`used`,
+ * `wantsElsewhere`, `over`) are as of the last answer from Redis.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  readonly name: string
+  readonly instanceId: string
+  /** The total limit. */
+  readonly limit: number
+  /** Permits counted across all instances. */
+  readonly used: number
+  /** Permits this instance holds. */
+  readonly held: number
+  /** Calls of `permit` waiting in this instance. */
+  readonly waiters: number
+  /** Permits other instances are waiting for. */
+  readonly wantsElsewhere: number
+  /** How many permits above its fair share this instance holds while others wait: idle connections worth closing. */
+  readonly over: number
+  /** `"ok"`, `"learning"` (Redis lost its data or paused: holders re-assert, nothing is granted) or `"unavailable"` (the last call failed). */
+  readonly state: "ok" | "learning" | "unavailable"
+  /** Permits granted. */
+  readonly granted: number
+  /** Permits given back. */
+  readonly released: number
+  /** Calls of `permit` that ended in `BudgetExhausted`. */
+  readonly exhausted: number
+  /** Calls of `permit` that ended in `BudgetUnavailable`. */
+  readonly unavailable: number
+  /** Permits of expired instances this instance's calls reclaimed. */
+  readonly reclaimed: number
+  /** Times this instance lost its lease. */
+  readonly leasesLost: number
+  /** Releases waiting to be replayed (Redis was unreachable when they were made). */
+  readonly pendingReleases: number
+}
+
+/**
+ * No permit within `acquireTimeout`: the budget (or the tenant's share of
+ * it) stayed full, or Redis was learning after losing its data.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BudgetExhausted extends Data.TaggedError("BudgetExhausted")<{
+  readonly budget: string
+  readonly tenant: string
+  /** Permits counted across all instances at the last answer. */
+  readonly used: number
+  readonly limit: number
+  /** Permits counted for the tenant at the last answer. */
+  readonly tenantUsed: number
+  readonly tenantLimit: number
+  /** Permits other instances were waiting for. */
+  readonly wantsElsewhere: number
+  /** `"full"`, or `"learning"` when Redis was still re-counting after losing its data or pausing. */
+  readonly reason: "full" | "learning"
+  readonly waited: Duration.Duration
+}> {
+  override get message(): string {
+    return `Connection budget "${this.budget}" exhausted for tenant "${this.tenant}" after ${Duration.format(this.waited)}: ${this.used}/${this.limit} in total, ${this.tenantUsed}/${this.tenantLimit} for the tenant${this.reason === "learning" ? " (re-counting after a Redis restart or pause)" : ""}`
+  }
+}
+
+/**
+ * Redis could not be asked for a permit (unreachable, or no reply within the
+ * client's command timeout). The budget fails closed: permits already held
+ * are kept, none is created.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BudgetUnavailable extends Data.TaggedError("BudgetUnavailable")<{
+  readonly budget: string
+  readonly tenant: string
+  readonly reason: "connection" | "timeout" | "command"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `Connection budget "${this.budget}" unavailable (${this.reason}): ${this.detail}`
+  }
+}
+
+/**
+ * A budget of one instance.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  readonly name: string
+  readonly instanceId: string
+  /**
+   * Takes a permit for `tenant` (default `"*"`), waiting in FIFO order (per
+   * tenant) up to `acquireTimeout`; it is returned when the scope closes.
+   */
+  readonly permit: (tenant?: string) => Effect.Effect<Permit, BudgetExhausted | BudgetUnavailable, Scope.Scope>
+  /** Lease-lost events from now on: close the connections this instance's permits cover when one arrives. */
+  readonly lost: Stream.Stream<LeaseLost>
+  /** A snapshot of the figures. */
+  readonly stats: Effect.Effect<Stats>
+}
+
+/**
+ * The budget as a service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class ClusterBudget extends Context.Tag("@cistern/redis/ClusterBudget")<ClusterBudget, Service>() {}
+
+/**
+ * Joins the budget for as long as the scope lives: registers this instance's
+ * lease, renews it on a heartbeat `Schedule`, listens for release
+ * notifications, and leaves (giving back what it still holds) when the scope
+ * closes. It does not fail when Redis is unreachable: permits fail with
+ * `BudgetUnavailable` until it is back.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options: Options) => Effect.Effect<Service, never, RedisClient.RedisClient | Scope.Scope> = (
+  options
+) => internal.make(options)
+
+/**
+ * Provides a budget as {@link ClusterBudget}.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<ClusterBudget, never, RedisClient.RedisClient> =>
+  Layer.scoped(ClusterBudget, make(options))

@@ -1,0 +1,278 @@
+/**
+ * The budget service against a real `redis-server`, several instances (each
+ * with its own client) in one process. The test build of the script reads
+ * the time from the Effect `Clock`, so leases, heartbeats, retries and
+ * timeouts all run on `TestClock`; only Redis I/O is real (waited for by
+ * polling, bounded).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import type * as ClusterBudget from "../src/ClusterBudget.js"
+import * as BudgetClient from "../src/internal/budgetClient.js"
+import * as RedisClient from "../src/RedisClient.js"
+import { counted, makeInstance, tickUntil } from "./budget/instances.js"
+import { redisAvailable } from "./utils/backends.js"
+import { eventually } from "./utils/eventually.js"
+import * as RedisServer from "./utils/RedisServer.js"
+import { rawClient } from "./utils/raw.js"
+
+const options = (name: string, over: Partial<ClusterBudget.Options> = {}): ClusterBudget.Options => ({
+  name,
+  total: 3,
+  perTenant: 2,
+  leaseTime: "3 seconds",
+  acquireTimeout: "10 seconds",
+  ...over
+})
+
+/** Takes a permit in a scope of its own; closing that scope returns it. */
+const hold = (budget: ClusterBudget.Service, tenant: string) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const permit = yield* Scope.extend(budget.permit(tenant), scope)
+    return { permit, close: Scope.close(scope, Exit.void) }
+  })
+
+const stat = <K extends keyof ClusterBudget.Stats>(budget: ClusterBudget.Service, key: K) =>
+  Effect.map(budget.stats, (s) => s[key])
+
+const available = redisAvailable()
+
+describe.skipIf(!available.run)("ClusterBudget", () => {
+  it.scoped("grants at most the total across instances and per tenant; a release elsewhere wakes a waiter", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const raw = yield* rawClient(server.url)
+      const a = yield* makeInstance(server.url, options("b1", { instanceId: "a" }))
+      const b = yield* makeInstance(server.url, options("b1", { instanceId: "b" }))
+      const a1 = yield* hold(a, "t1")
+      yield* hold(a, "t1")
+      // t1 is at its tenant limit (2): b's permit for t1 waits, one for t2 is granted (total 3).
+      const waiting = yield* Effect.fork(hold(b, "t1"))
+      yield* eventually(
+        Effect.map(stat(b, "waiters"), (n) => n === 1),
+        "b waits for t1"
+      )
+      yield* hold(b, "t2")
+      assert.strictEqual((yield* counted(raw, "b1")).total, 3)
+      // No clock moves: only the release notification can wake b at once.
+      yield* a1.close
+      const got = yield* Fiber.join(waiting)
+      assert.strictEqual(got.permit.tenant, "t1")
+      const after = yield* counted(raw, "b1")
+      assert.deepStrictEqual(after.fields, { "*": "3", "t:t1": "2", "t:t2": "1", "i:a": "1", "i:b": "2" })
+      assert.strictEqual(after.permits, 3)
+      const s = yield* b.stats
+      assert.strictEqual(s.held, 2)
+      assert.strictEqual(s.granted, 2)
+    })
+  )
+
+  it.scoped("a waiter fails with BudgetExhausted after acquireTimeout, with the figures; its id is released", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const a = yield* makeInstance(server.url, options("b2", { total: 1, acquireTimeout: "2 seconds" }))
+      yield* hold(a, "t1")
+      const waiting = yield* Effect.fork(Effect.scoped(a.permit("t2")))
+      yield* eventually(
+        Effect.map(stat(a, "waiters"), (n) => n === 1),
+        "a waits"
+      )
+      yield* TestClock.adjust("2 seconds")
+      const exit = yield* Fiber.await(waiting)
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        const error = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+        assert.strictEqual(error?._tag, "BudgetExhausted")
+        if (error?._tag === "BudgetExhausted") {
+          assert.include(
+            { used: error.used, limit: error.limit, tenantUsed: error.tenantUsed, reason: error.reason },
+            { used: 1, limit: 1, tenantUsed: 0, reason: "full" }
+          )
+          assert.strictEqual(error.tenant, "t2")
+        }
+      }
+      const s = yield* a.stats
+      assert.include(s, { held: 1, waiters: 0, exhausted: 1 })
+    })
+  )
+
+  it.scoped("waiters of one tenant are served first come, first served", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const a = yield* makeInstance(server.url, options("b3", { total: 1 }))
+      const first = yield* hold(a, "t")
+      const order: Array<number> = []
+      const fibers = []
+      for (const n of [1, 2, 3]) {
+        fibers.push(yield* Effect.fork(Effect.tap(hold(a, "t"), () => Effect.sync(() => order.push(n)))))
+        yield* eventually(
+          Effect.map(stat(a, "waiters"), (w) => w === n),
+          `waiter ${n} queued`
+        )
+      }
+      let current = first
+      for (let i = 0; i < 3; i++) {
+        yield* current.close
+        current = yield* Fiber.join(fibers[i]!)
+      }
+      assert.deepStrictEqual(order, [1, 2, 3])
+    })
+  )
+
+  it.scoped("the permits of an instance that stopped renewing come back after its lease", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const raw = yield* rawClient(server.url)
+      const b = yield* makeInstance(server.url, options("b4", { instanceId: "b", total: 2, perTenant: 2 }))
+      // "a" takes both permits and dies: it never calls again (no heartbeat, no leave).
+      const ghost = BudgetClient.make(yield* RedisClient.make({ url: server.url }), {
+        prefix: "cistern:budget:",
+        name: "b4",
+        testClock: true
+      })
+      const caller = { instance: "a", epoch: "", leaseMillis: 3_000 }
+      for (const id of ["a:1", "a:2"]) {
+        const now = yield* Clock.currentTimeMillis
+        const reply = yield* ghost.call(
+          caller,
+          { _tag: "acquire", id, tenant: "t", limit: 2, tenantLimit: 2, held: 0, waiting: 1 },
+          now
+        )
+        assert.strictEqual(reply.status, "granted")
+      }
+      const waiting = yield* Effect.fork(hold(b, "t"))
+      yield* eventually(
+        Effect.map(stat(b, "waiters"), (n) => n === 1),
+        "b waits"
+      )
+      assert.strictEqual((yield* counted(raw, "b4")).total, 2, "a's permits are still counted")
+      // Time passes in steps (b keeps beating); after a's lease, b's next try reclaims them.
+      for (let i = 0; i < 5; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* Effect.yieldNow()
+      }
+      const got = yield* Fiber.join(waiting)
+      assert.strictEqual(got.permit.tenant, "t")
+      const s = yield* b.stats
+      assert.strictEqual(s.reclaimed, 2)
+      assert.strictEqual((yield* counted(raw, "b4")).total, 1)
+    })
+  )
+
+  it.scoped("an instance whose permits were reclaimed while it was silent hears lost from its heartbeat", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const raw = yield* rawClient(server.url)
+      const a = yield* makeInstance(server.url, options("b5", { instanceId: "a" }))
+      const b = yield* makeInstance(server.url, options("b5", { instanceId: "b" }))
+      const events = yield* Effect.fork(Stream.runCollect(Stream.take(a.lost, 1)))
+      yield* Effect.yieldNow()
+      yield* hold(a, "t1")
+      yield* hold(a, "t1")
+      // As if a had been paused past its lease: its entry has expired (and nothing else changed).
+      const now = yield* Clock.currentTimeMillis
+      yield* Effect.promise(() => raw.zadd(BudgetClient.budgetKeys("cistern:budget:", "b5").keys[1]!, now - 1, "a"))
+      // b's next call reclaims a's permits...
+      yield* hold(b, "t1")
+      assert.strictEqual((yield* b.stats).reclaimed, 2)
+      // ...and a's next heartbeat is told so: it gives them up and signals.
+      yield* tickUntil(
+        Effect.map(stat(a, "leasesLost"), (n) => n === 1),
+        "a sees lost"
+      )
+      const [event] = Chunk.toReadonlyArray(yield* Fiber.join(events))
+      assert.deepStrictEqual(event, { budget: "b5", instanceId: "a", permits: 2, detectedBy: "heartbeat" })
+      assert.strictEqual((yield* a.stats).held, 0)
+      // a takes permits afresh: the budget counts b's one and a's new one.
+      yield* hold(a, "t2")
+      assert.strictEqual((yield* counted(raw, "b5")).total, 2)
+    })
+  )
+
+  it.scoped("when Redis hangs past the local deadline the instance gives its permits up; they are released after", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const raw = yield* rawClient(server.url)
+      const a = yield* makeInstance(server.url, options("b6", { instanceId: "a" }))
+      yield* hold(a, "t1")
+      yield* hold(a, "t1")
+      server.signal("SIGSTOP")
+      // lease 3 s, margin 750 ms: lost at 2.25 s without a renewal, before any other instance could reclaim.
+      yield* tickUntil(
+        Effect.map(stat(a, "leasesLost"), (n) => n === 1),
+        "a gives up",
+        { maxSteps: 14 }
+      )
+      const s = yield* a.stats
+      assert.include(s, { held: 0, pendingReleases: 2 })
+      // A permit now fails closed (Redis does not answer within the command timeout).
+      const failed = yield* Effect.flip(Effect.scoped(a.permit("t1")))
+      assert.strictEqual(failed._tag, "BudgetUnavailable")
+      server.signal("SIGCONT")
+      // Back: the heartbeat replays the releases; Redis had kept the permits (it learned it was paused).
+      yield* tickUntil(
+        Effect.map(counted(raw, "b6"), (c) => c.total === 0),
+        "the permits given up are released in Redis"
+      )
+      assert.include(yield* a.stats, { pendingReleases: 0, state: "ok" })
+    })
+  )
+
+  it.scoped("after Redis loses its data, holders re-assert before anything new is granted: never above the total", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const raw = yield* rawClient(server.url)
+      const a = yield* makeInstance(server.url, options("b7", { instanceId: "a", perTenant: 3 }))
+      const b = yield* makeInstance(server.url, options("b7", { instanceId: "b", perTenant: 3 }))
+      yield* hold(a, "t1")
+      yield* hold(a, "t1")
+      yield* tickUntil(
+        Effect.map(stat(b, "used"), (n) => n === 2),
+        "b has heard of the epoch"
+      )
+      yield* Effect.promise(() => raw.flushall())
+      let worst = 0
+      let learned = false
+      const sample = Effect.zipWith(counted(raw, "b7"), stat(b, "state"), (c, state) => {
+        worst = Math.max(worst, c.total)
+        learned ||= state === "learning"
+      })
+      const waiting = yield* Effect.fork(Effect.all([hold(b, "t2"), hold(b, "t2")]))
+      yield* tickUntil(
+        Effect.zipWith(sample, stat(b, "held"), (_, held) => held === 1),
+        "b gets the third permit after learning"
+      )
+      assert.strictEqual((yield* counted(raw, "b7")).total, 3)
+      assert.strictEqual(worst, 3)
+      assert.isTrue(learned, "b was told to wait while Redis re-learned")
+      assert.strictEqual((yield* b.stats).waiters, 1, "the fourth waits")
+      yield* Fiber.interrupt(waiting)
+    })
+  )
+
+  it.scoped("fails closed when Redis is gone: BudgetUnavailable at once, held permits kept", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const a = yield* makeInstance(server.url, options("b8", { instanceId: "a" }))
+      yield* hold(a, "t1")
+      server.signal("SIGKILL")
+      yield* Effect.asVoid(server.exited)
+      const failed = yield* Effect.flip(Effect.scoped(a.permit("t1")))
+      assert.strictEqual(failed._tag, "BudgetUnavailable")
+      assert.include(yield* a.stats, { held: 1, unavailable: 1, state: "unavailable" })
+    })
+  )
+})
+
+if (!available.run) {
+  if (process.env.CI) it(available.reason, () => assert.fail(available.reason))
+  else it.skip(available.reason, () => {})
+}
