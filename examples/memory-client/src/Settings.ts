@@ -1,12 +1,8 @@
 /**
  * The client's settings, read from the memory-service client's environment
- * variables in their own unit: seconds.
- *
- * `PoolConfig.duration` of `@cistern/pool` reads a bare number as
- * milliseconds (`MEM0_HEALTH_CHECK_INTERVAL=30` would mean 30 ms), so the
- * interval and timeout variables are read here as numbers of seconds and
- * converted to `Duration`s before they reach the pool. Once the pool's config
- * can be told a variable's unit, this module shrinks to a list of names.
+ * variables in their own unit: a bare number of an interval or a timeout is
+ * seconds (`MEM0_HEALTH_CHECK_INTERVAL=30`, `MEM0_CONNECTION_TIMEOUT=0.5`), as
+ * `@cistern/pool`'s `PoolConfig.duration` reads it when told the unit.
  */
 import { PoolConfig } from "@cistern/pool"
 import { Config, Duration, Redacted } from "effect"
@@ -43,16 +39,12 @@ export const defaults: Settings = {
   backoffFactor: 2
 }
 
-/** A positive number of seconds (`30`, `0.5`), as a `Duration`. */
+/**
+ * A positive duration whose bare number is seconds (`30`, `0.5`); `"30 seconds"`
+ * or `"500 millis"` say their unit. A bad value names the variable and the value.
+ */
 export const seconds = (name: string, fallback: Duration.Duration): Config.Config<Duration.Duration> =>
-  Config.number(name).pipe(
-    Config.validate({
-      message: `${name} must be a positive number of seconds, such as 30 or 0.5`,
-      validation: (n) => Number.isFinite(n) && n > 0
-    }),
-    Config.map((n) => Duration.millis(Math.round(n * 1000))),
-    Config.withDefault(fallback)
-  )
+  PoolConfig.duration(name, { unit: "seconds", positive: true }).pipe(Config.withDefault(fallback))
 
 /** Every setting from its `MEM0_*` variable, with {@link defaults} for those unset. */
 export const config: Config.Config<Settings> = Config.all({
@@ -61,10 +53,7 @@ export const config: Config.Config<Settings> = Config.all({
   autoRebuild: PoolConfig.flag("MEM0_AUTO_REBUILD").pipe(Config.withDefault(defaults.autoRebuild)),
   connectionTimeout: seconds("MEM0_CONNECTION_TIMEOUT", defaults.connectionTimeout),
   requestTimeout: seconds("MEM0_REQUEST_TIMEOUT", defaults.requestTimeout),
-  maxRetries: Config.integer("MEM0_MAX_RETRIES").pipe(
-    Config.validate({ message: "MEM0_MAX_RETRIES must be 0 or more", validation: (n) => n >= 0 }),
-    Config.withDefault(defaults.maxRetries)
-  ),
+  maxRetries: PoolConfig.count("MEM0_MAX_RETRIES").pipe(Config.withDefault(defaults.maxRetries)),
   retryDelay: seconds("MEM0_RETRY_DELAY", defaults.retryDelay),
   backoffFactor: Config.number("MEM0_BACKOFF_FACTOR").pipe(
     Config.validate({ message: "MEM0_BACKOFF_FACTOR must be at least 1", validation: (n) => n >= 1 }),

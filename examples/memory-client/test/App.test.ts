@@ -21,12 +21,15 @@ describe("settings", () => {
           MEM0_HEALTH_CHECK_INTERVAL: "20",
           MEM0_HEARTBEAT_INTERVAL: "30",
           MEM0_AUTO_REBUILD: "false",
-          MEM0_CONNECTION_TIMEOUT: "0.5"
+          MEM0_CONNECTION_TIMEOUT: "0.5",
+          // a value that names its unit keeps it
+          MEM0_REQUEST_TIMEOUT: "2 minutes"
         })
       )
       assert.strictEqual(Duration.toMillis(set.healthCheckInterval), 20_000, "20 means 20 seconds, not 20 ms")
       assert.strictEqual(Duration.toMillis(set.heartbeatInterval), 30_000)
       assert.strictEqual(Duration.toMillis(set.connectionTimeout), 500)
+      assert.strictEqual(Duration.toMillis(set.requestTimeout), 120_000)
       assert.isFalse(set.autoRebuild)
     })
   )
@@ -34,14 +37,15 @@ describe("settings", () => {
   it.effect("names the bad variable", () =>
     Effect.gen(function* () {
       for (const [name, value] of [
-        ["MEM0_HEALTH_CHECK_INTERVAL", "30 seconds"],
+        ["MEM0_HEALTH_CHECK_INTERVAL", "soon"],
         ["MEM0_HEARTBEAT_INTERVAL", "0"],
+        ["MEM0_CONNECTION_TIMEOUT", "-5"],
         ["MEM0_AUTO_REBUILD", "maybe"],
         ["MEM0_MAX_RETRIES", "-1"]
       ]) {
         const exit = yield* read(Settings.config, { [name]: value })
         assert.isTrue(Exit.isFailure(exit), `${name}=${value} is refused`)
-        if (Exit.isFailure(exit)) assert.include(String(exit.cause), name)
+        if (Exit.isFailure(exit)) assert.include(String(exit.cause), `${name}=${JSON.stringify(value)}`)
       }
     })
   )
