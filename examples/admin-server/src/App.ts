@@ -274,10 +274,10 @@ export const layer = (config: AppConfig) => {
       )
     )
   )
-  const AdminLive = Layer.merge(
-    AdminHttp.layerServer({ dashboard: { interval: config.dashboardInterval ?? "1 second" } }),
-    banner
-  ).pipe(
+  // The banner comes once the routes are in place: the server listens before it serves, and a request
+  // arriving in between (a script that starts on the banner) would never be answered.
+  const AdminLive = banner.pipe(
+    Layer.provideMerge(AdminHttp.layerServer({ dashboard: { interval: config.dashboardInterval ?? "1 second" } })),
     Layer.provide(AdminAuth.layer({ token: config.token, publicHealth: config.publicHealth })),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: config.host, port: config.port }))
   )
