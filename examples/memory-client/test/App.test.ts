@@ -145,10 +145,11 @@ const main = (env: Record<string, string>) =>
 
 describe("pnpm example:memory", () => {
   it.scopedLive(
-    "prints `listening on http://127.0.0.1:<port>` once it serves, and stops on SIGTERM",
+    "prints `listening on http://127.0.0.1:<port>` once it serves, reads MEM0_* in seconds, shows each check on /status, stops on SIGTERM",
     () =>
       Effect.gen(function* () {
-        const child = yield* main({ PORT: "0" })
+        // The variables in their unit, seconds: a check every 0.2 s, a heartbeat every 0.3 s.
+        const child = yield* main({ PORT: "0", MEM0_HEALTH_CHECK_INTERVAL: "0.2", MEM0_HEARTBEAT_INTERVAL: "0.3" })
         const url = yield* Effect.sync(
           () => /^listening on (http:\/\/127\.0\.0\.1:\d+)$/m.exec(child.output())?.[1]
         ).pipe(
@@ -156,8 +157,29 @@ describe("pnpm example:memory", () => {
           Effect.retry(Schedule.spaced("100 millis")),
           Effect.timeout("40 seconds")
         )
-        const status = yield* http(`${url}/status`)
-        assert.isTrue(status.body.connection.healthy)
+        const startedAt = Date.now()
+        // GET /status: health, the last check's time and the rebuild count, once checks have run.
+        const status = yield* http(`${url}/status`).pipe(
+          Effect.filterOrFail(
+            (s) => s.body.connection.checks >= 2 && s.body.connection.heartbeats >= 1,
+            () => "no checks yet"
+          ),
+          Effect.retry(Schedule.spaced("100 millis")),
+          Effect.timeout("20 seconds")
+        )
+        const connection = status.body.connection
+        assert.deepStrictEqual(
+          [connection.healthy, connection.lastCheckOk, connection.rebuilds, connection.connections],
+          [true, true, 0, 1]
+        )
+        const lastCheckAt = Date.parse(connection.lastCheckAt)
+        assert.isAtLeast(lastCheckAt, startedAt - 1_000, "the last check's time is an ISO date of this run")
+        assert.isAtMost(lastCheckAt, Date.now())
+        assert.isString(connection.lastHeartbeatAt)
+        assert.deepStrictEqual(
+          [status.body.settings.MEM0_HEALTH_CHECK_INTERVAL, status.body.settings.MEM0_HEARTBEAT_INTERVAL],
+          [0.2, 0.3]
+        )
         child.child.kill("SIGTERM")
         yield* Effect.promise(() => child.exited).pipe(Effect.timeout("20 seconds"))
         assert.strictEqual(child.output().match(/listening on/g)?.length, 1, "printed once")
