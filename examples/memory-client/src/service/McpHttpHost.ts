@@ -14,7 +14,9 @@
  * reset every open connection, reset or hang the next requests of a method
  * (before the server handles them, or after, so the work is done but the
  * answer is lost), stop, start and restart (sessions are forgotten, the port
- * stays). It counts what it received per JSON-RPC method.
+ * stays), hold matching requests until released (to see how many a client
+ * has in flight at once). It counts what it received per JSON-RPC method, and
+ * the most requests one session had in flight at once.
  */
 import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
@@ -53,6 +55,10 @@ export interface HostCounts {
   readonly resets: number
   readonly hangs: number
   readonly restarts: number
+  /** Requests being held right now (see `hold`). */
+  readonly held: number
+  /** The most requests of one session that were being handled at the same time. */
+  readonly maxInFlight: number
 }
 
 /** A running MCP host. */
@@ -63,6 +69,13 @@ export interface McpHttpHost {
   readonly counts: Effect.Effect<HostCounts>
   /** Applies `fault` to the next matching requests (queued after faults already waiting). */
   readonly injectFault: (fault: Fault) => Effect.Effect<void>
+  /**
+   * Holds every next request of a session whose method starts with `method`
+   * (default `"tools/call"`) before the server handles it, until `release`.
+   */
+  readonly hold: (method?: string) => Effect.Effect<void>
+  /** Lets the held requests through and stops holding. */
+  readonly release: Effect.Effect<void>
   /** Resets every open TCP connection now (idle keep-alive ones too); answers how many. */
   readonly resetConnections: Effect.Effect<number>
   /** Replaces the accepted API keys (key → account); sessions opened with a removed key get 401 from now on. */
@@ -171,7 +184,17 @@ export const make = (options: HostOptions): Effect.Effect<McpHttpHost, never, Sc
       sessionNotFound: 0,
       resets: 0,
       hangs: 0,
-      restarts: 0
+      restarts: 0,
+      maxInFlight: 0
+    }
+    // Requests of each session being handled right now.
+    const inFlight = new Map<string, number>()
+    let holding: string | undefined
+    let held: Array<() => void> = []
+    const releaseHeld = () => {
+      const waiting = held
+      held = []
+      for (const resume of waiting) resume()
     }
 
     const account = (req: IncomingMessage): string | undefined => {
@@ -242,7 +265,22 @@ export const make = (options: HostOptions): Effect.Effect<McpHttpHost, never, Sc
         return // a hang: never answered; the socket is dropped when the client gives up or the host stops
       }
       if (fault !== undefined) swallow(res, req.socket, fault.kind)
-      if (session !== undefined) return forward(session.transport, req, res, body)
+      if (session !== undefined && typeof header === "string") {
+        const prefix = holding
+        if (prefix !== undefined && names.some((name) => name.startsWith(prefix))) {
+          await new Promise<void>((resume) => held.push(resume))
+        }
+        const now = (inFlight.get(header) ?? 0) + 1
+        inFlight.set(header, now)
+        counts.maxInFlight = Math.max(counts.maxInFlight, now)
+        try {
+          return await forward(session.transport, req, res, body)
+        } finally {
+          const left = (inFlight.get(header) ?? 1) - 1
+          if (left === 0) inFlight.delete(header)
+          else inFlight.set(header, left)
+        }
+      }
       if (!isInitializeRequest(body)) {
         return json(res, 400, { jsonrpc: "2.0", error: { code: -32000, message: "No session" }, id: null })
       }
@@ -273,6 +311,8 @@ export const make = (options: HostOptions): Effect.Effect<McpHttpHost, never, Sc
     })
 
     const stop = Effect.async<void>((resume) => {
+      holding = undefined
+      releaseHeld()
       for (const { transport, server } of sessions.values()) {
         void server.close().catch(() => undefined)
         void transport.close().catch(() => undefined)
@@ -289,7 +329,20 @@ export const make = (options: HostOptions): Effect.Effect<McpHttpHost, never, Sc
     return {
       port,
       url: `http://127.0.0.1:${port}/mcp`,
-      counts: Effect.sync(() => ({ ...counts, methods: { ...methods }, sessionsOpen: sessions.size })),
+      counts: Effect.sync(() => ({
+        ...counts,
+        methods: { ...methods },
+        sessionsOpen: sessions.size,
+        held: held.length
+      })),
+      hold: (method) =>
+        Effect.sync(() => {
+          holding = method ?? "tools/call"
+        }),
+      release: Effect.sync(() => {
+        holding = undefined
+        releaseHeld()
+      }),
       injectFault: (fault) =>
         Effect.sync(() => {
           faults.push({
