@@ -13,6 +13,7 @@ import * as Http from "./Http.js"
 import { bundledStdio, type McpServer } from "./McpServers.js"
 import type { Settings } from "./Settings.js"
 import * as HttpToolServer from "./servers/HttpToolServer.js"
+import * as StdioBundle from "./servers/StdioBundle.js"
 import * as Users from "./Users.js"
 
 /** The MCP servers the gateway reaches. */
@@ -25,10 +26,11 @@ export class Servers extends Context.Tag("example/Servers")<
 export const ServersLive = Layer.scoped(
   Servers,
   Effect.gen(function* () {
+    const script = yield* StdioBundle.make
     const http = yield* HttpToolServer.make({ name: "remote-tools" })
     yield* Effect.logInfo(`MCP server remote-tools (Streamable HTTP) at ${http.url}; local-tools over stdio`)
     return {
-      catalog: [bundledStdio("local-tools"), { transport: "http", name: "remote-tools", url: http.url }],
+      catalog: [bundledStdio(script, "local-tools"), { transport: "http", name: "remote-tools", url: http.url }],
       http
     }
   })

@@ -2,8 +2,6 @@
  * The MCP servers a gateway reaches, by name: a command it spawns per
  * connection (stdio), or a URL (Streamable HTTP).
  */
-import { fileURLToPath } from "node:url"
-
 /** A server the gateway spawns, one process per connection, speaking MCP over stdio. */
 export interface StdioServer {
   readonly transport: "stdio"
@@ -27,16 +25,15 @@ export interface HttpServer {
 /** One server of the catalog. */
 export type McpServer = StdioServer | HttpServer
 
-/** The example's own folder (the stdio server runs from there, so `tsx` resolves). */
-export const exampleRoot = fileURLToPath(new URL("..", import.meta.url))
-
-/** The bundled stdio server, `src/servers/stdio-server.ts`, run by this Node with `tsx`. */
-export const bundledStdio = (name = "local-tools"): StdioServer => ({
+/**
+ * The bundled stdio server (`src/servers/stdio-server.ts`, compiled to `script`
+ * by `StdioBundle`), run by this Node, its credential in `TOOLS_CREDENTIAL`.
+ */
+export const bundledStdio = (script: string, name = "local-tools"): StdioServer => ({
   transport: "stdio",
   name,
   command: process.execPath,
-  args: ["--import", "tsx", fileURLToPath(new URL("./servers/stdio-server.ts", import.meta.url))],
-  cwd: exampleRoot,
+  args: [script],
   env: { TOOLS_SERVER_NAME: name },
   credentialVariable: "TOOLS_CREDENTIAL"
 })

@@ -29,6 +29,9 @@ Effect.gen(function* () {
         : String(error)
     )
   ),
-  Effect.catchTag("InvalidUsers", (error) => refuse(error.message)),
+  Effect.catchTags({
+    InvalidUsers: (error) => refuse(error.message),
+    BundleFailed: (error) => refuse(error.message)
+  }),
   NodeRuntime.runMain
 )
