@@ -88,6 +88,16 @@ export interface Settings {
    * schedule. Default false.
    */
   readonly retry?: boolean | undefined
+  /**
+   * How many callers may hold one item at once (an HTTP/2 session, an MCP or
+   * Redis client that serves many requests). A new lease goes to the item of
+   * its key with the fewest leases; another item is created only when every
+   * item of the key is at this limit. Limits (`maxPerKey`, `maxTotal`,
+   * `maxPerGroup`) still count items, and an item is idle only with no
+   * lease. `unbounded` (Infinity) lets one item serve everyone. Default 1:
+   * exclusive leases.
+   */
+  readonly maxLeasesPerItem?: number | undefined
 }
 
 /**
@@ -110,7 +120,8 @@ export const defaults = {
   createConcurrency: 4,
   healthCheckInterval: Duration.seconds(30),
   heartbeatInterval: Duration.seconds(60),
-  retry: false
+  retry: false,
+  maxLeasesPerItem: 1
 } as const satisfies { readonly [K in keyof Settings]-?: NonNullable<Settings[K]> }
 
 /**
@@ -135,7 +146,8 @@ export const variables: { readonly [K in keyof Settings]-?: string } = {
   createConcurrency: "CREATE_CONCURRENCY",
   healthCheckInterval: "HEALTH_CHECK_INTERVAL",
   heartbeatInterval: "HEARTBEAT_INTERVAL",
-  retry: "RETRY"
+  retry: "RETRY",
+  maxLeasesPerItem: "MAX_LEASES_PER_ITEM"
 }
 
 const unbounded = /^(unbounded|infinity|inf)$/i
@@ -288,6 +300,7 @@ export const settings = (
     createConcurrency: optional(limit(name("createConcurrency"))),
     healthCheckInterval: time("healthCheckInterval"),
     heartbeatInterval: time("heartbeatInterval"),
-    retry: optional(flag(name("retry")))
+    retry: optional(flag(name("retry"))),
+    maxLeasesPerItem: optional(limit(name("maxLeasesPerItem")))
   })
 }

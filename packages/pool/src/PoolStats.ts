@@ -90,7 +90,15 @@ export const KeyStats = Schema.Struct({
   lastUsed: Schema.Number,
   /** Items leased to a health check or heartbeat right now (counted in `inUse`). */
   checking: Schema.Number,
-  health: KeyHealth
+  health: KeyHealth,
+  /**
+   * Callers' leases on the key's items right now (a pool with
+   * `maxLeasesPerItem` above 1; absent with exclusive leases, where it is
+   * `inUse - checking`). `inUse` counts items with at least one lease.
+   */
+  leases: Schema.optional(Schema.Number),
+  /** The most leases one item of the key holds right now (with shared leases only). */
+  maxLeases: Schema.optional(Schema.Number)
 })
 
 /**
@@ -119,7 +127,9 @@ export const ConfigInForce = Schema.Struct({
   cleanupIntervalMillis: Schema.NullOr(Schema.Number),
   drainTimeoutMillis: Schema.NullOr(Schema.Number),
   createTimeoutMillis: Schema.NullOr(Schema.Number),
-  createConcurrency: Schema.NullOr(Schema.Number)
+  createConcurrency: Schema.NullOr(Schema.Number),
+  /** Callers per item (present only when leases are shared; `null`: unbounded). */
+  maxLeasesPerItem: Schema.optional(Schema.NullOr(Schema.Number))
 })
 
 /**
@@ -171,6 +181,8 @@ export const PoolStats = Schema.Struct({
   inUse: Schema.Number,
   creating: Schema.Number,
   waiting: Schema.Number,
+  /** Callers' leases across all items (with shared leases only; `inUse` counts items). */
+  leases: Schema.optional(Schema.Number),
   created: Schema.Number,
   destroyed: Schema.Number,
   timeouts: Schema.Number,
@@ -202,7 +214,12 @@ export const ItemDetails = Schema.Struct({
   lastUsed: Schema.Number,
   ageMillis: Schema.Number,
   /** How long it has been idle; 0 while leased. */
-  idleMillis: Schema.Number
+  idleMillis: Schema.Number,
+  /**
+   * Callers holding it right now: 0 or 1 with exclusive leases, up to
+   * `maxLeasesPerItem` with shared ones (0 while only a health check holds it).
+   */
+  leases: Schema.Number
 })
 
 /**

@@ -13,7 +13,19 @@ import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool
 import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
-import { type AnyFiber, annotations, bounded, Item, KeySlot, PoolState, type Restore, Waiter } from "./poolState.js"
+import {
+  type AnyFiber,
+  annotations,
+  bounded,
+  Item,
+  itemOf,
+  KeySlot,
+  type Lease,
+  PoolState,
+  type Restore,
+  SharedLease,
+  Waiter
+} from "./poolState.js"
 import { type Labels, resolve } from "./settings.js"
 
 /** @internal */
@@ -32,10 +44,10 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   constructor(readonly state: PoolState<K, A, E>) {}
 
   /** Leases an item to the current fiber: the fast path is one synchronous step. */
-  private take(key: K, restore: Restore, firstTry?: number): Effect.Effect<Item<K, A>, E | PoolError> {
+  private take(key: K, restore: Restore, firstTry?: number): Effect.Effect<Lease<K, A>, E | PoolError> {
     return Effect.withFiberRuntime((fiber) => {
       const taken = this.takeNow(key, fiber as AnyFiber, restore, firstTry)
-      return taken instanceof Item ? Effect.succeed(taken) : taken
+      return isLease(taken) ? Effect.succeed(taken) : taken
     })
   }
 
@@ -49,12 +61,19 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     fiber: AnyFiber,
     restore: Restore,
     firstTry?: number
-  ): Item<K, A> | Effect.Effect<Item<K, A>, E | PoolError> {
+  ): Lease<K, A> | Effect.Effect<Lease<K, A>, E | PoolError> {
     const state = this.state
     const since = firstTry ?? state.now()
     const admitted = state.admit(key, fiber, since)
-    let next: Effect.Effect<Item<K, A>, E | PoolError>
-    if (admitted instanceof Item) {
+    let next: Effect.Effect<Lease<K, A>, E | PoolError>
+    if (admitted instanceof SharedLease) {
+      // Shared: only a lease of an item just taken from idle is validated (see `PoolState.admitShared`).
+      if (!admitted.validating) {
+        const closing = state.flush()
+        return closing === Effect.void ? admitted : Effect.as(closing, admitted)
+      }
+      next = this.validated(admitted, key, since, restore)
+    } else if (admitted instanceof Item) {
       if (state.settings.validate === undefined) {
         const closing = state.flush()
         return closing === Effect.void ? admitted : Effect.as(closing, admitted)
@@ -84,24 +103,29 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
    * keeping its first deadline.
    */
   private validated(
-    item: Item<K, A>,
+    lease: Lease<K, A>,
     key: K,
     since: number,
     restore: Restore
-  ): Effect.Effect<Item<K, A>, E | PoolError> {
+  ): Effect.Effect<Lease<K, A>, E | PoolError> {
     const state = this.state
     const settings = state.settings
     const started = state.now()
-    if (started - item.idleSince < settings.validateAfter) return Effect.succeed(item)
+    const item = itemOf(lease)
+    // (A shared lease comes here only when its item must be validated.)
+    if (lease instanceof Item && started - item.idleSince < settings.validateAfter) return Effect.succeed(lease)
     const check = bounded(settings.validate!(item.value), settings.validateTimeout, "validation")
     return Effect.flatMap(Effect.exit(restore(check)), (exit) => {
-      if (Exit.isSuccess(exit)) return Effect.succeed(item)
+      if (Exit.isSuccess(exit)) {
+        // Shared: the item passed, so it takes other callers' leases now.
+        return lease instanceof SharedLease ? Effect.as(state.open(lease), lease) : Effect.succeed(lease)
+      }
       // Interrupted before using it: no verdict, and a probe gives up its place.
-      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(state.giveBack(item), Effect.interrupt)
+      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(state.giveBack(lease), Effect.interrupt)
       // Only failed validations go into the history: successes would crowd out the checks.
       state.record(item.slot, "validate", started, state.now(), exit)
       // Destroying it refills the key if it falls below its floor; a probe tries again on a fresh item.
-      return Effect.zipRight(state.releaseBroken(item), this.take(key, restore, since))
+      return Effect.zipRight(state.releaseBroken(lease), this.take(key, restore, since))
     })
   }
 
@@ -109,7 +133,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     return Effect.uninterruptibleMask((restore) =>
       Effect.withFiberRuntime((fiber) => {
         const taken = this.takeNow(key, fiber as AnyFiber, restore)
-        return taken instanceof Item
+        return isLease(taken)
           ? this.lend(taken, f, restore)
           : Effect.flatMap(taken, (item) => this.lend(item, f, restore))
       })
@@ -122,7 +146,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
    * caller with that defect, and the lease still ends.
    */
   private lend<B, E2, R2>(
-    item: Item<K, A>,
+    item: Lease<K, A>,
     f: (a: A) => Effect.Effect<B, E2, R2>,
     restore: Restore
   ): Effect.Effect<B, E2, R2> {
@@ -170,12 +194,9 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
 
   invalidate(value: A): Effect.Effect<void> {
     return Effect.withFiberRuntime((fiber) => {
-      const item = holding(this.state.items.holding(value), fiber as AnyFiber)
+      const item = holding(this.state, value, fiber as AnyFiber)
       if (item === undefined) return Effect.void
-      if (item.state === "leased") {
-        item.invalid = "invalidated"
-        return Effect.void
-      }
+      if (item.state === "leased") return this.state.invalidateLeased(item)
       this.state.destroy(item, "invalidated")
       return this.state.flush()
     })
@@ -204,10 +225,19 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
  * equal), the one `invalidate` means: the caller's own lease, else an idle
  * one, else any.
  */
-const holding = <K, A>(items: ReadonlyArray<Item<K, A>>, fiber: AnyFiber): Item<K, A> | undefined => {
+const holding = <K, A>(state: PoolState<K, A, unknown>, value: A, fiber: AnyFiber): Item<K, A> | undefined => {
+  const items = state.items.holding(value)
   if (items.length <= 1) return items[0]
-  return items.find((i) => i.holder === fiber) ?? items.find((i) => i.state === "idle") ?? items[0]
+  const own = (item: Item<K, A>): boolean => {
+    if (!state.shares) return item.holder === fiber
+    for (const lease of state.live) if (lease.item === item && lease.holder === fiber) return true
+    return false
+  }
+  return items.find(own) ?? items.find((i) => i.state === "idle") ?? items[0]
 }
+
+/** Whether an admission step ended with a lease (the hot path), not with an effect to run. */
+const isLease = <K, A>(u: unknown): u is Lease<K, A> => u instanceof Item || u instanceof SharedLease
 
 /**
  * Runs a background loop on `schedule` (its first round after the first

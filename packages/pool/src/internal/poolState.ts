@@ -31,6 +31,7 @@ import { Breaker, PASS, PROBE } from "./breaker.js"
 import { type Group, Groups } from "./groups.js"
 import { ItemIndex } from "./itemIndex.js"
 import { KeyIndex } from "./keyIndex.js"
+import { afterLease, LeaseHeap, needsItem, withRoom } from "./leases.js"
 import { Link, LinkedList } from "./linkedList.js"
 import { PoolTags, sample, sampleGroup, type Tags } from "./metrics.js"
 import { configInForce, type Maintenance, type Resolved } from "./settings.js"
@@ -61,6 +62,10 @@ export class Item<K, A> {
   holder: AnyFiber | undefined
   lastUsed: number
   idleSince = 0
+  /** Callers' shared leases on it right now (only with `maxLeasesPerItem` above 1; see `leases.ts`). */
+  leases = 0
+  /** Its place in its key's `LeaseHeap` while it takes new shared leases, else -1. */
+  heapIndex = -1
   /** Membership in its key's idle stack. */
   readonly keyLink = new Link<Item<K, A>>(this)
   /** Membership in the pool-wide idle list, least recently released first. */
@@ -85,6 +90,47 @@ export class Item<K, A> {
 }
 
 /**
+ * One caller's lease of an item that up to `maxLeasesPerItem` callers hold at
+ * once. With exclusive leases the item is its own lease and none of these is
+ * made. Ends exactly once (`done`), whatever ends it.
+ *
+ * @internal
+ */
+export class SharedLease<K, A> {
+  done = false
+  /** Made while the item is validated (taken from idle): it takes no other lease until it passes. */
+  validating: boolean
+  readonly value: A
+  /** Built once per lease: the finalizer a scoped `get` adds. */
+  readonly release: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
+
+  constructor(
+    readonly item: Item<K, A>,
+    readonly holder: AnyFiber,
+    readonly since: number,
+    /** The lease is a half-open circuit's probe: its outcome decides the circuit. */
+    public probe: boolean,
+    validating: boolean,
+    pool: PoolState<K, A, any>
+  ) {
+    this.value = item.value
+    this.validating = validating
+    this.release = (exit) => Effect.suspend(() => pool.release(this, exit))
+  }
+}
+
+/**
+ * What a caller holds: the item itself (exclusive leases) or one of its
+ * shared leases.
+ *
+ * @internal
+ */
+export type Lease<K, A> = Item<K, A> | SharedLease<K, A>
+
+/** The item a lease is of. */
+export const itemOf = <K, A>(lease: Lease<K, A>): Item<K, A> => (lease instanceof SharedLease ? lease.item : lease)
+
+/**
  * A caller waiting for its turn. Whoever serves it writes the outcome here
  * before waking it, so the caller's own fiber settles ownership whatever
  * happened meanwhile (interruption, timeout, shutdown): nothing is lost.
@@ -93,7 +139,7 @@ export class Item<K, A> {
  */
 export class Waiter<K, A> {
   state: "waiting" | "item" | "failed" | "settled" = "waiting"
-  item: Item<K, A> | undefined
+  item: Lease<K, A> | undefined
   /** Why it failed: built when it happened, while the waiter still counts in the snapshot. */
   error: PoolError | undefined
   /** Or the cause its own creation failed with (the resource's error, or a defect). */
@@ -157,6 +203,10 @@ export class KeySlot<K, A> {
   refilling = false
   /** Its tenant's group, in a pool with `group` (see `groups.ts`). */
   group: Group<Item<K, A>> | undefined
+  /** Leased items that take more shared leases (made on the first shared lease; see `leases.ts`). */
+  shared: LeaseHeap<Item<K, A>> | undefined
+  /** Callers' shared leases on its items right now. */
+  leases = 0
 
   constructor(
     readonly id: unknown,
@@ -218,6 +268,14 @@ export class PoolState<K, A, E> {
   timeouts = 0
   failures = 0
   keysDropped = 0
+  /** How many callers may hold one item at once (`maxLeasesPerItem`). */
+  readonly maxLeases: number
+  /** Whether leases are shared (`maxLeases` above 1): the exclusive path never looks at sharing. */
+  readonly shares: boolean
+  /** Callers' shared leases right now. */
+  leases = 0
+  /** Shared leases not yet ended: their holders are interrupted if shutdown outlasts `drainTimeout`. */
+  readonly live = new Set<SharedLease<K, A>>()
   closed = false
   /** Empty keys kept only because they remember recent failures (`remembersFailures`); cleanup drops them. */
   readonly lingering = new Set<KeySlot<K, A>>()
@@ -243,6 +301,8 @@ export class PoolState<K, A, E> {
     readonly runtime: Runtime.Runtime<never>
   ) {
     this.tags = new PoolTags(settings.name, settings.metricsPerKey)
+    this.maxLeases = settings.maxLeasesPerItem
+    this.shares = settings.maxLeasesPerItem > 1
     this.groups = settings.group === undefined ? undefined : new Groups(settings.maxPerGroup)
     this.groupTags =
       settings.group === undefined || settings.metricsPerKey === 0
@@ -278,7 +338,7 @@ export class PoolState<K, A, E> {
    * to `fiber`), a reservation to create one (the slot, with `creating` bumped),
    * a place in the queue, or an error.
    */
-  admit(key: K, fiber: AnyFiber, since: number): Item<K, A> | KeySlot<K, A> | Waiter<K, A> | PoolError {
+  admit(key: K, fiber: AnyFiber, since: number): Lease<K, A> | KeySlot<K, A> | Waiter<K, A> | PoolError {
     if (this.closed) return new PoolClosed({ key: this.settings.describeKey(key) })
     const now = this.now()
     const slot = this.slotFor(key, now)
@@ -292,6 +352,7 @@ export class PoolState<K, A, E> {
     this.probeAdmitted = probe
     this.pinned = slot
     try {
+      if (this.shares) return this.admitShared(slot, key, fiber, since, now, probe)
       const item = this.takeIdle(slot, now)
       if (item !== undefined) {
         this.lease(item, now, fiber)
@@ -307,6 +368,134 @@ export class PoolState<K, A, E> {
     } finally {
       this.pinned = undefined
     }
+  }
+
+  /**
+   * `admit` with shared leases: an idle item first (it has the fewest
+   * leases: none), else the open item with the fewest leases if it has room;
+   * else a creation when the key's waiters (the caller included) outnumber
+   * what the creations in flight will serve and the limits allow; else the
+   * queue. An idle item that is validated takes no other lease until it
+   * passes (see `open`).
+   */
+  private admitShared(
+    slot: KeySlot<K, A>,
+    key: K,
+    fiber: AnyFiber,
+    since: number,
+    now: number,
+    probe: boolean
+  ): SharedLease<K, A> | KeySlot<K, A> | Waiter<K, A> {
+    const idle = this.takeIdle(slot, now)
+    if (idle !== undefined) {
+      this.claim(idle)
+      const validate = this.settings.validate !== undefined && now - idle.idleSince >= this.settings.validateAfter
+      return this.lendShared(idle, now, fiber, probe, validate)
+    }
+    const room = this.roomIn(slot, now)
+    if (room !== undefined) return this.lendShared(room, now, fiber, probe, false)
+    if (needsItem(slot.waiters.size + 1, slot.creating, this.maxLeases)) {
+      this.makeRoom(slot)
+      if (this.canCreate(slot)) {
+        this.reserve(slot)
+        return slot
+      }
+    }
+    return this.enqueue(slot, key, fiber, since, probe)
+  }
+
+  /** The open item of `slot` with the fewest leases, if it has room; items found unfit take no more. */
+  private roomIn(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
+    const heap = slot.shared
+    if (heap === undefined) return undefined
+    let item: Item<K, A> | undefined
+    while ((item = withRoom(heap, this.maxLeases)) !== undefined) {
+      if (this.unfit(item, now) === undefined) return item
+      // Too old, or of old credentials: its current leases finish, then it is retired.
+      heap.remove(item)
+    }
+    return undefined
+  }
+
+  /** Counts an item taken out of idle as in use, held by no caller yet. */
+  private claim(item: Item<K, A>): void {
+    item.state = "leased"
+    item.holder = undefined
+    item.slot.inUse++
+    this.inUse++
+  }
+
+  /**
+   * Adds a shared lease of a leased `item` for `fiber`. Unless `closed` (it
+   * is being validated), the item takes more leases while it has room.
+   */
+  private lendShared(
+    item: Item<K, A>,
+    now: number,
+    fiber: AnyFiber,
+    probe: boolean,
+    closed: boolean
+  ): SharedLease<K, A> {
+    const slot = item.slot
+    item.leases++
+    slot.leases++
+    this.leases++
+    item.lastUsed = now
+    slot.lastUsed = now
+    const heap = (slot.shared ??= new LeaseHeap())
+    if (heap.has(item)) heap.update(item)
+    else if (!closed) heap.push(item)
+    const lease = new SharedLease(item, fiber, now, probe, closed, this)
+    this.live.add(lease)
+    return lease
+  }
+
+  /**
+   * A shared lease's item passed validation: it takes other leases now, and
+   * serves the key's waiters while it has room.
+   */
+  open(lease: SharedLease<K, A>): Effect.Effect<void> {
+    if (!lease.validating) return Effect.void
+    lease.validating = false
+    const item = lease.item
+    if (lease.done || item.state !== "leased" || this.unfit(item, this.now()) !== undefined) return Effect.void
+    const heap = (item.slot.shared ??= new LeaseHeap())
+    if (!heap.has(item)) heap.push(item)
+    this.serveShared(item.slot, this.now())
+    return this.flush()
+  }
+
+  /** Hands the key's first waiters (FIFO) leases of its open items while any has room. */
+  private serveShared(slot: KeySlot<K, A>, now: number): void {
+    let waiter: Waiter<K, A> | undefined
+    while ((waiter = slot.waiters.head?.value) !== undefined) {
+      const item = this.roomIn(slot, now)
+      if (item === undefined) return
+      this.dequeue(waiter)
+      waiter.item = this.lendShared(item, now, waiter.fiber, waiter.probe, false)
+      this.settleWaiter(waiter, "item")
+    }
+  }
+
+  /**
+   * An item stops taking new shared leases (invalidated, or broken by a
+   * connection failure): its current leases finish, then it is destroyed.
+   * The key's waiters may need another item now.
+   */
+  private closeShare(item: Item<K, A>): void {
+    item.slot.shared?.remove(item)
+    this.creationEnded(item.slot)
+  }
+
+  /**
+   * Marks a leased item broken: it is destroyed when its lease (or its last
+   * shared lease) ends, and with shared leases it takes no new one from now.
+   */
+  invalidateLeased(item: Item<K, A>): Effect.Effect<void> {
+    item.invalid = "invalidated"
+    if (!this.shares) return Effect.void
+    this.closeShare(item)
+    return this.flush()
   }
 
   /**
@@ -495,6 +684,15 @@ export class PoolState<K, A, E> {
     this.pending--
   }
 
+  /**
+   * Whether the waiters of `slot` need another item: always with exclusive
+   * leases (a waiter without a creation of its own needs one); with shared
+   * leases, only while they outnumber what the creations in flight will serve.
+   */
+  private wantsItem(slot: KeySlot<K, A>): boolean {
+    return !this.shares || needsItem(slot.waiters.size, slot.creating, this.maxLeases)
+  }
+
   /** The first waiter of `slot` without a creation of its own. */
   private firstBare(slot: KeySlot<K, A>): Waiter<K, A> | undefined {
     let link = slot.waiters.head
@@ -514,7 +712,7 @@ export class PoolState<K, A, E> {
   private oldestCreatable(except: KeySlot<K, A> | undefined): Waiter<K, A> | undefined {
     for (let link = this.waiters.head; link !== undefined; link = link.next) {
       const slot = link.value.slot
-      if (slot !== except && !link.value.pending && this.mayGrow(slot)) return link.value
+      if (slot !== except && !link.value.pending && this.mayGrow(slot) && this.wantsItem(slot)) return link.value
     }
     return undefined
   }
@@ -528,7 +726,7 @@ export class PoolState<K, A, E> {
   private oldestUnblockedBy(slot: KeySlot<K, A>): Waiter<K, A> | undefined {
     for (let link = this.waiters.head; link !== undefined; link = link.next) {
       const other = link.value.slot
-      if (other === slot || link.value.pending || !this.keyMayGrow(other)) continue
+      if (other === slot || link.value.pending || !this.keyMayGrow(other) || !this.wantsItem(other)) continue
       const group = other.group
       if (group === undefined || group.size - (group === slot.group ? 1 : 0) < group.max) return link.value
     }
@@ -552,6 +750,20 @@ export class PoolState<K, A, E> {
         return
       }
     }
+    if (mine !== undefined && this.shares) {
+      // Shared: the key's first waiters, up to `maxLeasesPerItem` of them, share it.
+      item.holder = undefined
+      item.probe = false
+      let waiter: Waiter<K, A> | undefined
+      while (item.leases < this.maxLeases && (waiter = slot.waiters.head?.value) !== undefined) {
+        this.dequeue(waiter)
+        waiter.item = this.lendShared(item, now, waiter.fiber, waiter.probe, false)
+        this.settleWaiter(waiter, "item")
+      }
+      // Those left over may need another item.
+      this.creationEnded(slot)
+      return
+    }
     if (mine !== undefined) {
       this.dequeue(mine)
       item.holder = mine.fiber
@@ -574,7 +786,7 @@ export class PoolState<K, A, E> {
       const next =
         Number.isFinite(this.settings.maxTotal) || slot.group !== undefined
           ? this.oldestCreatable(undefined)
-          : this.mayGrow(slot)
+          : this.mayGrow(slot) && this.wantsItem(slot)
             ? this.firstBare(slot)
             : undefined
       if (next !== undefined) {
@@ -589,6 +801,17 @@ export class PoolState<K, A, E> {
   /** A creation of `slot` ended (either way): its key may start the next one. */
   private creationEnded(slot: KeySlot<K, A>): void {
     if (this.closed || slot.waiters.size === slot.pending) return
+    if (this.shares) {
+      // Shared: as many creations as the waiters need (each new item serves `maxLeasesPerItem`), limits allowing.
+      while (this.wantsItem(slot)) {
+        this.makeRoom(slot)
+        const next = this.firstBare(slot)
+        if (next === undefined || !this.canCreate(slot)) return
+        this.reserve(slot)
+        this.grant(next)
+      }
+      return
+    }
     this.makeRoom(slot)
     const next = this.firstBare(slot)
     if (next !== undefined && this.canCreate(slot)) {
@@ -692,9 +915,14 @@ export class PoolState<K, A, E> {
    * when the lease failed with a connection error. The outcome feeds the
    * breaker.
    */
-  release(item: Item<K, A>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
-    if (item.state !== "leased") return Effect.void
-    return this.end(item, Exit.isSuccess(exit) ? "success" : this.classify(exit.cause))
+  release(lease: Lease<K, A>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
+    if (lease instanceof SharedLease) {
+      return lease.done
+        ? Effect.void
+        : this.endShared(lease, Exit.isSuccess(exit) ? "success" : this.classify(exit.cause))
+    }
+    if (lease.state !== "leased") return Effect.void
+    return this.end(lease, Exit.isSuccess(exit) ? "success" : this.classify(exit.cause))
   }
 
   /**
@@ -702,8 +930,8 @@ export class PoolState<K, A, E> {
    * held itself (a check, a pre-warm), or a caller's that was interrupted
    * before using it. A probe's place is given up, so the next caller probes.
    */
-  giveBack(item: Item<K, A>): Effect.Effect<void> {
-    return this.end(item, undefined)
+  giveBack(lease: Lease<K, A>): Effect.Effect<void> {
+    return lease instanceof SharedLease ? this.endShared(lease, undefined) : this.end(lease, undefined)
   }
 
   /**
@@ -714,10 +942,60 @@ export class PoolState<K, A, E> {
    * verdict on the upstream (the caller goes on to a fresh item, whose
    * outcome counts).
    */
-  releaseBroken(item: Item<K, A>): Effect.Effect<void> {
+  releaseBroken(lease: Lease<K, A>): Effect.Effect<void> {
+    const item = itemOf(lease)
     item.invalid = "failed_check"
     item.slot.lastBroken = this.now()
-    return this.end(item, undefined)
+    return this.giveBack(lease)
+  }
+
+  /**
+   * Ends one shared lease. A connection failure marks the item broken for
+   * everyone: it takes no new lease, its other holders finish (or fail) on
+   * their own, and the last one out destroys it. An item with leases left
+   * takes new ones again (if fit) and serves the key's first waiter; after
+   * its last lease it goes back like an exclusive lease (to waiters or idle)
+   * or is destroyed (see `afterLease`).
+   */
+  private endShared(lease: SharedLease<K, A>, outcome: Outcome | undefined): Effect.Effect<void> {
+    if (lease.done) return Effect.void
+    lease.done = true
+    this.live.delete(lease)
+    const item = lease.item
+    // Destroyed meanwhile (shutdown's drain timeout): its counts went with it.
+    if (item.state !== "leased") return Effect.void
+    const now = this.now()
+    const slot = item.slot
+    slot.lastUsed = now
+    item.lastUsed = now
+    slot.tags.update(PoolMetrics.leaseDuration, (now - lease.since) / 1000)
+    item.leases--
+    slot.leases--
+    this.leases--
+    if (outcome === "connection") item.invalid ??= "invalidated"
+    if (slot.breaker !== undefined) {
+      if (outcome !== undefined) this.report(slot, outcome, lease.probe, now)
+      else slot.breaker.abandon(lease.probe)
+    }
+    const unfit = this.unfit(item, now)
+    switch (afterLease(item.leases, unfit === undefined)) {
+      case "shared":
+        if (unfit !== undefined) this.closeShare(item)
+        else {
+          slot.shared?.update(item)
+          this.serveShared(slot, now)
+        }
+        break
+      case "returned":
+        slot.shared?.remove(item)
+        this.returned(item, now)
+        break
+      case "retired":
+        this.destroy(item, unfit!)
+        break
+    }
+    this.checkDrained()
+    return this.flush()
   }
 
   /** Ends a lease with the breaker's verdict on it, if it gives one. */
@@ -785,6 +1063,13 @@ export class PoolState<K, A, E> {
     } else {
       slot.inUse--
       this.inUse--
+    }
+    if (this.shares) {
+      // Only shutdown destroys an item that still has shared leases: they end as no-ops.
+      slot.leases -= item.leases
+      this.leases -= item.leases
+      item.leases = 0
+      slot.shared?.remove(item)
     }
     item.state = "destroyed"
     item.holder = undefined
@@ -857,7 +1142,7 @@ export class PoolState<K, A, E> {
   }
 
   /** Waits (interruptibly) until the waiter is served, fails, or must start its creation. */
-  wait(waiter: Waiter<K, A>, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+  wait(waiter: Waiter<K, A>, restore: Restore): Effect.Effect<Lease<K, A>, E | PoolError> {
     return Effect.flatMap(Effect.exit(restore(this.park(waiter))), (exit) => this.settle(waiter, exit, restore))
   }
 
@@ -866,7 +1151,7 @@ export class PoolState<K, A, E> {
    * what the waiter owns: an item or a reservation is used, or given back when
    * the caller was interrupted.
    */
-  settle(waiter: Waiter<K, A>, exit: Exit.Exit<void>, restore: Restore): Effect.Effect<Item<K, A>, E | PoolError> {
+  settle(waiter: Waiter<K, A>, exit: Exit.Exit<void>, restore: Restore): Effect.Effect<Lease<K, A>, E | PoolError> {
     if (waiter.reserved) {
       waiter.reserved = false
       if (waiter.state === "waiting" && Exit.isSuccess(exit) && !this.closed) {
@@ -953,9 +1238,15 @@ export class PoolState<K, A, E> {
     if (item.probe) {
       if (waiter.state === "waiting" && !this.closed) {
         this.dequeue(waiter)
-        item.holder = waiter.fiber
-        waiter.probe = true
-        waiter.item = item
+        if (this.shares) {
+          item.probe = false
+          waiter.item = this.lendShared(item, this.now(), waiter.fiber, true, false)
+          this.serveShared(item.slot, this.now())
+        } else {
+          item.holder = waiter.fiber
+          waiter.probe = true
+          waiter.item = item
+        }
         this.settleWaiter(waiter, "item")
         return this.flush()
       }
@@ -1028,7 +1319,8 @@ export class PoolState<K, A, E> {
           slot.tags.update(PoolMetrics.createDuration, (now - started) / 1000)
           // A caller's wait is measured when it is served (see `settle`).
           if (since >= 0) slot.tags.update(PoolMetrics.acquireWait, (now - since) / 1000)
-          this.creationEnded(slot)
+          // Shared: the new item serves waiters first (see `returned`), then more creations are granted if needed.
+          if (!this.shares) this.creationEnded(slot)
           return Effect.succeed(item)
         }
         const now = this.now()
@@ -1363,6 +1655,7 @@ export class PoolState<K, A, E> {
   private forceClose(self: AnyFiber): Effect.Effect<void> {
     return Effect.suspend(() => {
       const holders = new Set<AnyFiber>(this.creators)
+      for (const lease of this.live) holders.add(lease.holder)
       for (const item of Array.from(this.items)) {
         if (item.state !== "leased") continue
         if (item.holder !== undefined) holders.add(item.holder)
@@ -1437,7 +1730,9 @@ export class PoolState<K, A, E> {
         createdAt: item.createdAt,
         lastUsed: item.lastUsed,
         ageMillis: now - item.createdAt,
-        idleMillis: idle ? now - item.idleSince : 0
+        idleMillis: idle ? now - item.idleSince : 0,
+        // A health check or a creation in progress holds an item without a caller's lease.
+        leases: this.shares ? item.leases : item.state === "leased" && item.holder !== undefined ? 1 : 0
       })
     }
     return details
@@ -1495,10 +1790,20 @@ export class PoolState<K, A, E> {
     return out
   }
 
+  /** The most shared leases on one item, per key (O(items): for stats only). */
+  private busiest(): Map<KeySlot<K, A>, number> {
+    const most = new Map<KeySlot<K, A>, number>()
+    for (const item of this.items) {
+      if (item.leases > (most.get(item.slot) ?? 0)) most.set(item.slot, item.leases)
+    }
+    return most
+  }
+
   stats(): PoolStats {
     this.sampleGauges()
     const now = this.now()
     const perKey: Array<KeyStats> = []
+    const busiest = this.shares ? this.busiest() : undefined
     for (const slot of this.slots.values()) {
       perKey.push({
         key: slot.description,
@@ -1511,7 +1816,8 @@ export class PoolState<K, A, E> {
         createdAt: slot.createdAt,
         lastUsed: slot.lastUsed,
         checking: slot.checking,
-        health: this.health(slot, now)
+        health: this.health(slot, now),
+        ...(busiest === undefined ? {} : { leases: slot.leases, maxLeases: busiest.get(slot) ?? 0 })
       })
     }
     return {
@@ -1519,6 +1825,7 @@ export class PoolState<K, A, E> {
       closed: this.closed,
       keys: this.slots.size,
       ...this.occupancy(),
+      ...(this.shares ? { leases: this.leases } : {}),
       created: this.created,
       destroyed: this.destroyed,
       timeouts: this.timeouts,

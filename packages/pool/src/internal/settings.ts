@@ -48,6 +48,8 @@ export interface Resolved<K> {
   readonly describeKey: (key: K) => string
   readonly group: ((key: K) => string) | undefined
   readonly maxPerGroup: (group: string) => number
+  /** Callers that may hold one item at once: 1 for exclusive leases. */
+  readonly maxLeasesPerItem: number
 }
 
 /**
@@ -250,7 +252,8 @@ export const resolve = <K>(options: Options<K, any, any, any>, labels: Labels = 
     fingerprint: options.fingerprint,
     describeKey: options.describeKey ?? ((key) => hashedKey(keyId(key))),
     group: options.group,
-    maxPerGroup: resolveMaxPerGroup(options.maxPerGroup)
+    maxPerGroup: resolveMaxPerGroup(options.maxPerGroup),
+    maxLeasesPerItem: checkLimit("maxLeasesPerItem", options.maxLeasesPerItem ?? d.maxLeasesPerItem)
   }
 }
 
@@ -268,5 +271,7 @@ export const configInForce = (r: Resolved<any>): ConfigInForce => ({
   cleanupIntervalMillis: finite(r.cleanupInterval),
   drainTimeoutMillis: finite(r.drainTimeout),
   createTimeoutMillis: finite(r.createTimeout),
-  createConcurrency: finite(r.createConcurrency)
+  createConcurrency: finite(r.createConcurrency),
+  // Shown only where leases are shared, as `perGroup` only where there are groups.
+  ...(r.maxLeasesPerItem === 1 ? {} : { maxLeasesPerItem: finite(r.maxLeasesPerItem) })
 })
