@@ -3,7 +3,7 @@
  * `node --expose-gc` process and prints the results as markdown.
  *
  *   pnpm bench                  full run (5 timed repetitions each)
- *   pnpm bench -- --quick       smoke run: small sizes, 1 repetition; checks that it runs, not its numbers
+ *   pnpm bench -- --quick       smoke run: small sizes, 1 repetition, one process per scenario; checks that it runs, not its numbers
  *   pnpm bench -- --only keyed,idle
  */
 import { execFileSync, spawn } from "node:child_process"
@@ -29,16 +29,23 @@ const childTimeoutMs = quick ? 60_000 : 240_000
 const versionOf = (pkg: string): string =>
   JSON.parse(readFileSync(new URL(`../node_modules/${pkg}/package.json`, import.meta.url), "utf8")).version
 
+/** HEAD, and whether the engine measured differs from it (the bench runs the working tree's sources). */
 const commit = (): string => {
   try {
-    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: benchDir, encoding: "utf8" }).trim()
+    const git = (...args: Array<string>) => execFileSync("git", args, { cwd: benchDir, encoding: "utf8" }).trim()
+    const dirty = git("status", "--porcelain", "--", "../packages") !== ""
+    return `${git("rev-parse", "--short", "HEAD")}${dirty ? " + uncommitted changes to packages/" : ""}`
   } catch {
     return "unknown"
   }
 }
 
-/** Runs one pair in a child process; resolves with what it measured, or the reason it failed. */
-const runChild = (scenario: Scenario, adapterId: string): Promise<Measured | Error> =>
+/**
+ * Runs pairs of one scenario in a child process — one pair, or in a smoke run
+ * all of them (see `child.ts`); resolves with what each measured, or the
+ * reason it failed.
+ */
+const runChild = (scenario: Scenario, adapterIds: ReadonlyArray<string>): Promise<Map<string, Measured | Error>> =>
   new Promise((resolve) => {
     const child = spawn(
       process.execPath,
@@ -49,7 +56,7 @@ const runChild = (scenario: Scenario, adapterId: string): Promise<Measured | Err
         "tsx",
         childPath,
         scenario.id,
-        adapterId,
+        adapterIds.join(","),
         String(repetitions),
         ...(quick ? ["--quick"] : [])
       ],
@@ -59,13 +66,22 @@ const runChild = (scenario: Scenario, adapterId: string): Promise<Measured | Err
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       stdout += chunk
     })
-    const timer = setTimeout(() => child.kill("SIGKILL"), childTimeoutMs)
+    const timeoutMs = childTimeoutMs * adapterIds.length
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
     child.on("close", (code, signal) => {
       clearTimeout(timer)
-      const last = stdout.trim().split("\n").pop() ?? ""
-      if (code === 0 && last.startsWith("{")) resolve(JSON.parse(last) as Measured)
-      else if (signal === "SIGKILL") resolve(new Error(`stopped after ${childTimeoutMs / 1000} s`))
-      else resolve(new Error(`exited with ${code ?? signal}`))
+      const results = new Map<string, Measured | Error>()
+      for (const line of stdout.split("\n")) {
+        if (!line.startsWith("{")) continue
+        const { adapter, ...measured } = JSON.parse(line) as Measured & { readonly adapter: string }
+        results.set(adapter, measured)
+      }
+      const failure =
+        signal === "SIGKILL"
+          ? new Error(`stopped after ${timeoutMs / 1000} s`)
+          : new Error(`exited with ${code ?? signal} before reporting`)
+      for (const id of adapterIds) if (!results.has(id)) results.set(id, failure)
+      resolve(results)
     })
   })
 
@@ -78,7 +94,7 @@ const heading = [
     `${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}`,
   `- versions: effect ${versionOf("effect")}, @cistern/pool ${versionOf("@cistern/pool")}, ` +
     `generic-pool ${versionOf("generic-pool")}, tarn ${versionOf("tarn")}`,
-  `- method: each (scenario, library) in a fresh \`node --expose-gc\` process; a warm-up run, then ` +
+  `- method: each ${quick ? "scenario" : "(scenario, library)"} in a fresh \`node --expose-gc\` process; a warm-up run, then ` +
     `${repetitions} timed repetition${repetitions === 1 ? "" : "s"}, each on a fresh pool` +
     `${quick ? "" : " (at least 3 where 5 would take over 45 s)"}`,
   `- load average at start: ${os
@@ -93,12 +109,18 @@ let failed = false
 for (const scenario of scenarios) {
   if (only !== undefined && !only.includes(scenario.id)) continue
   const results = new Map<string, Measured | Error>()
-  for (const id of scenario.adapters) {
-    const pairStarted = Date.now()
-    const measured = await runChild(scenario, id)
-    process.stderr.write(`bench: ${scenario.id} / ${adapters[id].label}: ${(Date.now() - pairStarted) / 1000} s\n`)
-    if (measured instanceof Error) failed = true
-    results.set(id, measured)
+  // A full run gives each pair a fresh process; a smoke run, each scenario (see `child.ts`).
+  const batches = quick ? [scenario.adapters] : scenario.adapters.map((id) => [id])
+  for (const batch of batches) {
+    const batchStarted = Date.now()
+    const measured = await runChild(scenario, batch)
+    const what = batch.length === 1 ? adapters[batch[0]!].label : `${batch.length} libraries`
+    process.stderr.write(`bench: ${scenario.id} / ${what}: ${(Date.now() - batchStarted) / 1000} s\n`)
+    for (const id of batch) {
+      const result = measured.get(id)!
+      if (result instanceof Error) failed = true
+      results.set(id, result)
+    }
   }
   console.log(table(scenario, results, quick, repetitions))
 }

@@ -42,5 +42,7 @@ export const table = (scenario: Scenario, results: Results, quick: boolean, repe
     notes.push(...measured.notes)
   }
   if (notes.length > 0) lines.push("", ...notes.map((n) => `- ${n}`))
+  const footer = scenario.footer?.(results, { quick, repetitions }) ?? []
+  if (footer.length > 0) lines.push("", ...footer)
   return `${lines.join("\n")}\n`
 }

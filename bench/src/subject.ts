@@ -42,4 +42,10 @@ export type Subject = EffectSubject | PromiseSubject
 export interface Adapter {
   readonly label: string
   readonly make: (shape: Shape, ledger: Ledger) => Promise<Subject>
+  /**
+   * Set on the wake-up floors only (see `adapters/handoff.ts`), which are no
+   * pools: runs `handOffs` hand-offs between two fibers and resolves with the
+   * elapsed milliseconds.
+   */
+  readonly handOff?: ((handOffs: number) => Promise<number>) | undefined
 }

@@ -11,6 +11,9 @@
  * - `Effect.scoped` with one finalizer and no pool: the cost any `get` in
  *   `Effect.scoped` pays before doing anything.
  * - No lease at all: the cost of the Effect workload loop itself.
+ * - Effect: a JS array with a FIFO of parked fibers (`Effect.async`), the
+ *   releasing caller resuming the first one with its item — the fewest steps
+ *   an Effect pool can take per contended lease, with no interruption safety.
  *
  * Scoped floors register their finalizer with `Scope.addFinalizer`, the
  * cheapest way: `Effect.addFinalizer` also snapshots the fiber's `FiberRefs`
@@ -132,6 +135,42 @@ export const scopedOnly: Adapter = {
       lease: (_key, body) => Effect.scoped(Effect.zipRight(finalizer, body(item))),
       keys: () => undefined,
       close: async () => {}
+    }
+  }
+}
+
+/** Floor: a JS array with a FIFO of parked fibers, each resumed with the item it is handed. */
+export const asyncFifoFloor: Adapter = {
+  label: "floor: Effect.async FIFO + array",
+  make: async (shape, ledger) => {
+    const items: Array<Item> = []
+    const waiters: Array<(effect: Effect.Effect<Item>) => void> = []
+    let size = 0
+    const take = (key: number): Effect.Effect<Item> =>
+      Effect.suspend(() => {
+        const item = items.pop()
+        if (item !== undefined) return Effect.succeed(item)
+        if (size < shape.maxPerKey) {
+          size++
+          return Effect.succeed(ledger.create(key))
+        }
+        return Effect.async<Item>((resume) => {
+          waiters.push(resume)
+        })
+      })
+    const giveBack = (item: Item): Effect.Effect<void> =>
+      Effect.sync(() => {
+        const next = waiters.shift()
+        if (next === undefined) items.push(item)
+        else next(Effect.succeed(item))
+      })
+    return {
+      style: "effect",
+      lease: (key, body) => Effect.flatMap(take(key), (item) => Effect.zipRight(body(item), giveBack(item))),
+      keys: () => undefined,
+      close: async () => {
+        items.length = 0
+      }
     }
   }
 }

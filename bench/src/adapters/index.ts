@@ -5,6 +5,7 @@ import { effectKeyedPool, effectPool } from "./effect.js"
 import {
   arrayFloor,
   arrayFloorMap,
+  asyncFifoFloor,
   noLease,
   scopedOnly,
   semaphoreFloor,
@@ -12,6 +13,7 @@ import {
   semaphoreFloorScoped
 } from "./floors.js"
 import { genericPool, genericPoolMap } from "./genericPool.js"
+import { asyncHandOff, deferredHandOff } from "./handoff.js"
 import { tarn, tarnMap } from "./tarn.js"
 
 /** Adapters by id. */
@@ -31,7 +33,10 @@ export const adapters = {
   "floor-scoped": scopedOnly,
   "floor-none": noLease,
   "floor-array": arrayFloor,
-  "floor-array-map": arrayFloorMap
+  "floor-array-map": arrayFloorMap,
+  "floor-async-fifo": asyncFifoFloor,
+  "floor-handoff-deferred": deferredHandOff,
+  "floor-handoff-async": asyncHandOff
 } as const satisfies Record<string, Adapter>
 
 /** The id of an adapter. */

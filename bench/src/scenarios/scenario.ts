@@ -37,6 +37,8 @@ export interface Scenario {
   readonly metrics: ReadonlyArray<Metric>
   /** Runs in the child: warm-up, then timed repetitions (see {@link repeat}). */
   readonly run: (id: AdapterId, adapter: Adapter, options: RunOptions) => Promise<Measured>
+  /** Markdown lines printed under the table: figures derived from several rows of this run. */
+  readonly footer?: (results: ReadonlyMap<string, Measured | Error>, options: RunOptions) => Array<string>
 }
 
 /** Makes a fresh pool with its own ledger, runs `f`, and closes the pool. */
