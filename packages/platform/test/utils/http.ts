@@ -183,7 +183,12 @@ export const openRequest = (
     socket.on("error", () => {})
     // A safety net for a broken server, not a timing rule: no test waits for it.
     socket.setTimeout(10_000, () => socket.destroy())
-    socket.on("close", () => Deferred.unsafeDone(closed, Exit.void))
+    socket.on("close", () => {
+      // A connection closed before a complete response fails the wait instead of leaving it hanging.
+      const received = Buffer.concat(chunks).toString("latin1").slice(0, 200)
+      Deferred.unsafeDone(response, Exit.die(new Error(`closed before a complete response; received: ${received}`)))
+      Deferred.unsafeDone(closed, Exit.void)
+    })
     socket.write(`${head.join("\r\n")}\r\n\r\n`)
     if (body.length > 0) socket.write(body)
     return {
