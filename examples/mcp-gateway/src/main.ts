@@ -6,32 +6,14 @@
  * API, every pooled connection and the servers.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { ConfigError, Console, Effect, Layer } from "effect"
+import { Effect } from "effect"
 import * as App from "./App.js"
-import * as Settings from "./Settings.js"
 
-const refuse = (why: string) =>
-  Effect.zipRight(
-    Console.error(`cannot start the MCP gateway:\n${why}`),
+App.program.pipe(
+  Effect.flatMap((code) =>
     Effect.sync(() => {
-      process.exitCode = 1
+      process.exitCode = code
     })
-  )
-
-Effect.gen(function* () {
-  const settings = yield* Settings.settings
-  return yield* Layer.launch(App.layer(settings))
-}).pipe(
-  Effect.catchIf(ConfigError.isConfigError, (error) =>
-    refuse(
-      String(error).includes("ADMIN_TOKEN")
-        ? `${String(error)}\n(set ADMIN_TOKEN to the bearer token of the admin endpoints)`
-        : String(error)
-    )
   ),
-  Effect.catchTags({
-    InvalidUsers: (error) => refuse(error.message),
-    BundleFailed: (error) => refuse(error.message)
-  }),
   NodeRuntime.runMain
 )
