@@ -10,20 +10,20 @@
  * the Cistern admin API is mounted under `/admin`.
  *
  * Each account is its own pool key with a circuit breaker (3 connection
- * failures open it for 60 seconds). A request with `x-session-id` keeps its
+ * failures within 60 seconds open it for 60 seconds; see `Breaker.ts`). A request with `x-session-id` keeps its
  * session's account while that account is healthy and moves when its circuit
  * opens (see `Sessions.ts`); `GET /admin/sessions?user=…` or `?apiKey=…`
  * finds sessions, behind the admin token.
  */
 
 import { createServer } from "node:http"
-import { AdminApi, AdminAuth, AdminHttp, ConcurrencyLimit, StreamLease } from "@cistern/platform"
-import { UpstreamPool } from "@cistern/platform-node"
+import { AdminApi, AdminAuth, AdminHttp, ConcurrencyLimit } from "@cistern/platform"
+import { UpstreamPool, UpstreamRelay } from "@cistern/platform-node"
 import { PoolConfig, PoolRegistry } from "@cistern/pool"
 import { HttpApi, HttpApiBuilder, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServer, NodeStream } from "@effect/platform-node"
-import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
-import type { Dispatcher } from "undici"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Cause, Config, Context, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
+import * as Breaker from "./Breaker.js"
 import {
   type Account,
   accountsConfig,
@@ -44,8 +44,8 @@ export interface RelayConfig {
   readonly limit: ConcurrencyLimit.Options
   /** The upstream accounts, each its own pool key and circuit. */
   readonly accounts: ReadonlyArray<Account>
-  /** Consecutive connection failures that open an account's circuit, and how long it stays open. */
-  readonly breaker: { readonly failures: number; readonly reset: Duration.Duration }
+  /** Connection failures within `window` that open an account's circuit, and how long it stays open. */
+  readonly breaker: { readonly failures: number; readonly window: Duration.Duration; readonly reset: Duration.Duration }
   readonly sessions: SessionsConfig
 }
 
@@ -59,7 +59,8 @@ const seconds = (name: string, fallback: number) =>
 /**
  * Reads `MAX_CONNECTIONS`, `MAX_KEEPALIVE_CONNECTIONS`, `STREAM_TIMEOUT_SECONDS`,
  * `POOL_TIMEOUT_SECONDS`, the limit's variables, `UPSTREAM_ACCOUNTS`,
- * `BREAKER_FAILURES`, `BREAKER_RESET_SECONDS` and the sessions' variables.
+ * `BREAKER_FAILURES`, `BREAKER_WINDOW_SECONDS`, `BREAKER_RESET_SECONDS` and
+ * the sessions' variables.
  */
 export const relayConfig: Config.Config<RelayConfig> = Config.all({
   maxConnections: PoolConfig.limit("MAX_CONNECTIONS").pipe(Config.withDefault(100)),
@@ -73,6 +74,7 @@ export const relayConfig: Config.Config<RelayConfig> = Config.all({
       Config.validate({ message: "BREAKER_FAILURES must be at least 1", validation: (n) => n >= 1 }),
       Config.withDefault(3)
     ),
+    window: seconds("BREAKER_WINDOW_SECONDS", 60),
     reset: seconds("BREAKER_RESET_SECONDS", 60)
   }),
   sessions: sessionsConfig
@@ -85,19 +87,22 @@ export const accountHeader = "x-upstream-account"
 
 const validSessionId = /^[A-Za-z0-9._:-]{1,128}$/
 
-/** The upstream answered with a status other than 200: passed on as it is. */
-export class UpstreamStatus extends Data.TaggedError("UpstreamStatus")<{
-  readonly status: number
-  readonly body: string
-}> {}
-
-/** The upstream request failed before its body started (reset, refused). */
-export class UpstreamFailed extends Data.TaggedError("UpstreamFailed")<{ readonly cause: unknown }> {}
-
 /** Request headers passed to the upstream: its switches, for demos and tests. */
 const forwarded = ["x-upstream-mode", "x-upstream-tokens", "x-upstream-delay-ms"] as const
 
-const ChatRequest = Schema.parseJson(Schema.Struct({ stream: Schema.optional(Schema.Boolean) }))
+/**
+ * Whether the body asks for a stream. One `JSON.parse` of the body the relay
+ * forwards as it is (no decode and re-encode, no schema: the only field the
+ * relay reads is `stream`); `undefined` for a body that is not JSON.
+ */
+const wantsStream = (raw: string): boolean | undefined => {
+  try {
+    const parsed: unknown = JSON.parse(raw)
+    return typeof parsed === "object" && parsed !== null && (parsed as { stream?: unknown }).stream === true
+  } catch {
+    return undefined
+  }
+}
 
 /**
  * Builds the handlers. `upstream` is the upstream's origin; each account is
@@ -108,30 +113,37 @@ export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Red
     const pool = yield* UpstreamPool.UpstreamPool
     const limit = yield* ConcurrencyLimit.ConcurrencyLimit
     const sessions = yield* Sessions
-    const { affinity, health, keyOf, describeKey, names } = yield* makeAffinity(
+    const breaker = Breaker.make(
+      config.accounts.map((a) => a.name),
+      config.breaker
+    )
+    const { affinity, keyOf, names } = yield* makeAffinity(
       upstream,
       config.accounts,
-      config.sessions.affinityTtl
+      config.sessions.affinityTtl,
+      breaker.circuits
     )
     const apiKeys = new Map(config.accounts.map((a) => [a.name, a.apiKey]))
     const isAdmin = AdminAuth.verifier(adminToken)
-    const leases = StreamLease.make(pool, { format: "sse", maxDuration: config.streamTimeout })
 
     /**
      * Keeps at most `MAX_KEEPALIVE_CONNECTIONS` idle: a connection whose
      * stream completed while that many are idle is closed instead of kept
      * (the pool itself bounds the total, not the idle ones).
      */
-    const capIdle = (connection: UpstreamPool.Connection) =>
-      Effect.flatMap(pool.stats, (stats) =>
-        stats.idle >= config.maxKeepaliveConnections ? pool.invalidate(connection) : Effect.void
-      )
+    const capIdle = (ending: UpstreamRelay.Ending, connection: UpstreamPool.Connection) =>
+      ending !== "completed"
+        ? Effect.void
+        : Effect.flatMap(pool.stats, (stats) =>
+            stats.idle >= config.maxKeepaliveConnections ? pool.invalidate(connection) : Effect.void
+          )
+    const relayOptions: UpstreamRelay.Options = { format: "sse", maxDuration: config.streamTimeout, onEnd: capIdle }
 
     /** Accounts whose circuit is open now (and not yet due for its probe). */
-    const openAccounts = Effect.map(health.stats, (stats) => {
+    const openAccounts = Effect.map(breaker.circuits, (circuits) => {
       const open = new Set<string>()
-      for (const key of stats.perKey) if (key.health.breaker === "open") open.add(key.key)
-      return new Set(names.filter((name) => open.has(describeKey(name))))
+      for (const [name, { circuit }] of circuits) if (circuit === "open") open.add(name)
+      return open
     })
 
     /** A request without a session: the accounts in turn, skipping open ones. */
@@ -194,41 +206,37 @@ export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Red
         Effect.catchTag("SessionSchemaError", () => nextAccount)
       )
 
-    const send = (connection: UpstreamPool.Connection, body: string, headers: Record<string, string>) =>
-      Effect.gen(function* () {
-        // Closing the lease's scope aborts a request still in flight: undici
-        // then destroys the socket, which the pool drops.
-        const controller = yield* Effect.acquireRelease(
-          Effect.sync(() => new AbortController()),
-          (controller) => Effect.sync(() => controller.abort())
-        )
-        yield* Effect.addFinalizer(() => capIdle(connection))
-        const response: Dispatcher.ResponseData = yield* Effect.tryPromise({
-          try: () =>
-            connection.dispatcher.request({
-              origin: upstream,
-              path: "/v1/chat/completions",
-              method: "POST",
-              headers: { "content-type": "application/json", ...headers },
-              body,
-              signal: controller.signal
-            }),
-          catch: (cause) => new UpstreamFailed({ cause })
-        })
-        if (response.statusCode !== 200) {
-          const text = yield* Effect.tryPromise({
-            try: () => response.body.text(),
-            catch: (cause) => new UpstreamFailed({ cause })
+    /**
+     * Sends the request to `account` through its circuit: a connection
+     * failure before the upstream answers counts for it, an answer closes a
+     * probing circuit, anything else (the client went away, no connection in
+     * time) leaves it as it was.
+     */
+    const relay = (account: string, body: string, headers: Record<string, string>) =>
+      Effect.zipRight(
+        breaker.admit(account),
+        UpstreamRelay.respond(
+          pool,
+          keyOf(account),
+          {
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: { "content-type": "application/json", ...headers },
+            body
+          },
+          relayOptions
+        ).pipe(
+          Effect.onExit((exit) => {
+            if (Exit.isSuccess(exit)) return breaker.success(account)
+            const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+            return failure !== undefined &&
+              (failure._tag === "UpstreamConnectError" ||
+                (failure._tag === "UpstreamRequestError" && UpstreamPool.isConnectionError(failure.cause)))
+              ? breaker.failure(account)
+              : breaker.settle(account)
           })
-          return yield* new UpstreamStatus({ status: response.statusCode, body: text })
-        }
-        // Not `Stream.fromAsyncIterable`: ending its iterator waits for a pending
-        // read, so a hung upstream would hold the stream (and its lease) open.
-        return NodeStream.fromReadable<UpstreamFailed, Uint8Array>(
-          () => response.body,
-          (cause) => new UpstreamFailed({ cause })
         )
-      })
+      )
 
     const chatHandler = Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -239,8 +247,9 @@ export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Red
     const chatOn = (request: HttpServerRequest.HttpServerRequest, account: string) =>
       Effect.gen(function* () {
         const raw = yield* request.text
-        const parsed = yield* Schema.decodeUnknown(ChatRequest)(raw)
-        if (parsed.stream !== true) {
+        const stream = wantsStream(raw)
+        if (stream === undefined) return error(400, "invalid_request_error", "the body must be JSON")
+        if (!stream) {
           return HttpServerResponse.unsafeJson(
             { error: { type: "invalid_request_error", message: "this relay streams only: send stream: true" } },
             { status: 400 }
@@ -251,11 +260,10 @@ export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Red
           const value = request.headers[name]
           if (value !== undefined) headers[name] = value
         }
-        return yield* leases.respond(keyOf(account), (connection) => send(connection, raw, headers))
+        return yield* relay(account, raw, headers)
       }).pipe(
         Effect.catchTags({
           RequestError: () => Effect.succeed(error(400, "invalid_request_error", "could not read the request body")),
-          ParseError: () => Effect.succeed(error(400, "invalid_request_error", "the body must be JSON")),
           PoolTimeout: (e) =>
             Effect.succeed(
               error(503, "pool_timeout", `no upstream connection within ${e.waitedMillis} ms`, { "retry-after": "1" })
@@ -266,10 +274,14 @@ export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Red
                 "retry-after": String(Math.max(1, Math.ceil(e.retryAfterMillis / 1000)))
               })
             ),
-          StreamTimeout: () => Effect.succeed(error(504, "upstream_timeout", "the upstream did not answer in time")),
-          UpstreamStatus: (e) =>
-            Effect.succeed(HttpServerResponse.text(e.body, { status: e.status, contentType: "application/json" })),
-          UpstreamFailed: () => Effect.succeed(error(502, "upstream_error", "the upstream request failed")),
+          AccountOpen: (e) =>
+            Effect.succeed(
+              error(503, "upstream_unavailable", "the upstream is failing; try again later", {
+                "retry-after": String(Math.max(1, Math.ceil(e.retryAfterMillis / 1000)))
+              })
+            ),
+          UpstreamTimeout: () => Effect.succeed(error(504, "upstream_timeout", "the upstream did not answer in time")),
+          UpstreamRequestError: () => Effect.succeed(error(502, "upstream_error", "the upstream request failed")),
           UpstreamConnectError: () => Effect.succeed(error(502, "upstream_error", "could not connect to the upstream"))
         }),
         Effect.catchAll(() => Effect.succeed(error(503, "pool_unavailable", "no upstream connection available")))
@@ -382,8 +394,8 @@ export const layer = (options: RelayOptions) => {
     drainTimeout: "1 second",
     // undici's own idle close (4 s by default) would otherwise beat the pool's idle rules.
     client: { keepAliveTimeout: 30_000, keepAliveMaxTimeout: 60_000 },
-    // Per account: a failing account's circuit opens and its sessions move to another.
-    breaker: { failures: config.breaker.failures, reset: config.breaker.reset }
+    // Per account, the relay's own breaker (failures within a time window; the pool's counts them in a row).
+    breaker: false
   })
   return HttpApiBuilder.serve(AdminHttp.logger).pipe(
     Layer.provide(Routes),

@@ -14,9 +14,11 @@
 
 import { createHash } from "node:crypto"
 import { UpstreamPool } from "@cistern/platform-node"
+import type { PoolStats } from "@cistern/pool"
 import { RedisClient, RedisSessionStore } from "@cistern/redis"
 import { Affinity, SessionStore } from "@cistern/session"
-import { Clock, Config, ConfigError, Duration, Effect, Either, Layer, Option, Schema } from "effect"
+import { Config, ConfigError, Duration, Effect, Either, Layer, Option, Schema } from "effect"
+import type { Circuit } from "./Breaker.js"
 
 /** An upstream account: a name shown in headers and logs, and the API key sent upstream (never shown). */
 export interface Account {
@@ -133,21 +135,61 @@ export const layerStores = (config: SessionsConfig): Layer.Layer<Sessions | Pins
 }
 
 /**
- * The pool's health as the relay steers by it. A circuit whose `reset` has
- * passed still shows `open` in the pool's stats until a caller tries the
- * key; steering every session away from it would mean nobody ever does, and
- * the account would never come back. So a key due for its probe shows as
- * `half-open` here: it may be given to a session, whose request probes it.
+ * The pool's health as the relay steers by it: each account's circuit is
+ * the relay's own breaker's (failures within a time window; see
+ * `Breaker.ts`), not the pool's. A circuit past its reset shows as
+ * `half-open`: it may be given to a session, whose request probes it
+ * (steering every session away from it would mean nobody ever does, and
+ * the account would never come back).
  */
-export const steeringHealth = (pool: Affinity.HealthSource): Affinity.HealthSource => ({
-  stats: Effect.zipWith(pool.stats, Clock.currentTimeMillis, (stats, now) => ({
-    ...stats,
-    perKey: stats.perKey.map((key) =>
-      key.health.breaker === "open" && key.health.retryAt !== null && key.health.retryAt <= now
-        ? { ...key, health: { ...key.health, breaker: "half-open" as const } }
-        : key
-    )
-  }))
+export const steeringHealth = (
+  pool: Affinity.HealthSource,
+  circuits: Effect.Effect<ReadonlyMap<string, { readonly circuit: Circuit; readonly retryAt: number | null }>>,
+  keys: ReadonlyMap<string, string>
+): Affinity.HealthSource => ({
+  stats: Effect.zipWith(pool.stats, circuits, (stats, circuits) => {
+    const seen = new Set<string>()
+    const perKey: Array<PoolStats.KeyStats> = stats.perKey.map((key) => {
+      const account = keys.get(key.key)
+      if (account === undefined) return key
+      seen.add(account)
+      const circuit = circuits.get(account)
+      return circuit === undefined
+        ? key
+        : { ...key, health: { ...key.health, breaker: circuit.circuit, retryAt: circuit.retryAt } }
+    })
+    // An account whose key the pool dropped (no connection left) still has its circuit.
+    for (const [key, account] of keys) {
+      const circuit = circuits.get(account)
+      if (seen.has(account) || circuit === undefined || circuit.circuit === "closed") continue
+      perKey.push({
+        key,
+        max: 0,
+        size: 0,
+        idle: 0,
+        inUse: 0,
+        creating: 0,
+        waiting: 0,
+        created: 0,
+        destroyed: 0,
+        timeouts: 0,
+        failures: 0,
+        createdAt: 0,
+        lastUsed: 0,
+        checking: 0,
+        health: {
+          state: "open",
+          breaker: circuit.circuit,
+          consecutiveFailures: 0,
+          retryAt: circuit.retryAt,
+          lastCheck: null,
+          history: [],
+          transitions: []
+        }
+      })
+    }
+    return { ...stats, perKey }
+  })
 })
 
 /**
@@ -156,7 +198,12 @@ export const steeringHealth = (pool: Affinity.HealthSource): Affinity.HealthSour
  * a place given by its id (so sessions spread over the accounts), whose
  * circuit is not open and that is not the one it leaves.
  */
-export const makeAffinity = (upstream: string, accounts: ReadonlyArray<Account>, ttl: Duration.Duration) =>
+export const makeAffinity = (
+  upstream: string,
+  accounts: ReadonlyArray<Account>,
+  ttl: Duration.Duration,
+  circuits: Effect.Effect<ReadonlyMap<string, { readonly circuit: Circuit; readonly retryAt: number | null }>>
+) =>
   Effect.gen(function* () {
     const pool = yield* UpstreamPool.UpstreamPool
     const pins = yield* Pins
@@ -165,7 +212,7 @@ export const makeAffinity = (upstream: string, accounts: ReadonlyArray<Account>,
     const describeKey = (name: string) => UpstreamPool.describeKey(keyOf(name))
     const names = accounts.map((a) => a.name)
     const start = (id: string) => createHash("sha256").update(id).digest().readUInt32BE(0) % names.length
-    const health = steeringHealth(pool)
+    const health = steeringHealth(pool, circuits, new Map(names.map((name) => [describeKey(name), name])))
     const affinity = Affinity.make({
       pool: health,
       store: pins,

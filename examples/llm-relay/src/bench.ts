@@ -28,7 +28,8 @@ const settings = Config.all({
   connections: Config.integer("BENCH_CONNECTIONS").pipe(Config.withDefault(400)),
   seconds: Config.integer("BENCH_SECONDS").pipe(Config.withDefault(20)),
   tokens: Config.integer("BENCH_TOKENS").pipe(Config.withDefault(20)),
-  delayMs: Config.integer("BENCH_TOKEN_DELAY_MS").pipe(Config.withDefault(10))
+  delayMs: Config.integer("BENCH_TOKEN_DELAY_MS").pipe(Config.withDefault(10)),
+  paths: Config.string("BENCH_PATHS").pipe(Config.withDefault("cistern,effect,undici,direct"))
 })
 
 const body = JSON.stringify({ model: "relay-demo", stream: true, messages: [{ role: "user", content: "hi" }] })
@@ -42,11 +43,14 @@ interface Row {
   readonly p50: number
   readonly p99: number
   readonly tokensPerSecond: number
+  /** CPU time (user + system) of this process per request: relay, upstream and load generator together. */
+  readonly cpuMicros: number
 }
 
 const load = (name: string, url: string, up: Upstream.Upstream, connections: number, seconds: number) =>
   Effect.gen(function* () {
     const before = up.tokensSent()
+    const cpu = process.cpuUsage()
     const result = yield* Effect.promise(() =>
       autocannon({
         url: `${url}/v1/chat/completions`,
@@ -66,10 +70,14 @@ const load = (name: string, url: string, up: Upstream.Upstream, connections: num
       rps: result.requests.average,
       p50: result.latency.p50,
       p99: result.latency.p99,
-      tokensPerSecond: Math.round((up.tokensSent() - before) / seconds)
+      tokensPerSecond: Math.round((up.tokensSent() - before) / seconds),
+      cpuMicros: cpuPerRequest(process.cpuUsage(cpu), result.requests.total)
     }
     return row
   })
+
+const cpuPerRequest = (used: NodeJS.CpuUsage, requests: number) =>
+  requests === 0 ? 0 : Math.round((used.user + used.system) / requests)
 
 /** The same hop without Cistern: an undici Pool with as many connections, body piped through. */
 const plainRelay = (upstream: string, connections: number) =>
@@ -156,7 +164,8 @@ const effectRelay = (upstream: string, connections: number) =>
   })
 
 const main = Effect.gen(function* () {
-  const { connections, delayMs, seconds, tokens } = yield* settings
+  const { connections, delayMs, paths, seconds, tokens } = yield* settings
+  const selected = new Set(paths.split(",").map((p) => p.trim()))
   const up = yield* Upstream.start({ tokens, delayMs })
   const config = yield* Effect.withConfigProvider(
     relayConfig,
@@ -175,15 +184,19 @@ const main = Effect.gen(function* () {
   )
   const plain = yield* plainRelay(up.url, connections + 100)
   const bare = yield* effectRelay(up.url, connections + 100)
+  const targets = [
+    { id: "cistern", name: "cistern relay", url: relay.url },
+    { id: "effect", name: "effect relay (no Cistern)", url: bare.url },
+    { id: "undici", name: "undici relay (no Effect)", url: plain.url },
+    { id: "direct", name: "direct (no relay)", url: up.url }
+  ].filter((t) => selected.has(t.id))
   yield* Console.log(
     `load: ${connections} connections × ${seconds} s each; upstream: ${tokens} tokens, one every ${delayMs} ms`
   )
 
   // A short warm-up of each path (connections opened, code paths compiled).
-  for (const url of [relay.url, bare.url, plain.url, up.url]) yield* load("warm-up", url, up, 50, 2)
+  for (const target of targets) yield* load("warm-up", target.url, up, 50, 2)
 
-  const rows: Array<Row> = []
-  rows.push(yield* load("cistern relay", relay.url, up, connections, seconds))
   const health = (): Promise<{ pool: { inUse: number; idle: number; waiting: number } }> =>
     new Promise((resolve, reject) =>
       Http.get(`${relay.url}/healthz`, (res) => {
@@ -194,31 +207,34 @@ const main = Effect.gen(function* () {
         res.on("end", () => resolve(JSON.parse(text)))
       }).on("error", reject)
     )
-  // Leases still held once the clients are gone, after a bounded settle.
-  let after = yield* Effect.promise(health)
-  for (let i = 0; i < 50 && (after.pool.inUse > 0 || after.pool.waiting > 0); i++) {
-    yield* Effect.sleep(Duration.millis(100))
-    after = yield* Effect.promise(health)
+  const rows: Array<Row> = []
+  let leaks = ""
+  for (const target of targets) {
+    rows.push(yield* load(target.name, target.url, up, connections, seconds))
+    if (target.id !== "cistern") continue
+    // Leases still held once the clients are gone, after a bounded settle.
+    let after = yield* Effect.promise(health)
+    for (let i = 0; i < 50 && (after.pool.inUse > 0 || after.pool.waiting > 0); i++) {
+      yield* Effect.sleep(Duration.millis(100))
+      after = yield* Effect.promise(health)
+    }
+    yield* Console.log(JSON.stringify(yield* Effect.promise(health)))
+    leaks = `leaked leases after the Cistern run: ${after.pool.inUse} (pool idle ${after.pool.idle}, waiting ${after.pool.waiting})`
   }
-  const leaked = after.pool.inUse
-  rows.push(yield* load("effect relay (no Cistern)", bare.url, up, connections, seconds))
-  rows.push(yield* load("undici relay (no Effect)", plain.url, up, connections, seconds))
-  rows.push(yield* load("direct (no relay)", up.url, up, connections, seconds))
 
-  const direct = rows[3]
+  const direct = rows.find((r) => r.name === "direct (no relay)")
   yield* Console.log(
     [
-      "| path | requests | req/s | p50 ms | p99 ms | tokens/s | errors | non-2xx | p50 vs direct |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| path | requests | req/s | p50 ms | p99 ms | tokens/s | errors | non-2xx | CPU µs/req | p50 vs direct |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
       ...rows.map(
         (r) =>
-          `| ${r.name} | ${r.requests} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.tokensPerSecond} | ${r.errors} | ${r.non2xx} | ${(r.p50 / direct.p50).toFixed(2)}× |`
+          `| ${r.name} | ${r.requests} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.tokensPerSecond} | ${r.errors} | ${r.non2xx} | ${r.cpuMicros} | ${direct === undefined ? "–" : `${(r.p50 / direct.p50).toFixed(2)}×`} |`
       )
     ].join("\n")
   )
-  yield* Console.log(
-    `leaked leases after the Cistern run: ${leaked} (pool idle ${after.pool.idle}, waiting ${after.pool.waiting}); upstream sockets open now: ${up.openSockets()}`
-  )
+  if (leaks !== "") yield* Console.log(leaks)
+  yield* Console.log(`upstream sockets open now: ${up.openSockets()}`)
 })
 
 main.pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning), NodeRuntime.runMain)

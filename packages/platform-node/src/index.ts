@@ -17,3 +17,11 @@ export * as UpstreamHttpClient from "./UpstreamHttpClient.js"
  * @since 0.1.0
  */
 export * as UpstreamPool from "./UpstreamPool.js"
+
+/**
+ * Relays an upstream's streamed answer to an HTTP client over a pooled
+ * connection, piped by Node, the lease held until the body ends.
+ *
+ * @since 0.1.0
+ */
+export * as UpstreamRelay from "./UpstreamRelay.js"

@@ -250,14 +250,19 @@ export const middleware =
           return Effect.succeed(rejection(admitted.left, options.status ?? 503))
         }
         const release = once(limiter.release)
+        let scoped = false
         return Effect.serviceOption(Scope.Scope).pipe(
-          Effect.flatMap((scope) =>
-            Option.isSome(scope) ? Scope.addFinalizer(scope.value, Effect.sync(release)) : Effect.void
-          ),
+          Effect.flatMap((scope) => {
+            if (Option.isNone(scope)) return Effect.void
+            scoped = true
+            return Scope.addFinalizer(scope.value, Effect.sync(release))
+          }),
           Effect.zipRight(Effect.interruptible(app)),
           Effect.map((response) => {
             if (response.body._tag !== "Stream") {
-              release()
+              // The server writes the response inside the request's scope, and a raw body (a Node
+              // stream it pipes) is still flowing now: that scope's close releases the slot.
+              if (!scoped) release()
               return response
             }
             const body = response.body
