@@ -10,6 +10,8 @@ import type { Item, Ledger } from "./resource.js"
 export interface Shape {
   /** Items per key (per pool, for the single-pool scenarios). */
   readonly maxPerKey: number
+  /** Callers one item serves at once (shared leases), for the scenario that measures them; 1 when absent. */
+  readonly leasesPerItem?: number | undefined
   /** Idle expiry, for the scenario that measures it (real time). */
   readonly idle?: { readonly timeoutMs: number; readonly checkMs: number } | undefined
 }

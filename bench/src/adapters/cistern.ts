@@ -41,6 +41,29 @@ export const cisternPoolGet: Adapter = {
   }
 }
 
+/** Cistern `KeyedPool` with shared leases: each item lent to up to `shape.leasesPerItem` callers at once. */
+export const cisternKeyedShared: Adapter = {
+  label: "Cistern KeyedPool (use, shared)",
+  make: async (shape, ledger) => {
+    const { value: pool, close } = await buildScoped(
+      KeyedPool.make({
+        acquire: acquireItem(ledger),
+        maxPerKey: shape.maxPerKey,
+        maxLeasesPerItem: shape.leasesPerItem ?? 1,
+        maxTotal: Number.POSITIVE_INFINITY,
+        maxKeys: Number.POSITIVE_INFINITY,
+        ...timings(shape)
+      })
+    )
+    return {
+      style: "effect",
+      lease: (key, body) => pool.use(key, body),
+      keys: () => Effect.runSync(pool.stats).keys,
+      close
+    }
+  }
+}
+
 /** Cistern `KeyedPool`, unbounded in keys and total like its peers, leased with `pool.use(key, f)`. */
 export const cisternKeyedPool: Adapter = {
   label: "Cistern KeyedPool (use)",

@@ -27,6 +27,35 @@ export const effectPool: Adapter = {
   }
 }
 
+/**
+ * Effect `Pool.makeWithTTL` with `concurrency`: each item lent to up to
+ * `shape.leasesPerItem` fibers at once, a new one made only when every item
+ * is fully used (`targetUtilization: 1`), up to `shape.maxPerKey`; items are
+ * made on demand (`min: 0`, a TTL longer than any run) as Cistern's are.
+ */
+export const effectPoolShared: Adapter = {
+  label: "Effect Pool (concurrency)",
+  make: async (shape, ledger) => {
+    const acquire = acquireItem(ledger)(0)
+    const { value: pool, close } = await buildScoped(
+      Pool.makeWithTTL({
+        acquire,
+        min: 0,
+        max: shape.maxPerKey,
+        concurrency: shape.leasesPerItem ?? 1,
+        targetUtilization: 1,
+        timeToLive: "1 hour"
+      })
+    )
+    return {
+      style: "effect",
+      lease: (_key, body) => Effect.scoped(Effect.flatMap(pool.get, body)),
+      keys: () => undefined,
+      close
+    }
+  }
+}
+
 /** Effect `KeyedPool.make({ size })`, or `KeyedPool.makeWithTTL({ min: 0 })` for idle expiry. It does not expose its keys. */
 export const effectKeyedPool: Adapter = {
   label: "Effect KeyedPool",

@@ -1,7 +1,7 @@
 /** Every library and floor under test, by the id a child process is started with. */
 import type { Adapter } from "../subject.js"
-import { cisternKeyedPool, cisternPoolGet, cisternPoolUse } from "./cistern.js"
-import { effectKeyedPool, effectPool } from "./effect.js"
+import { cisternKeyedPool, cisternKeyedShared, cisternPoolGet, cisternPoolUse } from "./cistern.js"
+import { effectKeyedPool, effectPool, effectPoolShared } from "./effect.js"
 import {
   arrayFloor,
   arrayFloorMap,
@@ -23,6 +23,8 @@ export const adapters = {
   "cistern-pool-use": cisternPoolUse,
   "cistern-pool-get": cisternPoolGet,
   "cistern-keyed": cisternKeyedPool,
+  "cistern-keyed-shared": cisternKeyedShared,
+  "effect-pool-shared": effectPoolShared,
   "generic-pool": genericPool,
   "generic-pool-map": genericPoolMap,
   tarn: tarn,
