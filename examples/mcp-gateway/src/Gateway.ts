@@ -10,6 +10,9 @@
  *   user across all their servers, `MAX_TOTAL_CONNECTIONS` all users
  *   together. At a limit, the pool closes the least recently used idle
  *   connection (the user's own first) to make room, or the call waits.
+ * - A connection carries up to `MAX_CALLS_PER_CONNECTION` calls at once (the
+ *   SDK client runs concurrent requests over one transport); a user's next
+ *   connection is opened only when their connections are all that busy.
  * - Connections idle longer than `CONNECTION_TIMEOUT` are closed by the
  *   cleanup that runs every `CLEANUP_INTERVAL`.
  * - A connection that breaks (its process exits, its session is gone, a call
@@ -118,6 +121,8 @@ export const make = (options: Options): Effect.Effect<Service, never, Scope.Scop
       maxPerGroup: settings.maxConnectionsPerUser,
       maxPerKey: settings.maxConnectionsPerUser,
       maxTotal: settings.maxTotalConnections,
+      // the SDK client matches answers to requests by id: one connection carries several calls at once
+      maxLeasesPerItem: settings.maxCallsPerConnection,
       idleTimeout: settings.connectionTimeout,
       cleanupInterval: settings.cleanupInterval,
       acquireTimeout: settings.acquireTimeout,

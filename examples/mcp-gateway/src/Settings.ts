@@ -17,6 +17,8 @@ export interface PoolSettings {
   readonly maxConnectionsPerUser: number
   /** `MAX_TOTAL_CONNECTIONS`: connections of all users together. Default 100. */
   readonly maxTotalConnections: number
+  /** `MAX_CALLS_PER_CONNECTION`: tool calls one connection carries at once (1: one call at a time). Default 10. */
+  readonly maxCallsPerConnection: number
   /** `CONNECTION_TIMEOUT` (ms): a connection idle this long is closed by the next cleanup. Default 30 minutes. */
   readonly connectionTimeout: Duration.Duration
   /** `CLEANUP_INTERVAL` (ms): how often idle connections are looked for. Default 5 minutes. */
@@ -43,6 +45,7 @@ export interface Settings extends PoolSettings {
 export const defaults: PoolSettings = {
   maxConnectionsPerUser: 10,
   maxTotalConnections: 100,
+  maxCallsPerConnection: 10,
   connectionTimeout: Duration.millis(1_800_000),
   cleanupInterval: Duration.millis(300_000),
   acquireTimeout: Duration.seconds(10),
@@ -60,6 +63,7 @@ export const poolSettings: Config.Config<PoolSettings> = Config.all({
   pool: PoolConfig.settings(
     {
       maxTotal: "MAX_TOTAL_CONNECTIONS",
+      maxLeasesPerItem: "MAX_CALLS_PER_CONNECTION",
       idleTimeout: "CONNECTION_TIMEOUT",
       cleanupInterval: "CLEANUP_INTERVAL",
       acquireTimeout: "ACQUIRE_TIMEOUT",
@@ -74,6 +78,7 @@ export const poolSettings: Config.Config<PoolSettings> = Config.all({
   Config.map(({ pool, perUser, callTimeout }) => ({
     maxConnectionsPerUser: perUser._tag === "Some" ? perUser.value : defaults.maxConnectionsPerUser,
     maxTotalConnections: pool.maxTotal ?? defaults.maxTotalConnections,
+    maxCallsPerConnection: pool.maxLeasesPerItem ?? defaults.maxCallsPerConnection,
     connectionTimeout: Duration.decode(pool.idleTimeout ?? defaults.connectionTimeout),
     cleanupInterval: Duration.decode(pool.cleanupInterval ?? defaults.cleanupInterval),
     acquireTimeout: Duration.decode(pool.acquireTimeout ?? defaults.acquireTimeout),

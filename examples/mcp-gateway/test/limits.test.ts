@@ -1,53 +1,70 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, Ref } from "effect"
+import type * as Gateway from "../src/Gateway.js"
 import { eventually, gateway, makeUsers, quiet, request, serve, servers, settings, tokenOf } from "./utils.js"
+
+interface Peaks {
+  readonly total: number
+  readonly group: number
+  readonly leasesPerConnection: number
+  readonly over: ReadonlyArray<string>
+}
+
+/** Samples the pool's stats every 2 ms: the biggest total, user group and leases on one connection, and any sample above a limit. */
+const sample = (gw: Gateway.Service, limits: { perUser: number; total: number; calls: number }) =>
+  Effect.gen(function* () {
+    const peaks = yield* Ref.make<Peaks>({ total: 0, group: 0, leasesPerConnection: 0, over: [] })
+    const fiber = yield* Effect.fork(
+      Effect.forever(
+        Effect.gen(function* () {
+          const stats = yield* gw.pool.stats
+          const groups = stats.perGroup ?? []
+          const leases = Math.max(0, ...stats.perKey.map((k) => k.maxLeases ?? 0))
+          const over = [
+            ...groups.filter((g) => g.size > limits.perUser).map((g) => `${g.group}=${g.size}`),
+            ...(stats.size > limits.total ? [`total=${stats.size}`] : []),
+            ...(leases > limits.calls ? [`leases=${leases}`] : [])
+          ]
+          yield* Ref.update(peaks, (p) => ({
+            total: Math.max(p.total, stats.size),
+            group: Math.max(p.group, ...groups.map((g) => g.size)),
+            leasesPerConnection: Math.max(p.leasesPerConnection, leases),
+            over: [...p.over, ...over]
+          }))
+          yield* Effect.sleep("2 millis")
+        })
+      )
+    )
+    return Effect.zipRight(Fiber.interrupt(fiber), Ref.get(peaks))
+  })
 
 describe("ten users calling tools at once", () => {
   it.scopedLive(
-    "no user holds more than MAX_CONNECTIONS_PER_USER connections, and all users together never more than MAX_TOTAL_CONNECTIONS",
+    "no user holds more than MAX_CONNECTIONS_PER_USER connections, all users together never more than MAX_TOTAL_CONNECTIONS, a connection never more than MAX_CALLS_PER_CONNECTION calls",
     () =>
       Effect.gen(function* () {
-        const perUser = 2
-        const total = 8
+        const limits = { perUser: 2, total: 8, calls: 3 }
         const file = makeUsers(10)
         const { http, catalog } = yield* servers
         const { gateway: gw, users } = yield* gateway(
           catalog,
           file,
-          // a stdio server is a new Node process per connection: slow to start on a busy machine
           settings({
-            maxConnectionsPerUser: perUser,
-            maxTotalConnections: total,
+            maxConnectionsPerUser: limits.perUser,
+            maxTotalConnections: limits.total,
+            maxCallsPerConnection: limits.calls,
+            // a stdio server is a new Node process per connection: slow to start on a busy machine
             acquireTimeout: Duration.seconds(30),
             connectTimeout: Duration.seconds(30)
           })
         )
         const url = yield* serve(gw, users)
+        const stop = yield* sample(gw, limits)
 
-        // the pool's own counts, sampled while the calls run
-        const peaks = yield* Ref.make({ total: 0, group: 0, over: [] as Array<string> })
-        const sampler = yield* Effect.fork(
-          Effect.forever(
-            Effect.gen(function* () {
-              const stats = yield* gw.pool.stats
-              const groups = stats.perGroup ?? []
-              const biggest = Math.max(0, ...groups.map((g) => g.size))
-              const over = groups.filter((g) => g.size > perUser).map((g) => `${g.group}=${g.size}`)
-              if (stats.size > total) over.push(`total=${stats.size}`)
-              yield* Ref.update(peaks, (p) => ({
-                total: Math.max(p.total, stats.size),
-                group: Math.max(p.group, biggest),
-                over: [...p.over, ...over]
-              }))
-              yield* Effect.sleep("2 millis")
-            })
-          )
-        )
-
-        // each user: six calls at once on the HTTP server; users 1 and 2 also one on the stdio server
+        // each user: eight calls at once on the HTTP server; users 1 and 2 also one on the stdio server
         const calls = file.users.flatMap((user, i) => [
-          ...Array.from({ length: 6 }, (_, n) => ({ user: user.id, server: "remote-tools", n })),
-          ...(i < 2 ? [{ user: user.id, server: "local-tools", n: 0 }] : [])
+          ...Array.from({ length: 8 }, () => ({ user: user.id, server: "remote-tools" })),
+          ...(i < 2 ? [{ user: user.id, server: "local-tools" }] : [])
         ])
         const answers = yield* Effect.forEach(
           calls,
@@ -55,38 +72,73 @@ describe("ten users calling tools at once", () => {
             request(`${url}/api/mcp/${call.server}/tools/sleep`, {
               method: "POST",
               token: tokenOf(file, call.user),
-              body: JSON.stringify({ ms: 40 })
+              body: JSON.stringify({ ms: 60 })
             }),
           { concurrency: "unbounded" }
         )
-        yield* Fiber.interrupt(sampler)
+        const peaks = yield* stop
 
         assert.deepStrictEqual(
           answers.filter((a) => a.status !== 200).map((a) => a.text),
           [],
           "every call succeeds"
         )
-        assert.strictEqual(answers.length, 62)
-        const sampled = yield* Ref.get(peaks)
-        assert.deepStrictEqual(sampled.over, [], "no sample above a limit")
-        assert.strictEqual(sampled.total, total, "the pool did fill up")
-        assert.strictEqual(sampled.group, perUser, "users did reach their limit")
+        assert.strictEqual(answers.length, 82)
+        assert.deepStrictEqual(peaks.over, [], "no sample above a limit")
+        assert.strictEqual(peaks.total, limits.total, "the pool did fill up")
+        assert.strictEqual(peaks.group, limits.perUser, "users did reach their limit")
+        assert.strictEqual(peaks.leasesPerConnection, limits.calls, "connections did carry several calls at once")
 
         // the server's side: tool calls running at once, per user (their credential) and in all
         const counts = yield* http.counts
-        assert.strictEqual(counts.calls.sleep, 60)
+        assert.strictEqual(counts.calls.sleep, 80)
         for (const [account, peak] of Object.entries(counts.peakCalls)) {
-          assert.isAtMost(peak, perUser, `calls at once of ${account}`)
+          assert.isAtMost(peak, limits.perUser * limits.calls, `calls at once of ${account}`)
         }
-        assert.isAtMost(counts.peakCallsTotal, total)
-        assert.isAbove(counts.peakCallsTotal, 1, "calls did run at once")
+        assert.isAtMost(counts.peakCallsTotal, limits.total * limits.calls)
+        assert.isAbove(
+          Math.max(...Object.values(counts.peakCalls)),
+          limits.perUser,
+          "a user ran more calls at once than they have connections"
+        )
 
         // the engine closed idle connections to make room: more were opened than the total allows at once
         const stats = yield* gw.pool.stats
-        assert.isAtMost(stats.size, total)
-        assert.isAbove(stats.created, total)
-        yield* eventually(http.counts, (c) => c.sessionsOpened - c.sessionsClosed <= total, "sessions closed")
+        assert.isAtMost(stats.size, limits.total)
+        assert.isAbove(stats.created, limits.total)
+        yield* eventually(http.counts, (c) => c.sessionsOpened - c.sessionsClosed <= limits.total, "sessions closed")
       }).pipe(Effect.provide(quiet)),
     60_000
+  )
+
+  it.scopedLive("one MCP connection carries several calls at once, over stdio and over HTTP", () =>
+    Effect.gen(function* () {
+      const limits = { perUser: 10, total: 100, calls: 4 }
+      const { http, catalog } = yield* servers
+      const { gateway: gw } = yield* gateway(
+        catalog,
+        makeUsers(1),
+        settings({ maxCallsPerConnection: limits.calls, acquireTimeout: Duration.seconds(30) })
+      )
+      const stop = yield* sample(gw, limits)
+      const fourAtOnce = (server: string) =>
+        Effect.forEach(Array.from({ length: 4 }), () => gw.callTool("user1", server, "sleep", { ms: 300 }), {
+          concurrency: "unbounded"
+        })
+      yield* fourAtOnce("remote-tools")
+      yield* fourAtOnce("local-tools")
+      const peaks = yield* stop
+
+      assert.strictEqual(peaks.leasesPerConnection, 4)
+      const counts = yield* http.counts
+      assert.strictEqual(counts.sessionsOpened, 1, "one HTTP session")
+      assert.strictEqual(Math.max(...Object.values(counts.peakCalls)), 4, "running four calls at once")
+      const stats = yield* gw.pool.stats
+      assert.strictEqual(stats.created, 2, "one connection per server")
+      assert.deepStrictEqual(stats.perKey.map((k) => [k.key, k.size]).sort(), [
+        ["user1:local-tools", 1],
+        ["user1:remote-tools", 1]
+      ])
+    }).pipe(Effect.provide(quiet))
   )
 })
