@@ -197,33 +197,38 @@ describe.skipIf(!available.run)("ClusterBudget", () => {
     })
   )
 
-  it.scoped("when Redis hangs past the local deadline the instance gives its permits up; they are released after", () =>
-    Effect.gen(function* () {
-      const server = yield* RedisServer.make()
-      const raw = yield* rawClient(server.url)
-      const a = yield* makeInstance(server.url, options("b6", { instanceId: "a" }))
-      yield* hold(a, "t1")
-      yield* hold(a, "t1")
-      server.signal("SIGSTOP")
-      // lease 3 s, margin 750 ms: lost at 2.25 s without a renewal, before any other instance could reclaim.
-      yield* tickUntil(
-        Effect.map(stat(a, "leasesLost"), (n) => n === 1),
-        "a gives up",
-        { maxSteps: 14 }
-      )
-      const s = yield* a.stats
-      assert.include(s, { held: 0, pendingReleases: 2 })
-      // A permit now fails closed (Redis does not answer within the command timeout).
-      const failed = yield* Effect.flip(Effect.scoped(a.permit("t1")))
-      assert.strictEqual(failed._tag, "BudgetUnavailable")
-      server.signal("SIGCONT")
-      // Back: the heartbeat replays the releases; Redis had kept the permits (it learned it was paused).
-      yield* tickUntil(
-        Effect.map(counted(raw, "b6"), (c) => c.total === 0),
-        "the permits given up are released in Redis"
-      )
-      assert.include(yield* a.stats, { pendingReleases: 0, state: "ok" })
-    })
+  it.scoped(
+    "when Redis hangs past the local deadline the instance signals lost; the releases of its retired connections land after",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* RedisServer.make()
+        const raw = yield* rawClient(server.url)
+        const a = yield* makeInstance(server.url, options("b6", { instanceId: "a" }))
+        const first = yield* hold(a, "t1")
+        const second = yield* hold(a, "t1")
+        server.signal("SIGSTOP")
+        // lease 3 s, margin 750 ms: lost at 2.25 s without a renewal, before any other instance could reclaim.
+        yield* tickUntil(
+          Effect.map(stat(a, "leasesLost"), (n) => n === 1),
+          "a gives up",
+          { maxSteps: 14 }
+        )
+        assert.include(yield* a.stats, { held: 0, pendingReleases: 0 })
+        // The owner retires the connections; their releases wait for Redis.
+        yield* first.close
+        yield* second.close
+        assert.include(yield* a.stats, { pendingReleases: 2 })
+        // A permit now fails closed (Redis does not answer within the command timeout).
+        const failed = yield* Effect.flip(Effect.scoped(a.permit("t1")))
+        assert.strictEqual(failed._tag, "BudgetUnavailable")
+        server.signal("SIGCONT")
+        // Back: the heartbeat replays the releases; Redis had kept the permits (it learned it was paused).
+        yield* tickUntil(
+          Effect.map(counted(raw, "b6"), (c) => c.total === 0),
+          "the permits given up are released in Redis"
+        )
+        assert.include(yield* a.stats, { pendingReleases: 0, state: "ok" })
+      })
   )
 
   it.scoped("after Redis loses its data, holders re-assert before anything new is granted: never above the total", () =>

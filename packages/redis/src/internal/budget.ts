@@ -106,6 +106,8 @@ export const make = (options: Options, internals: Internals = {}) =>
         const clock = testClock ? yield* Clock.currentTimeMillis : undefined
         const reply = yield* budget.call(caller, op, clock)
         counters.reclaimed += reply.reclaimed
+        // Reclaimed permits are free now: this instance's own waiters try again (others hear `freed`).
+        if (reply.reclaimed > 0) yield* notify
         figures = { used: reply.used, wantsElsewhere: reply.wantsElsewhere, over: figures.over }
         state = reply.status === "learning" ? "learning" : "ok"
         // A holder adopts a new epoch only from a heartbeat, which re-asserts what it holds.
@@ -116,8 +118,9 @@ export const make = (options: Options, internals: Internals = {}) =>
     const loseLease = (detectedBy: LeaseLost["detectedBy"]) =>
       Effect.gen(function* () {
         const permits = held.size
-        // Whatever Redis still counts for them (after a pause it may keep them) is given back once it answers.
-        for (const id of held.keys()) pendingReleases.add(id)
+        // The permits stay with their scopes: when the owner closes their connections, each is released
+        // (a no-op for those Redis already reclaimed; after a Redis pause Redis may still count them, and
+        // then it keeps counting them until their connections are gone, as it should).
         held.clear()
         counters.leasesLost++
         const event: LeaseLost = { budget: name, instanceId, permits, detectedBy }
@@ -192,13 +195,34 @@ export const make = (options: Options, internals: Internals = {}) =>
         )
       )
     )
-    yield* heartbeat.pipe(
-      Effect.catchAllCause((cause) =>
-        Effect.logWarning("Budget heartbeat failed", cause).pipe(Effect.annotateLogs({ ...annotations, budget: name }))
+    // A failed beat is retried four times as often, so one slow reply does not cost the lease;
+    // one warning when beats start failing, one line when they succeed again.
+    let failing = false
+    const beat = heartbeat.pipe(
+      Effect.tap(() =>
+        failing
+          ? Effect.zipRight(
+              Effect.sync(() => void (failing = false)),
+              Effect.logInfo("Budget heartbeat succeeds again").pipe(
+                Effect.annotateLogs({ ...annotations, budget: name })
+              )
+            )
+          : Effect.void
       ),
-      Effect.repeat(Schedule.spaced(Duration.millis(heartbeatMillis))),
-      Effect.forkScoped
+      Effect.tapErrorCause((cause) =>
+        failing
+          ? Effect.void
+          : Effect.zipRight(
+              Effect.sync(() => void (failing = true)),
+              Effect.logWarning("Budget heartbeat failed; retrying", cause).pipe(
+                Effect.annotateLogs({ ...annotations, budget: name })
+              )
+            )
+      ),
+      Effect.retry(Schedule.spaced(Duration.millis(heartbeatMillis / 4)))
     )
+    // `fixed`, not `spaced`: a slow reply does not push the next beat back.
+    yield* beat.pipe(Effect.repeat(Schedule.fixed(Duration.millis(heartbeatMillis))), Effect.forkScoped)
     yield* checkDeadline.pipe(
       Effect.repeat(Schedule.spaced(Duration.millis(Math.max(10, margin / 2)))),
       Effect.forkScoped
