@@ -282,10 +282,12 @@ describe("StreamLease", () => {
         const results = yield* Effect.forEach(
           plan,
           (kind) =>
-            Effect.promise(() => {
-              if (kind === "abort") return post(server.port, `/chat?tokens=40&delay=2`, 1 + Math.floor(random() * 3))
+            Effect.promise((signal) => {
+              if (kind === "abort") {
+                return post(server.port, `/chat?tokens=40&delay=2`, 1 + Math.floor(random() * 3), signal)
+              }
               const max = kind === "hang" ? "&max=150" : ""
-              return post(server.port, `/chat?tokens=8&delay=1&mode=${kind}&at=3${max}`)
+              return post(server.port, `/chat?tokens=8&delay=1&mode=${kind}&at=3${max}`, undefined, signal)
             }).pipe(Effect.map((reply) => ({ kind, reply }))),
           { concurrency: 100 }
         )

@@ -192,9 +192,11 @@ export interface Reply {
 
 /**
  * `POST` from a fresh connection. With `abortAfterChunks`, the client destroys
- * its socket once it has read that many chunks (a browser tab closed).
+ * its socket once it has read that many chunks (a browser tab closed). An
+ * aborted `signal` (the test interrupted: `Effect.promise`'s) destroys it too,
+ * so a test cut short does not leave requests the servers' shutdown waits for.
  */
-export const post = (port: number, path: string, abortAfterChunks?: number): Promise<Reply> =>
+export const post = (port: number, path: string, abortAfterChunks?: number, signal?: AbortSignal): Promise<Reply> =>
   new Promise((resolve, reject) => {
     const req = Http.request(
       { host: "127.0.0.1", port, path, method: "POST", agent: false, headers: { "content-length": 0 } },
@@ -217,6 +219,7 @@ export const post = (port: number, path: string, abortAfterChunks?: number): Pro
       }
     )
     req.on("error", reject)
+    signal?.addEventListener("abort", () => req.destroy(), { once: true })
     req.end()
   })
 
