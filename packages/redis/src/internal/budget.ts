@@ -118,6 +118,8 @@ export const make = (options: Options, internals: Internals = {}) =>
     const loseLease = (detectedBy: LeaseLost["detectedBy"]) =>
       Effect.gen(function* () {
         const permits = held.size
+        // Nothing held, nothing to retire: the instance simply registers again.
+        if (permits === 0) return
         // The permits stay with their scopes: when the owner closes their connections, each is released
         // (a no-op for those Redis already reclaimed; after a Redis pause Redis may still count them, and
         // then it keeps counting them until their connections are gone, as it should).
