@@ -100,26 +100,41 @@ export const tally = (s: Snapshot, old?: Set<number>): Map<string, Tally & { hel
     }
   }
   if (old === undefined) return out
-  // First strong retainer of each new object.
-  const heldBy = new Map<number, string>()
+  // First strong retainer of every object (node offset and edge name).
+  const count = nodes.length / nodeSize
+  const parent = new Int32Array(count).fill(-1)
+  const via: Array<string> = new Array(count)
   edge = 0
   for (let n = 0, i = 0; n < nodes.length; n += nodeSize, i++) {
     const edgeCount = nodes[n + edgeCountAt]!
     for (let e = edge; e < edge + edgeCount * edgeSize; e += edgeSize) {
       if (edges[e + edgeTypeAt] === weakEdge) continue
-      const to = edges[e + toAt]!
-      if (heldBy.has(to) || old.has(nodes[to + idAt]!)) continue
+      const to = edges[e + toAt]! / nodeSize
+      if (parent[to] !== -1) continue
       const edgeType = edge_types[0][edges[e + edgeTypeAt]!]
-      const label =
+      parent[to] = i
+      via[to] =
         edgeType === "element" || edgeType === "hidden" ? `[${edgeType}]` : String(strings[edges[e + edgeNameAt]!])
-      heldBy.set(to, `${kinds[i]} → ${label}`)
     }
     edge += edgeCount * edgeSize
+  }
+  // A container says little (a Map's table, an Array's elements): name what holds the container too.
+  const containers = /^(object: (Map|Set|WeakMap|Array)|array: |object: system \/ Context)/
+  const heldBy = (i: number): string => {
+    let path = ""
+    for (let depth = 0; depth < 3; depth++) {
+      const p = parent[i]!
+      if (p === -1) return path === "" ? "(no strong retainer)" : `… → ${path}`
+      path = path === "" ? via[i]! : `${via[i]!} → ${path}`
+      if (!containers.test(kinds[p]!) || depth === 2) return `${kinds[p]} → ${path}`
+      i = p
+    }
+    return path
   }
   for (let n = 0, i = 0; n < nodes.length; n += nodeSize, i++) {
     if (old.has(nodes[n + idAt]!)) continue
     const held = out.get(kinds[i]!)!.held
-    const by = heldBy.get(n) ?? "(no strong retainer)"
+    const by = heldBy(i)
     held.set(by, (held.get(by) ?? 0) + nodes[n + selfAt]!)
   }
   return out
