@@ -263,6 +263,35 @@ describe.skipIf(!available.run)("ClusterBudget", () => {
     })
   )
 
+  it.scoped("an acquire whose reply never came (Redis paused) is released once Redis runs it: nothing leaks", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const raw = yield* rawClient(server.url)
+      const a = yield* makeInstance(server.url, options("b9", { instanceId: "a" }))
+      yield* tickUntil(
+        Effect.map(stat(a, "state"), (s) => s === "ok"),
+        "a has registered"
+      )
+      server.signal("SIGSTOP")
+      // The acquire is sent, Redis will run it after SIGCONT, but the caller gives up at the command timeout.
+      const failed = yield* Effect.flip(Effect.scoped(a.permit("t1")))
+      assert.strictEqual(failed._tag, "BudgetUnavailable")
+      assert.include(yield* a.stats, { held: 0, pendingReleases: 1 })
+      server.signal("SIGCONT")
+      // Same connection, same order: the late acquire grants, the replayed release (same id) takes it back.
+      yield* tickUntil(
+        Effect.zipWith(
+          counted(raw, "b9"),
+          a.stats,
+          (c, s) => c.total === 0 && c.permits === 0 && s.pendingReleases === 0
+        ),
+        "the late grant is released"
+      )
+      yield* hold(a, "t1")
+      assert.deepStrictEqual((yield* counted(raw, "b9")).fields, { "*": "1", "t:t1": "1", "i:a": "1" })
+    })
+  )
+
   it.scoped("fails closed when Redis is gone: BudgetUnavailable at once, held permits kept", () =>
     Effect.gen(function* () {
       const server = yield* RedisServer.make()
