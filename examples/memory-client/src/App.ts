@@ -126,7 +126,8 @@ export const router = (config: AppConfig) =>
             MEM0_REQUEST_TIMEOUT: seconds(config.settings.requestTimeout),
             MEM0_MAX_RETRIES: config.settings.maxRetries,
             MEM0_RETRY_DELAY: seconds(config.settings.retryDelay),
-            MEM0_BACKOFF_FACTOR: config.settings.backoffFactor
+            MEM0_BACKOFF_FACTOR: config.settings.backoffFactor,
+            MEM0_MAX_CONCURRENT_CALLS: config.settings.maxConcurrentCalls
           },
           pool: yield* client.stats
         })

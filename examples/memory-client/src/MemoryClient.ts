@@ -98,7 +98,7 @@ export interface Options {
   readonly settings: Settings
 }
 
-/** The note's retry: `retryDelay × backoffFactor^attempt`, at most `maxRetries` times. */
+/** The memory client's retry: `retryDelay × backoffFactor^attempt`, at most `maxRetries` times. */
 export const retrySchedule = (settings: Settings): Schedule.Schedule<unknown, unknown> =>
   Schedule.exponential(settings.retryDelay, settings.backoffFactor).pipe(
     Schedule.intersect(Schedule.recurs(settings.maxRetries))
@@ -125,7 +125,8 @@ export const make = (options: Options): Effect.Effect<MemoryClient, never, Scope
         url: options.url,
         apiKey: options.apiKey,
         requestTimeout: settings.requestTimeout,
-        serial: connectAttempts
+        serial: connectAttempts,
+        sockets: settings.maxConcurrentCalls
       }).pipe(Effect.tapError(failed))
       const { rebuilds } = yield* SubscriptionRef.updateAndGet(state, (s) => ({
         ...s,
@@ -188,7 +189,8 @@ export const make = (options: Options): Effect.Effect<MemoryClient, never, Scope
       heartbeatInterval: settings.heartbeatInterval,
       isConnectionError,
       createTimeout: settings.connectionTimeout,
-      retry: settings.autoRebuild ? retrySchedule(settings) : false
+      retry: settings.autoRebuild ? retrySchedule(settings) : false,
+      maxConcurrentCalls: settings.maxConcurrentCalls
     })
     held = connection
 

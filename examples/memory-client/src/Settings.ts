@@ -5,7 +5,7 @@
  * `@cistern/pool`'s `PoolConfig.duration` reads it when told the unit.
  */
 import { PoolConfig } from "@cistern/pool"
-import { Config, Duration, Redacted } from "effect"
+import { Config, ConfigError, Duration, Either, Redacted } from "effect"
 
 /** How the client keeps its one connection healthy. */
 export interface Settings {
@@ -25,6 +25,8 @@ export interface Settings {
   readonly retryDelay: Duration.Duration
   /** `MEM0_BACKOFF_FACTOR`. */
   readonly backoffFactor: number
+  /** `MEM0_MAX_CONCURRENT_CALLS`: calls in flight at once on the one connection; more wait their turn. */
+  readonly maxConcurrentCalls: number
 }
 
 /** The defaults: the memory-service client's own (30 s checks, 60 s heartbeats, 10 s connection timeout). */
@@ -36,7 +38,8 @@ export const defaults: Settings = {
   requestTimeout: Duration.seconds(30),
   maxRetries: 3,
   retryDelay: Duration.seconds(1),
-  backoffFactor: 2
+  backoffFactor: 2,
+  maxConcurrentCalls: 32
 }
 
 /**
@@ -45,6 +48,20 @@ export const defaults: Settings = {
  */
 export const seconds = (name: string, fallback: Duration.Duration): Config.Config<Duration.Duration> =>
   PoolConfig.duration(name, { unit: "seconds", positive: true }).pipe(Config.withDefault(fallback))
+
+/**
+ * A number of calls from 1 to 1000: each call in flight is a socket of its
+ * own (HTTP/1.1), so it is always bounded (no `unbounded`).
+ */
+const callLimit = (name: string): Config.Config<number> =>
+  Config.string(name).pipe(
+    Config.mapOrFail((raw) => {
+      const n = Number(raw.trim())
+      return /^\d+$/.test(raw.trim()) && n >= 1 && n <= 1000
+        ? Either.right(n)
+        : Either.left(ConfigError.InvalidData([name], `${name}=${JSON.stringify(raw)}: expected 1 to 1000 calls`))
+    })
+  )
 
 /** Every setting from its `MEM0_*` variable, with {@link defaults} for those unset. */
 export const config: Config.Config<Settings> = Config.all({
@@ -58,7 +75,8 @@ export const config: Config.Config<Settings> = Config.all({
   backoffFactor: Config.number("MEM0_BACKOFF_FACTOR").pipe(
     Config.validate({ message: "MEM0_BACKOFF_FACTOR must be at least 1", validation: (n) => n >= 1 }),
     Config.withDefault(defaults.backoffFactor)
-  )
+  ),
+  maxConcurrentCalls: callLimit("MEM0_MAX_CONCURRENT_CALLS").pipe(Config.withDefault(defaults.maxConcurrentCalls))
 })
 
 /** `MEM0_API_KEY`: the key the client sends (default: the demo service's key). */

@@ -1,13 +1,13 @@
 /**
- * One long-lived connection, held in a Cistern pool of one item: created on
- * first use, health-checked and kept alive while idle, destroyed and rebuilt
- * when it breaks, and closed with the scope.
+ * One long-lived connection, held in a Cistern pool of one item whose lease
+ * is shared: created on first use, used by every caller at once (up to
+ * `maxConcurrentCalls`), health-checked and kept alive while no call holds
+ * it, destroyed and rebuilt when it breaks, and closed with the scope.
  *
- * The only module that knows which pool holds it: a `Pool` with `max: 1`.
- * Its leases are exclusive today, so concurrent callers take turns on the
- * connection (queued in the pool, first come first served). Once the pool
- * can share one item between several leases (`maxLeasesPerItem`), that
- * option is added here and nothing outside this file changes.
+ * The only module that knows which pool holds it: a `Pool` with `max: 1` and
+ * `maxLeasesPerItem`. A call that finds the connection broken marks it broken
+ * for everyone: no new call is given it, the calls on it finish, and the last
+ * one out closes it; the next call (or the retry) opens the new one.
  */
 import { type HealthCheck, Pool, type PoolError, type PoolStats } from "@cistern/pool"
 import { Duration, Effect, type Schedule, type Scope } from "effect"
@@ -38,6 +38,8 @@ export interface Options<A, E, R> {
   readonly createTimeout: Duration.Duration
   /** Retries of a call that failed with a connection error, each on a rebuilt connection; `false`: none. */
   readonly retry: Schedule.Schedule<unknown, unknown> | false
+  /** Calls in flight at once on the connection; more wait their turn. */
+  readonly maxConcurrentCalls: number
 }
 
 /** Holds one connection for the lifetime of the scope. */
@@ -48,8 +50,9 @@ export const make = <A, E, R>(
     Pool.make({
       name: options.name,
       acquire: options.acquire,
-      // One connection; leases are exclusive until the pool can share an item between leases.
+      // One connection, shared: up to `maxConcurrentCalls` callers hold it at once.
       max: 1,
+      maxLeasesPerItem: options.maxConcurrentCalls,
       // No floor (`minIdle`): the pool would refill it after every failed creation, racing the
       // caller's own retries; the client rebuilds after a failed check itself, once (see MemoryClient).
       minIdle: 0,

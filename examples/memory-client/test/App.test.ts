@@ -23,13 +23,15 @@ describe("settings", () => {
           MEM0_AUTO_REBUILD: "false",
           MEM0_CONNECTION_TIMEOUT: "0.5",
           // a value that names its unit keeps it
-          MEM0_REQUEST_TIMEOUT: "2 minutes"
+          MEM0_REQUEST_TIMEOUT: "2 minutes",
+          MEM0_MAX_CONCURRENT_CALLS: "8"
         })
       )
       assert.strictEqual(Duration.toMillis(set.healthCheckInterval), 20_000, "20 means 20 seconds, not 20 ms")
       assert.strictEqual(Duration.toMillis(set.heartbeatInterval), 30_000)
       assert.strictEqual(Duration.toMillis(set.connectionTimeout), 500)
       assert.strictEqual(Duration.toMillis(set.requestTimeout), 120_000)
+      assert.strictEqual(set.maxConcurrentCalls, 8)
       assert.isFalse(set.autoRebuild)
     })
   )
@@ -41,7 +43,9 @@ describe("settings", () => {
         ["MEM0_HEARTBEAT_INTERVAL", "0"],
         ["MEM0_CONNECTION_TIMEOUT", "-5"],
         ["MEM0_AUTO_REBUILD", "maybe"],
-        ["MEM0_MAX_RETRIES", "-1"]
+        ["MEM0_MAX_RETRIES", "-1"],
+        ["MEM0_MAX_CONCURRENT_CALLS", "0"],
+        ["MEM0_MAX_CONCURRENT_CALLS", "unbounded"]
       ]) {
         const exit = yield* read(Settings.config, { [name]: value })
         assert.isTrue(Exit.isFailure(exit), `${name}=${value} is refused`)

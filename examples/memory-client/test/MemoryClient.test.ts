@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, TestClock } from "effect"
 import { InvalidApiKey, MemoryUnavailable } from "../src/client/MemoryError.js"
 import { awaitStatus } from "../src/MemoryClient.js"
-import { account, armed, client, quiet, service, testSettings } from "./utils.js"
+import { account, armed, client, eventually, quiet, service, testSettings } from "./utils.js"
 
 // Each test: a real memory service on a free port of 127.0.0.1, a real MCP
 // client over its sockets, and the TestClock driving every interval, timeout
@@ -173,6 +173,43 @@ describe("MemoryClient API key", () => {
       const status = yield* c.status
       assert.deepStrictEqual([status.rebuilds, status.healthy], [1, true])
       assert.strictEqual((yield* svc.counts).addApplied, 1)
+    }).pipe(Effect.provide(quiet))
+  )
+})
+
+describe("one shared connection", () => {
+  it.scoped("concurrent calls share the one connection: all of them in flight on one MCP session at once", () =>
+    Effect.gen(function* () {
+      const svc = yield* service
+      const c = yield* client(svc, testSettings())
+      yield* c.connect
+      // The service holds every search until released: with exclusive leases only one could ever get there.
+      yield* svc.host.hold("tools/call search_memories")
+      const calls = yield* Effect.fork(
+        Effect.forEach(
+          Array.from({ length: 8 }, (_, i) => i),
+          (i) => c.searchMemories(`query ${i}`),
+          { concurrency: "unbounded" }
+        )
+      )
+      yield* eventually(svc.counts, (counts) => counts.held === 8, "8 searches held at the service at once")
+      const stats = yield* c.stats
+      assert.deepStrictEqual(
+        [stats.size, stats.inUse, stats.leases, stats.perKey[0].maxLeases],
+        [1, 1, 8, 8],
+        "one connection, 8 leases on it"
+      )
+      yield* svc.host.release
+      const results = yield* Fiber.join(calls)
+      assert.strictEqual(results.length, 8)
+      const counts = yield* svc.counts
+      assert.deepStrictEqual(
+        [counts.sessionsOpened, counts.maxInFlight, counts.methods["tools/call search_memories"]],
+        [1, 8, 8],
+        "one MCP session served the 8 calls at the same time"
+      )
+      const status = yield* c.status
+      assert.deepStrictEqual([status.connections, status.rebuilds], [1, 0])
     }).pipe(Effect.provide(quiet))
   )
 })

@@ -22,6 +22,7 @@ export const testSettings = (overrides: Partial<Settings> = {}): Settings => ({
   maxRetries: 6,
   retryDelay: Duration.millis(50),
   backoffFactor: 2,
+  maxConcurrentCalls: 32,
   ...overrides
 })
 

@@ -64,6 +64,8 @@ export interface ConnectOptions {
   /** Bound of each tool call (a hung request is a broken connection). */
   readonly requestTimeout: Duration.Duration
   readonly serial: number
+  /** Sockets the connection may open to the service: the calls it can have in flight at once. Default 2. */
+  readonly sockets?: number | undefined
 }
 
 /**
@@ -79,7 +81,8 @@ const closeTimeout = Duration.seconds(1)
 export const connect = (options: ConnectOptions): Effect.Effect<MemoryConnection, MemoryError, Scope.Scope> =>
   Effect.gen(function* () {
     const agent = yield* Effect.acquireRelease(
-      Effect.sync(() => new Agent({ connections: 2 })),
+      // HTTP/1.1: one request in flight per socket, so the connection's concurrency is its socket count.
+      Effect.sync(() => new Agent({ connections: options.sockets ?? 2 })),
       (agent) => Effect.promise(() => agent.destroy())
     )
     const fetch: FetchLike = async (url, init) => {
