@@ -1,16 +1,13 @@
-import { mkdtempSync, rmSync } from "node:fs"
 import * as Http from "node:http"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Context, Duration, Effect, HashMap, Layer, List, Logger, LogLevel, Redacted } from "effect"
+import { inject } from "vitest"
 import * as Gateway from "../src/Gateway.js"
 import * as GatewayHttp from "../src/Http.js"
 import { bundledStdio, type McpServer } from "../src/McpServers.js"
 import { defaults, type PoolSettings } from "../src/Settings.js"
 import * as HttpToolServer from "../src/servers/HttpToolServer.js"
-import * as StdioBundle from "../src/servers/StdioBundle.js"
 import * as Users from "../src/Users.js"
 
 export const adminToken = "admin-token-3f9c1e7a55"
@@ -36,18 +33,8 @@ export const secretsOf = (file: Users.UsersFile): ReadonlyArray<string> => [
 export const tokenOf = (file: Users.UsersFile, userId: string) =>
   Redacted.value(file.users.find((u) => u.id === userId)!.token)
 
-let script: Promise<string> | undefined
-
-/** The stdio server compiled once per test file (into the system's temp folder, removed at exit). */
-const stdioScript = Effect.suspend(() => {
-  if (script === undefined) {
-    const dir = mkdtempSync(join(tmpdir(), "mcp-gateway-test-"))
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }))
-    script = Effect.runPromise(Effect.orDie(StdioBundle.buildTo(join(dir, "stdio-server.mjs"))))
-  }
-  const pending = script
-  return Effect.promise(() => pending)
-})
+/** The stdio server, compiled once for the whole run by `test/setup.ts`. */
+const stdioScript = Effect.sync(() => inject("stdioScript"))
 
 /** The bundled HTTP MCP server on a free port, and the catalog of both servers. */
 export const servers = Effect.zipWith(stdioScript, HttpToolServer.make({ name: "remote-tools" }), (script, http) => ({
