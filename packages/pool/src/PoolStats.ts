@@ -39,6 +39,10 @@ export interface CheckResult extends Schema.Schema.Type<typeof CheckResult> {}
  */
 export const KeyHealth = Schema.Struct({
   state: Schema.Literal("healthy", "degraded", "open"),
+  /**
+   * The circuit as a caller arriving now meets it: an open circuit whose reset
+   * time has passed is `half-open` (it admits a probe) even before one came.
+   */
   breaker: Schema.Literal("closed", "open", "half-open"),
   consecutiveFailures: Schema.Number,
   /** When the circuit may be probed again; null unless open. */

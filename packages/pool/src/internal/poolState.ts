@@ -1308,12 +1308,23 @@ export class PoolState<K, A, E> {
         })
       }
       this.creators.add(fiber)
-      return Effect.flatMap(Effect.exit(restore(attempt)), (exit) => {
+      return Effect.flatMap(Effect.exit(restore(attempt)), (attempted) => {
         this.creators.delete(fiber)
+        // The item's credential version, read before anything is counted: a `fingerprint` that
+        // throws fails this creation with the defect (its reservation freed, its resource closed).
+        let fingerprint: string | undefined
+        let exit: Exit.Exit<A, E | CreateTimeout> = attempted
+        if (Exit.isSuccess(attempted) && this.settings.fingerprint !== undefined) {
+          try {
+            fingerprint = this.settings.fingerprint(key)
+          } catch (defect) {
+            exit = Exit.die(defect)
+          }
+        }
         if (Exit.isSuccess(exit)) {
           slot.createFailures = 0
           slot.backoffUntil = 0
-          const item = this.register(slot, exit.value, scope, key, fiber)
+          const item = this.register(slot, exit.value, scope, fingerprint, fiber)
           item.probe = probe
           const now = this.now()
           slot.tags.update(PoolMetrics.createDuration, (now - started) / 1000)
@@ -1361,9 +1372,15 @@ export class PoolState<K, A, E> {
     slot.backoffUntil = now + delay * (0.5 + Math.random() / 2)
   }
 
-  private register(slot: KeySlot<K, A>, value: A, scope: Scope.CloseableScope, key: K, fiber: AnyFiber): Item<K, A> {
+  private register(
+    slot: KeySlot<K, A>,
+    value: A,
+    scope: Scope.CloseableScope,
+    fingerprint: string | undefined,
+    fiber: AnyFiber
+  ): Item<K, A> {
     const now = this.now()
-    const item = new Item(slot, value, scope, this.settings.fingerprint?.(key), now, this)
+    const item = new Item(slot, value, scope, fingerprint, now, this)
     slot.creating--
     this.creating--
     slot.created++
@@ -1742,7 +1759,7 @@ export class PoolState<K, A, E> {
     const breaker = slot.breaker
     const history = slot.history ?? []
     const lastCheck = history.length === 0 ? null : history[history.length - 1]
-    const state = breaker?.state ?? "closed"
+    const state = breaker === undefined ? "closed" : circuitAt(breaker, now)
     const failing = (breaker?.consecutive ?? 0) > 0 || (lastCheck !== null && !lastCheck.ok)
     return {
       state: state === "open" ? "open" : state === "half-open" || failing ? "degraded" : "healthy",
@@ -1855,6 +1872,14 @@ export const bounded = (
 
 /** Reads an item's state afresh (past TypeScript's narrowing across a release). */
 const isIdle = (item: Item<any, any>): boolean => item.state === "idle"
+
+/**
+ * A circuit as a caller arriving at `now` meets it: an open circuit whose
+ * reset time has passed admits a probe, so it is reported half-open although
+ * the breaker only moves when that probe comes (see `Breaker.admit`).
+ */
+const circuitAt = (breaker: Breaker, now: number): Breaker["state"] =>
+  breaker.state === "open" && now >= breaker.openedAt + breaker.settings.reset ? "half-open" : breaker.state
 
 /** Health checks and heartbeats run this many items at a time. */
 const maintenanceConcurrency = 4
