@@ -22,10 +22,16 @@ const Session = Schema.Struct({ userId: Schema.String, requests: Schema.Number }
 type Session = typeof Session.Type
 const indexes = { user: (s: Session) => s.userId }
 
+/**
+ * Commands get 5 s, not the default second: one that a loaded CI machine stalls past its timeout would send
+ * the store into fallback, which none of these tests is about.
+ */
+const commandTimeout = "5 seconds"
+
 const setup = (options: Partial<RedisSessionStore.Options<Session, "user">> = {}) =>
   Effect.gen(function* () {
     const server = yield* RedisServer.make()
-    const client = yield* RedisClient.make({ url: server.url })
+    const client = yield* RedisClient.make({ url: server.url, commandTimeout })
     const store = yield* RedisSessionStore.make<Session, "user">({
       schema: Session,
       prefix: "app:",
@@ -70,7 +76,10 @@ describe.skipIf(!available.run)("RedisSessionStore", () => {
         "five sessions in Redis"
       )
       // Redis has the keys a moment before the store has handled the pipeline's reply.
-      yield* eventually(Effect.map(store.stats, (s) => s.flushes >= 1), "the flush counted")
+      yield* eventually(
+        Effect.map(store.stats, (s) => s.flushes >= 1),
+        "the flush counted"
+      )
       assert.strictEqual((yield* store.stats).flushes, 1, "one batch, not one write per session")
     })
   )
@@ -135,7 +144,7 @@ describe.skipIf(!available.run)("RedisSessionStore", () => {
     Effect.gen(function* () {
       const server = yield* RedisServer.make()
       const instance = () =>
-        Effect.flatMap(RedisClient.make({ url: server.url }), (client) =>
+        Effect.flatMap(RedisClient.make({ url: server.url, commandTimeout }), (client) =>
           RedisSessionStore.make<Session, "user">({
             schema: Session,
             indexes,

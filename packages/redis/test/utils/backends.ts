@@ -29,7 +29,8 @@ export const redis: Backend = {
   make: (options) =>
     Effect.gen(function* () {
       const server = yield* RedisServer.make()
-      const client = yield* RedisClient.make({ url: server.url, commandTimeout: "2 seconds" })
+      // Generous: a command a loaded machine stalls past its timeout would send the store into fallback.
+      const client = yield* RedisClient.make({ url: server.url, commandTimeout: "5 seconds" })
       return yield* RedisSessionStore.make({ prefix: `test${++stores}:`, ...options }).pipe(
         Effect.provideService(RedisClient.RedisClient, client)
       )
