@@ -34,6 +34,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/budget.js"
+import * as budgetMetrics from "./internal/budgetMetrics.js"
 import type * as RedisClient from "./RedisClient.js"
 
 /**
@@ -234,3 +235,91 @@ export const make: (options: Options) => Effect.Effect<Service, never, RedisClie
  */
 export const layer = (options: Options): Layer.Layer<ClusterBudget, never, RedisClient.RedisClient> =>
   Layer.scoped(ClusterBudget, make(options))
+
+/**
+ * Gauge `cistern_budget_limit`: the total limit (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const limitGauge = budgetMetrics.limit
+
+/**
+ * Gauge `cistern_budget_used`: permits counted across all instances, as of
+ * the last answer from Redis (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const usedGauge = budgetMetrics.used
+
+/**
+ * Gauge `cistern_budget_held`: permits this instance holds (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const heldGauge = budgetMetrics.held
+
+/**
+ * Gauge `cistern_budget_wants_local`: calls of `permit` waiting in this
+ * instance (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const wantsLocalGauge = budgetMetrics.waiters
+
+/**
+ * Gauge `cistern_budget_wants_global`: permits other instances are waiting
+ * for, as of the last answer from Redis (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const wantsGlobalGauge = budgetMetrics.wantsElsewhere
+
+/**
+ * Counter `cistern_budget_acquire_total`: calls of `permit` by `result`
+ * (`granted`, `exhausted`, `unavailable`; label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const acquireTotal = budgetMetrics.acquires
+
+/**
+ * Counter `cistern_budget_reclaimed_total`: permits of expired instances
+ * that this instance's calls reclaimed (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const reclaimedTotal = budgetMetrics.reclaimed
+
+/**
+ * Counter `cistern_budget_lease_lost_total`: times this instance lost its
+ * lease (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const leaseLostTotal = budgetMetrics.leasesLost
+
+/**
+ * Histogram `cistern_budget_redis_seconds`: one script call's duration, by
+ * `op` (`acquire`, `release`, `heartbeat`, `leave`; label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const redisSeconds = budgetMetrics.redisSeconds
+
+/**
+ * Histogram `cistern_budget_wait_seconds`: time from calling `permit` to
+ * its grant (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const waitSeconds = budgetMetrics.waitSeconds

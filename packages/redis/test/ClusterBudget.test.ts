@@ -11,10 +11,11 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import type * as ClusterBudget from "../src/ClusterBudget.js"
+import * as ClusterBudget from "../src/ClusterBudget.js"
 import * as BudgetClient from "../src/internal/budgetClient.js"
 import * as RedisClient from "../src/RedisClient.js"
 import { counted, makeInstance, tickUntil } from "./budget/instances.js"
@@ -72,6 +73,12 @@ describe.skipIf(!available.run)("ClusterBudget", () => {
       const s = yield* b.stats
       assert.strictEqual(s.held, 2)
       assert.strictEqual(s.granted, 2)
+      const granted = yield* Metric.value(
+        Metric.tagged(Metric.tagged(ClusterBudget.acquireTotal, "budget", "b1"), "result", "granted")
+      )
+      assert.strictEqual(granted.count, 4, "a's two and b's two")
+      const used = yield* Metric.value(Metric.tagged(ClusterBudget.usedGauge, "budget", "b1"))
+      assert.strictEqual(used.value, 3)
     })
   )
 

@@ -12,6 +12,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
+import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
@@ -30,6 +31,7 @@ import {
 import { RedisClient } from "../RedisClient.js"
 import type { RedisError } from "../RedisError.js"
 import * as BudgetClient from "./budgetClient.js"
+import * as metrics from "./budgetMetrics.js"
 import type { Caller, Op, Reply } from "./budgetModel.js"
 
 /** Settings no user sets. @internal */
@@ -104,16 +106,43 @@ export const make = (options: Options, internals: Internals = {}) =>
       Effect.gen(function* () {
         const caller: Caller = { instance: instanceId, epoch, leaseMillis }
         const clock = testClock ? yield* Clock.currentTimeMillis : undefined
-        const reply = yield* budget.call(caller, op, clock)
+        const sent = yield* Clock.currentTimeMillis
+        const reply = yield* budget
+          .call(caller, op, clock)
+          .pipe(
+            Effect.ensuring(
+              Effect.flatMap(Clock.currentTimeMillis, (now) =>
+                Metric.update(Metric.tagged(tagged(metrics.redisSeconds), "op", op._tag), (now - sent) / 1_000)
+              )
+            )
+          )
         counters.reclaimed += reply.reclaimed
+        if (reply.reclaimed > 0) yield* Metric.incrementBy(tagged(metrics.reclaimed), reply.reclaimed)
         // Reclaimed permits are free now: this instance's own waiters try again (others hear `freed`).
         if (reply.reclaimed > 0) yield* notify
         figures = { used: reply.used, wantsElsewhere: reply.wantsElsewhere, over: figures.over }
         state = reply.status === "learning" ? "learning" : "ok"
         // A holder adopts a new epoch only from a heartbeat, which re-asserts what it holds.
         if (op._tag === "heartbeat" || held.size === 0 || reply.status === "lost") epoch = reply.epoch
+        yield* sampleGauges
         return reply
       }).pipe(Effect.tapError(() => Effect.sync(() => void (state = "unavailable"))))
+
+    const tagged = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>) => Metric.tagged(metric, "budget", name)
+    const sampleGauges = Effect.suspend(() =>
+      Effect.all(
+        [
+          Metric.set(tagged(metrics.limit), limit),
+          Metric.set(tagged(metrics.used), figures.used),
+          Metric.set(tagged(metrics.held), held.size),
+          Metric.set(tagged(metrics.waiters), waiters),
+          Metric.set(tagged(metrics.wantsElsewhere), figures.wantsElsewhere)
+        ],
+        { discard: true }
+      )
+    )
+    const acquired = (result: "granted" | "exhausted" | "unavailable") =>
+      Metric.increment(Metric.tagged(tagged(metrics.acquires), "result", result))
 
     const loseLease = (detectedBy: LeaseLost["detectedBy"]) =>
       Effect.gen(function* () {
@@ -125,6 +154,7 @@ export const make = (options: Options, internals: Internals = {}) =>
         // then it keeps counting them until their connections are gone, as it should).
         held.clear()
         counters.leasesLost++
+        yield* Metric.increment(tagged(metrics.leasesLost))
         const event: LeaseLost = { budget: name, instanceId, permits, detectedBy }
         yield* Effect.logWarning("Budget lease lost: close the connections its permits covered").pipe(
           Effect.annotateLogs({ ...annotations, budget: name, instanceId, permits, detectedBy })
@@ -275,6 +305,8 @@ export const make = (options: Options, internals: Internals = {}) =>
           if (reply.status === "granted") {
             held.set(id, tenant)
             counters.granted++
+            yield* acquired("granted")
+            yield* sampleGauges
             return
           }
           if (reply.status === "lost") {
@@ -307,6 +339,7 @@ export const make = (options: Options, internals: Internals = {}) =>
           const now = yield* Clock.currentTimeMillis
           const reply = last.reply
           counters.exhausted++
+          yield* acquired("exhausted")
           return new BudgetExhausted({
             budget: name,
             tenant,
@@ -331,9 +364,14 @@ export const make = (options: Options, internals: Internals = {}) =>
             // Redis is not answering: the release waits for it (replayed by the heartbeat) instead of failing late.
             counters.unavailable++
             released = true
-            return Effect.sync(() => void pendingReleases.add(id))
+            return Effect.zipRight(
+              acquired("unavailable"),
+              Effect.sync(() => void pendingReleases.add(id))
+            )
           })
         )
+        const granted = yield* Clock.currentTimeMillis
+        yield* Metric.update(tagged(metrics.waitSeconds), (granted - start) / 1_000)
         return { id, tenant }
       }).pipe(Effect.withSpan("ClusterBudget.permit", { attributes: { budget: name, tenant } }))
 
