@@ -200,6 +200,31 @@ describe("llm-relay sessions", () => {
         })
     )
 
+    if (store === "memory") {
+      it.scoped(
+        "[memory] three failures within 60 s open an account's circuit though successes come between; spread wider they do not (TestClock)",
+        () =>
+          Effect.gen(function* () {
+            const { relay, upstreamCount } = yield* start()
+            const [home] = (yield* accountsOf(relay.port, "w-1", 1)) as Array<Name>
+            const drop = Effect.map(chat(relay.port, "w-1", { "x-upstream-mode": "drop" }), (r) => r.status)
+            assert.strictEqual(yield* drop, 502) // 0 s
+            assert.deepStrictEqual(yield* accountsOf(relay.port, "w-1", 1), [home])
+            yield* TestClock.adjust("35 seconds")
+            assert.strictEqual(yield* drop, 502) // 35 s
+            assert.deepStrictEqual(yield* accountsOf(relay.port, "w-1", 1), [home])
+            yield* TestClock.adjust("30 seconds")
+            assert.strictEqual(yield* drop, 502) // 65 s: the first has left the window, two remain
+            assert.deepStrictEqual(yield* accountsOf(relay.port, "w-1", 1), [home], "not open: two failures in 60 s")
+            assert.strictEqual(yield* drop, 502) // 65 s: 35, 65, 65
+            const count = upstreamCount(home!)
+            const [moved] = yield* accountsOf(relay.port, "w-1", 1)
+            assert.notStrictEqual(moved, home, "three failures within 60 s opened the circuit")
+            assert.strictEqual(upstreamCount(home!), count)
+          })
+      )
+    }
+
     it.scoped.skipIf(!runs)(`[${store}] the admin route finds sessions by user and by API key, behind the token`, () =>
       Effect.gen(function* () {
         const { relay } = yield* start(yield* storeEnv(store))
