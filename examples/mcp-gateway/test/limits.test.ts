@@ -38,9 +38,9 @@ const sample = (gw: Gateway.Service, limits: { perUser: number; total: number; c
     return Effect.zipRight(Fiber.interrupt(fiber), Ref.get(peaks))
   })
 
-describe("ten users calling tools at once", () => {
+describe("connection limits", () => {
   it.scopedLive(
-    "no user holds more than MAX_CONNECTIONS_PER_USER connections, all users together never more than MAX_TOTAL_CONNECTIONS, a connection never more than MAX_CALLS_PER_CONNECTION calls",
+    "ten users calling at once: no user holds more than MAX_CONNECTIONS_PER_USER connections, all users together never more than MAX_TOTAL_CONNECTIONS, a connection never more than MAX_CALLS_PER_CONNECTION calls",
     () =>
       Effect.gen(function* () {
         const limits = { perUser: 2, total: 8, calls: 3 }
@@ -140,5 +140,49 @@ describe("ten users calling tools at once", () => {
         ["user1:remote-tools", 1]
       ])
     }).pipe(Effect.provide(quiet))
+  )
+
+  it.scopedLive(
+    "at a limit, the least recently used idle connection is closed to make room: the user's own first, then anyone's",
+    () =>
+      Effect.gen(function* () {
+        const { http, catalog } = yield* servers
+        const { gateway: gw } = yield* gateway(
+          catalog,
+          makeUsers(3),
+          settings({ maxConnectionsPerUser: 2, maxTotalConnections: 4 })
+        )
+        const account = (user: string, server: string) =>
+          Effect.map(
+            gw.callTool(user, server, "whoami", {}),
+            (r) => (r.structuredContent as { account: string }).account
+          )
+        const keys = Effect.map(gw.pool.items, (items) => items.map((i) => i.key).sort())
+        const open = (a: string) => Effect.map(http.counts, (c) => c.sessionsOpen[a] ?? 0)
+
+        // user1 at its limit of 2; a third server closes its least recently used one
+        const remote1 = yield* account("user1", "remote-tools")
+        yield* account("user1", "search-tools")
+        yield* account("user1", "remote-tools") // remote-tools is now the more recently used
+        yield* gw.callTool("user1", "local-tools", "echo", { text: "x" })
+        assert.deepStrictEqual(yield* keys, ["user1:local-tools", "user1:remote-tools"])
+        const search1 = yield* account("user1", "search-tools")
+        assert.deepStrictEqual(yield* keys, ["user1:local-tools", "user1:search-tools"])
+        yield* eventually(open(remote1), (n) => n === 0, "user1's remote-tools session ends")
+        yield* eventually(open(search1), (n) => n === 1, "user1's new search-tools session")
+
+        // the total of 4: user2 takes the 3rd and 4th; user3's first closes the least recently used of all (user1's)
+        yield* account("user2", "remote-tools")
+        yield* account("user2", "search-tools")
+        assert.strictEqual((yield* gw.pool.stats).size, 4)
+        yield* account("user3", "remote-tools")
+        assert.deepStrictEqual(yield* keys, [
+          "user1:search-tools",
+          "user2:remote-tools",
+          "user2:search-tools",
+          "user3:remote-tools"
+        ])
+      }).pipe(Effect.provide(quiet)),
+    30_000
   )
 })

@@ -19,7 +19,8 @@ export const makeUsers = (n: number): Users.UsersFile => ({
     token: Redacted.make(`gw-token-user${i + 1}-7d1e0b`),
     credentials: {
       "local-tools": Redacted.make(`local-cred-user${i + 1}-a91f`),
-      "remote-tools": Redacted.make(`remote-cred-user${i + 1}-c07b`)
+      "remote-tools": Redacted.make(`remote-cred-user${i + 1}-c07b`),
+      "search-tools": Redacted.make(`search-cred-user${i + 1}-5e2d`)
     }
   }))
 })
@@ -41,7 +42,9 @@ export const servers = Effect.zipWith(stdioScript, HttpToolServer.make({ name: "
   http,
   catalog: [
     bundledStdio(script, "local-tools"),
-    { transport: "http", name: "remote-tools", url: http.url }
+    { transport: "http", name: "remote-tools", url: http.url },
+    // a third server for the catalog (the same host behind another name): a user with three servers
+    { transport: "http", name: "search-tools", url: http.url }
   ] satisfies ReadonlyArray<McpServer>
 }))
 
