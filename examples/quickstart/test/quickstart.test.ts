@@ -18,7 +18,7 @@ describe("quickstart", () => {
       const timeout = report.timeout as PoolError.PoolTimeout
       assert.strictEqual(timeout.key, "alice")
       assert.strictEqual(timeout.limits.maxPerKey, limits.maxPerKey)
-      assert.strictEqual(timeout.limits.acquireTimeoutMillis, 500)
+      assert.strictEqual(timeout.limits.acquireTimeoutMillis, 2_000)
 
       assert.strictEqual(report.rotation.oldSockets, limits.maxPerKey)
       assert.strictEqual(report.rotation.oldClosed, report.rotation.oldSockets)
