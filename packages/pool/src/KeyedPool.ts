@@ -110,7 +110,9 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
 
   /**
    * Marks an item as broken: if leased, it is destroyed instead of returned
-   * when its lease ends; if idle, it is destroyed now. O(1); unknown items are
+   * when its lease ends (shared by several callers, see `maxLeasesPerItem`:
+   * it takes no new lease from now on and is destroyed when its last lease
+   * ends); if idle, it is destroyed now. O(1); unknown items are
    * ignored. Items are tracked by identity, so values may compare equal
    * (permits, numbers): of several items holding the value, the caller's own
    * lease is meant, else an idle one.
