@@ -299,6 +299,28 @@ describe.skipIf(!available.run)("ClusterBudget", () => {
     })
   )
 
+  it.scoped("an instance on all permits while another waits hears how far it is above its fair share", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const a = yield* makeInstance(server.url, options("b10", { instanceId: "a", total: 4, perTenant: 4 }))
+      const b = yield* makeInstance(server.url, options("b10", { instanceId: "b", total: 4, perTenant: 4 }))
+      for (let i = 0; i < 4; i++) yield* hold(a, "t")
+      assert.strictEqual((yield* a.stats).over, 0, "nobody waits")
+      const waiting = yield* Effect.fork(hold(b, "t"))
+      yield* eventually(
+        Effect.map(stat(b, "waiters"), (n) => n === 1),
+        "b waits"
+      )
+      // Two instances with demand: a fair share is 2, a holds 4. Its next heartbeat says so.
+      yield* tickUntil(
+        Effect.map(stat(a, "over"), (n) => n === 2),
+        "a hears it is 2 over"
+      )
+      assert.strictEqual((yield* a.stats).wantsElsewhere, 1)
+      yield* Fiber.interrupt(waiting)
+    })
+  )
+
   it.scoped("fails closed when Redis is gone: BudgetUnavailable at once, held permits kept", () =>
     Effect.gen(function* () {
       const server = yield* RedisServer.make()
