@@ -200,6 +200,7 @@ describe.skipIf(executablePath === undefined)("the dashboard in a real browser",
           "no token in the server's logs"
         )
       }),
-    60_000
+    // Starting chromium takes seconds, many on a loaded machine (48 s of the test's 60 were seen under load).
+    90_000
   )
 })
