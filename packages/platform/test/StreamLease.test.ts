@@ -331,7 +331,7 @@ describe("StreamLease", () => {
         assert.deepStrictEqual(logs.lines, [], `seed ${seed}: no error or defect logs`)
         assert.deepStrictEqual(rejections, [], `seed ${seed}: no unhandled rejections`)
       }),
-    // About 10 s of CPU (3,000 connections, 1,000 streams through two HTTP hops): on a loaded machine it
+    // About 10 s of CPU (1,000 streams through two HTTP hops, some 1,500 connections): on a loaded machine it
     // reached 60 s; the bound is for a hang, not a speed check.
     120_000
   )
