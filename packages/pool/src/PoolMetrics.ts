@@ -60,6 +60,16 @@ export const waiting = Metric.gauge("cistern_pool_waiting", { description: "Call
 export const creating = Metric.gauge("cistern_pool_creating", { description: "Items being created" })
 
 /**
+ * Callers holding items right now, in a pool whose leases are shared
+ * (`maxLeasesPerItem` above 1), labelled like {@link size}; {@link inUse}
+ * counts the items they hold. Not set in a pool with exclusive leases.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const leases = Metric.gauge("cistern_pool_leases", { description: "Callers holding shared items" })
+
+/**
  * Live keys of a pool.
  *
  * @since 0.1.0

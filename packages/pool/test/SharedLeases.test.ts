@@ -4,8 +4,22 @@
  * under `TestClock`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Ref, Scope, TestClock } from "effect"
-import { KeyedPool, Pool, PoolConfig } from "../src/index.js"
+import {
+  Cause,
+  ConfigProvider,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  MetricLabel,
+  Ref,
+  Scope,
+  TestClock
+} from "effect"
+import { KeyedPool, Pool, PoolConfig, PoolMetrics } from "../src/index.js"
 import { type Conn, makeResources, settle } from "./utils/resource.js"
 
 /** A connection failure the default classifier recognises. */
@@ -364,6 +378,34 @@ describe("shared leases", () => {
         layer
       )
       assert.strictEqual(stats.config.maxLeasesPerItem, 8)
+    })
+  )
+
+  it.scoped("the leases gauge counts callers, per pool and per labelled key", () =>
+    Effect.gen(function* () {
+      const r = yield* makeResources
+      const pool = yield* KeyedPool.make({
+        name: "shared-gauge",
+        acquire: r.acquire,
+        maxLeasesPerItem: 5,
+        metricsPerKey: 1,
+        describeKey: (k) => k
+      })
+      const held = [yield* hold(pool, "a"), yield* hold(pool, "a"), yield* hold(pool, "a")]
+      yield* pool.stats
+      const gauge = (labels: ReadonlyArray<MetricLabel.MetricLabel>) =>
+        Effect.map(Metric.value(Metric.taggedWithLabels(PoolMetrics.leases, labels)), (s) => s.value)
+      const poolLabel = MetricLabel.make("pool", "shared-gauge")
+      assert.strictEqual(yield* gauge([poolLabel]), 3)
+      assert.strictEqual(yield* gauge([poolLabel, MetricLabel.make("key", "a")]), 3)
+      assert.strictEqual(
+        yield* Effect.map(Metric.value(Metric.taggedWithLabels(PoolMetrics.inUse, [poolLabel])), (s) => s.value),
+        1,
+        "in use counts items"
+      )
+      for (const l of held) yield* Scope.close(l.scope, Exit.void)
+      yield* pool.stats
+      assert.strictEqual(yield* gauge([poolLabel]), 0)
     })
   )
 

@@ -1776,8 +1776,13 @@ export class PoolState<K, A, E> {
   /** Sets the occupancy gauges: the pool's, and those of keys with labels of their own. */
   sampleGauges(): void {
     sample(this.tags.pool, this.occupancy(), this.slots.size)
+    if (this.shares) PoolMetrics.leases.unsafeUpdate(this.leases, this.tags.pool.labels)
     if (this.settings.metricsPerKey === 0) return
-    for (const slot of this.slots.values()) if (this.tags.isOwn(slot.tags)) sample(slot.tags, this.keyOccupancy(slot))
+    for (const slot of this.slots.values()) {
+      if (!this.tags.isOwn(slot.tags)) continue
+      sample(slot.tags, this.keyOccupancy(slot))
+      if (this.shares) PoolMetrics.leases.unsafeUpdate(slot.leases, slot.tags.labels)
+    }
     if (this.groupTags !== undefined) {
       let otherSize = 0
       let otherIdle = 0
