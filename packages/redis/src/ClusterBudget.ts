@@ -26,10 +26,13 @@
  *
  * @since 0.1.0
  */
+import * as PoolConfig from "@cistern/pool/PoolConfig"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
@@ -235,6 +238,56 @@ export const make: (options: Options) => Effect.Effect<Service, never, RedisClie
  */
 export const layer = (options: Options): Layer.Layer<ClusterBudget, never, RedisClient.RedisClient> =>
   Layer.scoped(ClusterBudget, make(options))
+
+/**
+ * Reads a budget's settings from the environment (or any `ConfigProvider`):
+ * `<env>TOTAL` (required, a positive integer), `<env>PER_TENANT`,
+ * `<env>LEASE_TIME`, `<env>HEARTBEAT_INTERVAL`, `<env>ACQUIRE_TIMEOUT`
+ * (`"15 seconds"` or plain milliseconds) and `<env>PREFIX`, where `<env>` is
+ * `"BUDGET_"` unless given; the name comes from code. Errors name the
+ * variable and what was expected.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = (name: string, env = "BUDGET_"): Config.Config<Options> =>
+  Config.all({
+    total: Config.integer(`${env}TOTAL`).pipe(
+      Config.validate({ message: "expected a positive integer", validation: (n) => n >= 1 })
+    ),
+    perTenant: Config.option(
+      Config.integer(`${env}PER_TENANT`).pipe(
+        Config.validate({ message: "expected a positive integer", validation: (n) => n >= 1 })
+      )
+    ),
+    leaseTime: Config.option(PoolConfig.duration(`${env}LEASE_TIME`, { positive: true })),
+    heartbeatInterval: Config.option(PoolConfig.duration(`${env}HEARTBEAT_INTERVAL`, { positive: true })),
+    acquireTimeout: Config.option(PoolConfig.duration(`${env}ACQUIRE_TIMEOUT`)),
+    prefix: Config.option(Config.string(`${env}PREFIX`))
+  }).pipe(
+    Config.map(
+      (o): Options => ({
+        name,
+        total: o.total,
+        perTenant: o.perTenant._tag === "Some" ? o.perTenant.value : undefined,
+        leaseTime: o.leaseTime._tag === "Some" ? o.leaseTime.value : undefined,
+        heartbeatInterval: o.heartbeatInterval._tag === "Some" ? o.heartbeatInterval.value : undefined,
+        acquireTimeout: o.acquireTimeout._tag === "Some" ? o.acquireTimeout.value : undefined,
+        prefix: o.prefix._tag === "Some" ? o.prefix.value : undefined
+      })
+    )
+  )
+
+/**
+ * Like {@link layer}, with the settings read by a `Config` (see {@link config}).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Config<Options>
+): Layer.Layer<ClusterBudget, ConfigError.ConfigError, RedisClient.RedisClient> =>
+  Layer.scoped(ClusterBudget, Effect.flatMap(options, make))
 
 /**
  * Gauge `cistern_budget_limit`: the total limit (label `budget`).

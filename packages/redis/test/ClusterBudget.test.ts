@@ -8,9 +8,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -318,6 +320,41 @@ describe.skipIf(!available.run)("ClusterBudget", () => {
       )
       assert.strictEqual((yield* a.stats).wantsElsewhere, 1)
       yield* Fiber.interrupt(waiting)
+    })
+  )
+
+  it.scoped("layerConfig reads the budget's settings; a bad value names its variable", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const provider = (entries: ReadonlyArray<readonly [string, string]>) =>
+        Layer.setConfigProvider(ConfigProvider.fromMap(new Map(entries)))
+      const live = ClusterBudget.layerConfig(ClusterBudget.config("b11", "UPSTREAM_")).pipe(
+        Layer.provide(RedisClient.layer({ url: server.url })),
+        Layer.provide(
+          provider([
+            ["UPSTREAM_TOTAL", "2"],
+            ["UPSTREAM_PER_TENANT", "1"],
+            ["UPSTREAM_LEASE_TIME", "5 seconds"]
+          ])
+        )
+      )
+      const stats = yield* Effect.gen(function* () {
+        const budget = yield* ClusterBudget.ClusterBudget
+        yield* budget.permit("t")
+        return yield* budget.stats
+      }).pipe(Effect.scoped, Effect.provide(live))
+      assert.include(stats, { name: "b11", limit: 2, held: 1 })
+      const bad = yield* Effect.flip(
+        Effect.scoped(
+          Layer.build(
+            ClusterBudget.layerConfig(ClusterBudget.config("b11", "UPSTREAM_")).pipe(
+              Layer.provide(RedisClient.layer({ url: server.url })),
+              Layer.provide(provider([["UPSTREAM_TOTAL", "0"]]))
+            )
+          )
+        )
+      )
+      assert.include(String(bad), "UPSTREAM_TOTAL")
     })
   )
 
