@@ -159,7 +159,7 @@ describe("pnpm example:memory", () => {
         ).pipe(
           Effect.flatMap((url) => (url === undefined ? Effect.fail("not listening yet") : Effect.succeed(url))),
           Effect.retry(Schedule.spaced("100 millis")),
-          Effect.timeout("40 seconds")
+          Effect.timeout("90 seconds")
         )
         const startedAt = Date.now()
         // GET /status: health, the last check's time and the rebuild count, once checks have run.
@@ -188,7 +188,7 @@ describe("pnpm example:memory", () => {
         yield* Effect.promise(() => child.exited).pipe(Effect.timeout("20 seconds"))
         assert.strictEqual(child.output().match(/listening on/g)?.length, 1, "printed once")
       }),
-    60_000
+    150_000
   )
 
   it.scopedLive(
@@ -196,11 +196,11 @@ describe("pnpm example:memory", () => {
     () =>
       Effect.gen(function* () {
         const child = yield* main({ PORT: "0", MEM0_API_KEY: "not-the-key" })
-        const code = yield* Effect.promise(() => child.exited).pipe(Effect.timeout("40 seconds"))
+        const code = yield* Effect.promise(() => child.exited).pipe(Effect.timeout("90 seconds"))
         assert.strictEqual(code, 1)
         assert.include(child.output(), "rejected the API key (HTTP 401)")
         assert.notInclude(child.output(), "not-the-key", "the key itself is never printed")
       }),
-    60_000
+    150_000
   )
 })

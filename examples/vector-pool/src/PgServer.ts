@@ -1,5 +1,6 @@
 /**
- * A throwaway PostgreSQL cluster: `initdb` in a temporary directory, then
+ * A throwaway PostgreSQL cluster: a copy of a cluster `initdb` made once
+ * (see `template`) in a temporary directory, then
  * `postgres` on 127.0.0.1 and a free port (its unix socket in that directory
  * too), living exactly as long as a scope. Closing the scope stops the server
  * and removes the directory.
@@ -192,6 +193,49 @@ const kill = (child: Child, data: string): Effect.Effect<void> =>
     )
   })
 
+/** `initdb`'s arguments after `-D`: the same for every cluster, so one template serves them all. */
+const initdbArgs = ["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]
+
+/**
+ * A freshly initialized cluster to copy. `initdb` takes seconds on a busy
+ * machine and a copy a fraction of one, so it runs once per machine (per
+ * server version and user) into `<tmp>/cistern-pgtemplate-<major>-<uid>`, kept
+ * for the next clusters. It is built aside and renamed into place, so a
+ * half-built template is never used; when two processes build at once, the
+ * first rename wins and the other's copy is discarded.
+ */
+const template = (bin: string, user: ReturnType<typeof runAs>): Effect.Effect<string, PgServerError> =>
+  Effect.gen(function* () {
+    const uid = user?.uid ?? process.getuid?.() ?? "user"
+    const target = path.join(os.tmpdir(), `cistern-pgtemplate-${path.basename(path.dirname(bin))}-${uid}`)
+    if (fs.existsSync(path.join(target, "PG_VERSION"))) return target
+    const build = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cistern-pgtemplate-build-"))
+        if (user !== undefined) fs.chownSync(dir, user.uid, user.gid)
+        return dir
+      }),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    const data = path.join(build, "data")
+    const initdb = yield* spawn(path.join(bin, "initdb"), ["-D", data, ...initdbArgs], user)
+    const how = yield* Deferred.await(initdb.exited)
+    if (how !== "exit code 0") {
+      return yield* new PgServerError({ reason: `initdb failed (${how})`, output: initdb.output() })
+    }
+    yield* Effect.sync(() => {
+      try {
+        fs.renameSync(data, target)
+      } catch {
+        // Another process put its template in place first: use that one.
+      }
+    })
+    if (!fs.existsSync(path.join(target, "PG_VERSION"))) {
+      return yield* new PgServerError({ reason: `could not keep a cluster template at ${target}`, output: "" })
+    }
+    return target
+  }).pipe(Effect.scoped)
+
 /** Connects once and asks the version; fails when the server does not accept connections (yet). */
 const serverVersion = (port: number): Effect.Effect<string, PgServerError> =>
   Effect.acquireUseRelease(
@@ -239,14 +283,14 @@ export const make = (options?: {
     )
     const data = path.join(directory, "data")
 
-    const initdb = yield* spawn(
-      path.join(bin, "initdb"),
-      ["-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
-      user
-    )
-    const how = yield* Deferred.await(initdb.exited)
-    if (how !== "exit code 0") {
-      return yield* new PgServerError({ reason: `initdb failed (${how})`, output: initdb.output() })
+    // A copy of the template (as the server's user, so the files are its own), not an `initdb` of its own.
+    const copy = yield* spawn("cp", ["-a", yield* template(bin, user), data], user)
+    const copied = yield* Deferred.await(copy.exited)
+    if (copied !== "exit code 0") {
+      return yield* new PgServerError({
+        reason: `copying the cluster template failed (${copied})`,
+        output: copy.output()
+      })
     }
 
     const port = yield* freePort

@@ -148,7 +148,7 @@ describe.skipIf(!runs)("pnpm example:vector", () => {
           const url = yield* eventually(
             Effect.sync(() => /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(process.output())?.[1]),
             (url) => url !== undefined,
-            "45 seconds"
+            "90 seconds"
           )
           const directory = /at postgres:\/\/postgres@127\.0\.0\.1:(\d+)/.exec(process.output())
           assert.isNotNull(directory, "it says where its PostgreSQL is")
@@ -165,7 +165,7 @@ describe.skipIf(!runs)("pnpm example:vector", () => {
           assert.include(process.output(), "pool closed: 0 connections open")
           assert.strictEqual(clusters(), before - 1, "its cluster's directory is removed")
         }),
-      { timeout: 90_000 }
+      { timeout: 150_000 }
     )
   })
 })

@@ -58,7 +58,7 @@ describe.skipIf(!runs)("PgServer", () => {
         const line = yield* eventually(
           Effect.sync(() => /cluster (\d+) (\S+)/.exec(child.output())),
           (m) => m !== null,
-          "45 seconds"
+          "90 seconds"
         )
         const [, port, directory] = line!
         assert.isTrue(fs.existsSync(directory))
@@ -70,6 +70,6 @@ describe.skipIf(!runs)("PgServer", () => {
         )
         assert.isTrue(yield* eventually(gone, (ok) => ok, "20 seconds"), "server stopped and directory removed")
       }),
-    { timeout: 90_000 }
+    { timeout: 150_000 }
   )
 })
