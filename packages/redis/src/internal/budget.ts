@@ -172,11 +172,15 @@ export const make = (options: Options, internals: Internals = {}) =>
     const heartbeat = heartbeatLock.withPermits(1)(
       Effect.gen(function* () {
         const sentAt = yield* Clock.currentTimeMillis
-        yield* replayReleases
         const reply = yield* call({ _tag: "heartbeat", waiting: waiters, limit, permits: [...held] })
-        if (reply.status === "lost") return yield* loseLease("heartbeat")
-        lastRenewal = sentAt
-        figures = { ...figures, over: reply.over }
+        if (reply.status === "lost") yield* loseLease("heartbeat")
+        else {
+          lastRenewal = sentAt
+          figures = { ...figures, over: reply.over }
+        }
+        // Renewal first: releases left from an outage are replayed after it, and one that fails again
+        // stays pending for the next beat without costing the lease.
+        yield* Effect.ignore(replayReleases)
       })
     )
 
