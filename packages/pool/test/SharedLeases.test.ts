@@ -140,6 +140,23 @@ describe("shared leases", () => {
     })
   )
 
+  it.scoped("maxLeasesPerItem: Infinity lets one item serve everyone", () =>
+    Effect.gen(function* () {
+      const r = yield* makeResources
+      const pool = yield* KeyedPool.make({ acquire: r.acquire, maxLeasesPerItem: Number.POSITIVE_INFINITY })
+      const gate = yield* Deferred.make<void>()
+      const callers = yield* Effect.forEach(Array.from({ length: 50 }), () =>
+        Effect.fork(pool.use("a", () => Deferred.await(gate)))
+      )
+      yield* settle
+      const stats = yield* pool.stats
+      assert.deepStrictEqual([stats.size, stats.leases, stats.config.maxLeasesPerItem], [1, 50, null])
+      yield* Deferred.succeed(gate, undefined)
+      yield* Effect.forEach(callers, Fiber.join)
+      assert.strictEqual(yield* Ref.get(r.created), 1)
+    })
+  )
+
   it.scoped("limits count items, not leases", () =>
     Effect.gen(function* () {
       const r = yield* makeResources

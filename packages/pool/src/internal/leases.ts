@@ -130,7 +130,9 @@ export const withRoom = <T extends Shareable>(heap: LeaseHeap<T>, max: number): 
  *
  * @internal
  */
-export const needsItem = (waiting: number, creating: number, max: number): boolean => waiting > creating * max
+export const needsItem = (waiting: number, creating: number, max: number): boolean =>
+  // (0 × Infinity is NaN: with no creation in flight, any waiter needs one.)
+  creating === 0 ? waiting > 0 : waiting > creating * max
 
 /**
  * What becomes of an item when one of its leases ends: `"shared"` while
