@@ -113,9 +113,11 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
           assert.isTrue(versions.every((v) => v === server.version))
           // A caller whose connection failed its check may be served by a connection another caller
           // returned first; the rebuild it started still lands (bounded: it runs on its own fiber).
-          const stats = yield* eventually(pool.stats, (s) => s.created >= 8 && s.open === 4, "5 seconds").pipe(
-            Effect.orElse(() => pool.stats)
-          )
+          const stats = yield* eventually(
+            pool.stats,
+            (s) => s.created >= 8 && s.open === 4 && s.destroyed >= 4,
+            "5 seconds"
+          ).pipe(Effect.orElse(() => pool.stats))
           assert.strictEqual(stats.created, 8, "each killed connection was rebuilt once")
           assert.strictEqual(stats.destroyed, 4)
           assert.strictEqual(stats.open, 4)
@@ -144,7 +146,9 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
           yield* TestClock.adjust("29 seconds")
           assert.strictEqual((yield* pool.stats).created, 3, "no check before the interval")
           yield* TestClock.adjust("1 second")
-          const stats = yield* live(eventually(pool.stats, (s) => s.created === 6 && s.available === 3))
+          const stats = yield* live(
+            eventually(pool.stats, (s) => s.created === 6 && s.available === 3 && s.destroyed >= 3)
+          )
           assert.strictEqual(stats.destroyed, 3)
           assert.strictEqual(stats.requests, 0, "no request was needed to find and replace them")
           assert.strictEqual(yield* live(sessions(server.url, applicationName)), 3)
@@ -163,7 +167,10 @@ describe.skipIf(!runs)("VectorPool against a real PostgreSQL", () => {
             return pool.stats
           })
         )
-        const after = yield* stats
+        // Finalizers run on fibers of their own: wait (bounded) for their counts.
+        const after = yield* eventually(stats, (s) => s.open === 0 && s.destroyed >= 5, "5 seconds").pipe(
+          Effect.orElse(() => stats)
+        )
         assert.strictEqual(after.open, 0)
         assert.strictEqual(after.destroyed, 5)
         // The server drops a session's row once its backend has exited: poll briefly.
