@@ -40,6 +40,23 @@ describe.skipIf(!runs)("PgServer", () => {
   )
 
   it.scopedLive(
+    "clusters are independent copies of one template: what one stores, another made after it does not see",
+    () =>
+      Effect.gen(function* () {
+        const sql = (url: string, text: string) =>
+          Effect.scoped(Effect.flatMap(Connection.connect({ url }), (c) => Connection.query(c, text)))
+        const first = yield* PgServer.make()
+        yield* sql(first.url, "CREATE TABLE only_in_first (id int)")
+        const second = yield* PgServer.make()
+        assert.notStrictEqual(second.directory, first.directory)
+        const tables = yield* sql(second.url, "SELECT 1 FROM pg_tables WHERE tablename = 'only_in_first'")
+        assert.strictEqual(tables.length, 0, "the second cluster is a fresh copy")
+        assert.strictEqual((yield* sql(first.url, "SELECT count(*) FROM only_in_first")).length, 1)
+      }),
+    { timeout: 60_000 }
+  )
+
+  it.scopedLive(
     "a cluster does not outlive the process that started it, even when that process is SIGKILLed",
     () =>
       Effect.gen(function* () {
