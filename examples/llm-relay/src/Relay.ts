@@ -290,8 +290,10 @@ export const makeRelay = (upstream: string, config: RelayConfig, adminToken: Red
     const healthz = Effect.gen(function* () {
       const stats = yield* pool.stats
       const requests = yield* limit.stats
+      const circuits = yield* breaker.circuits
       return HttpServerResponse.unsafeJson({
         status: stats.closed ? "closed" : "ok",
+        accounts: Object.fromEntries(Array.from(circuits, ([name, { circuit }]) => [name, circuit])),
         pool: {
           size: stats.size,
           idle: stats.idle,
