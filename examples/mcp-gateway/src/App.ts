@@ -42,7 +42,10 @@ const GatewayLive = (settings: Settings.Settings) =>
 /** The whole gateway as a layer. */
 export const layer = (settings: Settings.Settings) => {
   const banner = Layer.effectDiscard(HttpServer.addressFormattedWith((url) => Console.log(`listening on ${url}`)))
-  return Layer.merge(HttpServer.serve(Http.app(settings.adminToken)), banner).pipe(
+  // The banner comes once the routes are in place: the server listens before it serves, and a request
+  // arriving in between (a script that starts on the banner) would never be answered.
+  return banner.pipe(
+    Layer.provideMerge(HttpServer.serve(Http.app(settings.adminToken))),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: settings.port })),
     Layer.provideMerge(GatewayLive(settings)),
     Layer.provideMerge(ServersLive),

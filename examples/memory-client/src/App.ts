@@ -201,7 +201,10 @@ export const router = (config: AppConfig) =>
  */
 export const layer = (config: AppConfig) => {
   const banner = Layer.effectDiscard(HttpServer.addressFormattedWith((url) => Console.log(`listening on ${url}`)))
-  return Layer.merge(HttpServer.serve(router(config)), banner).pipe(
+  // The banner comes once the routes are in place: the server listens before it serves, and a request
+  // arriving in between (a script that starts on the banner) would never be answered.
+  return banner.pipe(
+    Layer.provideMerge(HttpServer.serve(router(config))),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: config.port })),
     Layer.provideMerge(ClientLive(config)),
     Layer.provideMerge(ServiceLive(config))

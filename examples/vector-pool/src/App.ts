@@ -149,14 +149,17 @@ export const VectorsLive = HttpApiBuilder.group(Api.VectorApi, "vectors", (handl
   })
 )
 
-/** Prints `listening on http://127.0.0.1:<port>` once the server accepts connections. */
+/** Prints `listening on http://127.0.0.1:<port>`; built after the routes, so it means the server answers. */
 const announce = Layer.effectDiscard(HttpServer.addressFormattedWith((url) => Console.log(`listening on ${url}`)))
 
 /** The HTTP server on `config.host:config.port`, over a provided `Store`. */
 export const serverLayer = (config: AppConfig) =>
-  HttpApiBuilder.serve().pipe(
-    Layer.provide(HttpApiBuilder.api(Api.VectorApi).pipe(Layer.provide(VectorsLive))),
-    Layer.merge(announce),
+  // The banner comes once the routes are in place: the server listens before it serves, and a request
+  // arriving in between (a script that starts on the banner) would never be answered.
+  announce.pipe(
+    Layer.provideMerge(
+      HttpApiBuilder.serve().pipe(Layer.provide(HttpApiBuilder.api(Api.VectorApi).pipe(Layer.provide(VectorsLive))))
+    ),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: config.host, port: config.port }))
   )
 
