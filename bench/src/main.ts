@@ -5,6 +5,7 @@
  *   pnpm bench                  full run (5 timed repetitions each)
  *   pnpm bench -- --quick       smoke run: small sizes, 1 repetition, one process per scenario; checks that it runs, not its numbers
  *   pnpm bench -- --only keyed,idle
+ *   pnpm bench -- --only vector  the vector-store example's pooled vs connect-per-request run (needs postgresql)
  */
 import { execFileSync, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
@@ -127,6 +128,23 @@ for (const scenario of scenarios) {
   }
   console.log(table(scenario, results, quick, repetitions))
 }
+// A service-level row: a fixed pool of PostgreSQL connections against a new connection per request, from
+// the vector-store example (it starts its own throwaway cluster, so it needs Debian's postgresql package).
+if (only === undefined || only.includes("vector")) {
+  const vectorDir = fileURLToPath(new URL("../../examples/vector-pool/", import.meta.url))
+  const code = await new Promise<number | null>((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/bench.ts", ...(quick ? ["--quick"] : [])], {
+      cwd: vectorDir,
+      stdio: ["ignore", "inherit", "inherit"]
+    })
+    child.on("exit", resolve)
+  })
+  if (code !== 0) {
+    failed = true
+    console.log(`vector-store benchmark failed (exit ${code})`)
+  }
+}
+
 console.log(
   `Total time: ${Math.round((Date.now() - started) / 1000)} s; ` +
     `load average at the end: ${os
