@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Schema, Scope, TestClock } from "effect"
 import { KeyedPool, Pool, PoolRegistry } from "../src/index.js"
 
 describe("PoolRegistry", () => {
@@ -47,4 +47,77 @@ describe("PoolRegistry", () => {
       assert.isTrue(Option.isNone(yield* registry.get("draining")))
     }).pipe(Effect.provide(PoolRegistry.layer))
   )
+
+  it.effect("lists budgets while their scopes are open, each registration its own entry", () =>
+    Effect.gen(function* () {
+      const registry = yield* PoolRegistry.PoolRegistry
+      const stats = (instanceId: string, held: number): PoolRegistry.BudgetStats => ({
+        name: "upstream",
+        instanceId,
+        limit: 10,
+        used: 3,
+        held,
+        waiters: 0,
+        wantsElsewhere: 0,
+        over: 0,
+        state: "ok",
+        granted: held,
+        released: 0,
+        exhausted: 0,
+        unavailable: 0,
+        reclaimed: 0,
+        leasesLost: 0,
+        pendingReleases: 0
+      })
+      const first = yield* Scope.make()
+      const second = yield* Scope.make()
+      yield* registry
+        .registerBudget({ name: "upstream", instanceId: "a", stats: Effect.succeed(stats("a", 1)) })
+        .pipe(Scope.extend(first))
+      yield* registry
+        .registerBudget({ name: "upstream", instanceId: "b", stats: Effect.succeed(stats("b", 2)) })
+        .pipe(Scope.extend(second))
+      const listed = yield* registry.budgets
+      assert.deepStrictEqual(
+        listed.map((b) => [b.name, b.instanceId]),
+        [
+          ["upstream", "a"],
+          ["upstream", "b"]
+        ],
+        "one name, two instances: both listed, in registration order"
+      )
+      assert.deepStrictEqual(yield* Effect.forEach(listed, (b) => Effect.map(b.stats, (s) => s.held)), [1, 2])
+      assert.deepStrictEqual(yield* registry.list, [], "budgets are not pools")
+      yield* Scope.close(first, Exit.void)
+      assert.deepStrictEqual(
+        (yield* registry.budgets).map((b) => b.instanceId),
+        ["b"]
+      )
+      yield* Scope.close(second, Exit.void)
+      assert.deepStrictEqual(yield* registry.budgets, [])
+    }).pipe(Effect.provide(PoolRegistry.layer))
+  )
+
+  it("BudgetStats is plain JSON: it survives encoding, a JSON round trip and decoding", () => {
+    const stats: PoolRegistry.BudgetStats = {
+      name: "upstream",
+      instanceId: "host-1",
+      limit: 100,
+      used: 42,
+      held: 7,
+      waiters: 1,
+      wantsElsewhere: 2,
+      over: 0,
+      state: "learning",
+      granted: 9,
+      released: 2,
+      exhausted: 1,
+      unavailable: 0,
+      reclaimed: 3,
+      leasesLost: 0,
+      pendingReleases: 0
+    }
+    const json = JSON.stringify(Schema.encodeSync(PoolRegistry.BudgetStats)(stats))
+    assert.deepStrictEqual(Schema.decodeUnknownSync(PoolRegistry.BudgetStats)(JSON.parse(json)), stats)
+  })
 })
