@@ -8,6 +8,7 @@
  * | `GET /pools` | every registered pool: totals, per-key counts, items with their idle time, config in force |
  * | `GET /pools/:name` | one pool, or 404 `PoolNotFound` |
  * | `POST /pools/:name/cleanup` | expires idle items now: size before and after, how many were cleaned |
+ * | `GET /budgets` | every shared budget this process belongs to: limit, used, held here, waiters, state, counters |
  * | `GET /health` | `healthy` / `degraded` (200) or `unhealthy` (503), with reasons and the limits in force |
  * | `GET /metrics` | the Effect metrics in the Prometheus text format |
  * | `GET /livez` | 200 while the process serves: no details, no token |
@@ -34,6 +35,7 @@
  *
  * @since 0.1.0
  */
+import { BudgetStats } from "@cistern/pool/PoolRegistry"
 import { CleanupReport, ConfigInForce, GroupStats, ItemDetails, PoolStats } from "@cistern/pool/PoolStats"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
@@ -107,6 +109,28 @@ export const PoolList = Schema.Struct({
  * @category models
  */
 export interface PoolList extends Schema.Schema.Type<typeof PoolList> {}
+
+/**
+ * Every shared budget this process belongs to (a connection budget kept in
+ * Redis, say), in registration order: one entry per instance of a budget this
+ * process runs, each with its limit, what is used across all instances, what
+ * this instance holds and waits for, its state and its counters.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const BudgetList = Schema.Struct({
+  budgets: Schema.Array(BudgetStats)
+}).annotations({ identifier: "BudgetList" })
+
+/**
+ * The body of `GET /budgets`, decoded: each budget's figures as this
+ * instance sees them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BudgetList extends Schema.Schema.Type<typeof BudgetList> {}
 
 /**
  * The body of a cleanup request, which may be empty: an optional reason,
@@ -413,6 +437,15 @@ export class AdminGroup extends HttpApiGroup.make("cistern")
       .annotate(OpenApi.Summary, "Expire idle items now")
   )
   .add(
+    HttpApiEndpoint.get("listBudgets", "/budgets")
+      .addSuccess(BudgetList)
+      .middleware(Authorization)
+      .annotate(
+        OpenApi.Summary,
+        "Every shared budget this process belongs to: limit, used, held here, waiters, state, counters"
+      )
+  )
+  .add(
     HttpApiEndpoint.get("health", "/health")
       .addSuccess(HealthReport)
       .addSuccess(UnhealthyReport, { status: 503 })
@@ -431,7 +464,10 @@ export class AdminGroup extends HttpApiGroup.make("cistern")
       .annotate(OpenApi.Summary, "Effect metrics in the Prometheus text format")
   )
   .annotate(OpenApi.Title, "Cistern pools")
-  .annotate(OpenApi.Description, "Status, cleanup, health and metrics of the pools this service runs") {}
+  .annotate(
+    OpenApi.Description,
+    "Status, cleanup, health and metrics of the pools this service runs, and the shared budgets it belongs to"
+  ) {}
 
 /**
  * One key as the dashboard shows it: its counts, health and circuit.

@@ -330,6 +330,76 @@ describe("AdminHttp", () => {
     }).pipe(Effect.provide(httpClient), Effect.provide(captureLogs().layer))
   )
 
+  it.scoped("/budgets lists each registered budget's live figures while its scope is open, behind the token", () =>
+    Effect.gen(function* () {
+      const registry = yield* PoolRegistry.make
+      const server = yield* serve(registry, { token })
+      const admin = yield* client(server, token)
+      assert.deepStrictEqual(yield* admin.cistern.listBudgets(), { budgets: [] })
+
+      const figures = (instanceId: string, held: number): PoolRegistry.BudgetStats => ({
+        name: "upstream",
+        instanceId,
+        limit: 100,
+        used: 12,
+        held,
+        waiters: 0,
+        wantsElsewhere: 3,
+        over: 0,
+        state: "ok",
+        granted: held,
+        released: 0,
+        exhausted: 0,
+        unavailable: 0,
+        reclaimed: 0,
+        leasesLost: 0,
+        pendingReleases: 0
+      })
+      // the stats effect is read at each request: the route shows what the budget holds now
+      const held = yield* Ref.make(2)
+      const scope = yield* Scope.make()
+      yield* registry
+        .registerBudget({
+          name: "upstream",
+          instanceId: "here",
+          stats: Effect.map(Ref.get(held), (n) => ({ ...figures("here", n), state: "learning" as const }))
+        })
+        .pipe(Scope.extend(scope))
+      yield* registry.registerBudget({
+        name: "upstream",
+        instanceId: "also-here",
+        stats: Effect.succeed(figures("also-here", 5))
+      })
+
+      const first = yield* admin.cistern.listBudgets()
+      assert.deepStrictEqual(
+        first.budgets.map((b) => [b.name, b.instanceId, b.held, b.state]),
+        [
+          ["upstream", "here", 2, "learning"],
+          ["upstream", "also-here", 5, "ok"]
+        ]
+      )
+      yield* Ref.set(held, 4)
+      const response = yield* raw(server, { path: "/budgets", headers: bearer })
+      assert.strictEqual(response.status, 200)
+      assert.strictEqual(response.headers["content-type"], "application/json")
+      const decoded = Schema.decodeUnknownSync(AdminApi.BudgetList)(JSON.parse(response.body))
+      assert.deepStrictEqual(decoded.budgets[0], { ...figures("here", 4), state: "learning" })
+
+      for (const headers of [{}, { authorization: "Bearer wrong" }]) {
+        const refused = yield* raw(server, { path: "/budgets", headers })
+        assert.strictEqual(refused.status, 401)
+        assert.notInclude(refused.body, "upstream")
+      }
+
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(
+        (yield* admin.cistern.listBudgets()).budgets.map((b) => b.instanceId),
+        ["also-here"]
+      )
+    }).pipe(Effect.provide(httpClient), Effect.provide(captureLogs().layer))
+  )
+
   it.scoped("the OpenAPI document and the docs page are served from the API definition", () =>
     Effect.gen(function* () {
       const registry = yield* PoolRegistry.make
@@ -341,6 +411,7 @@ describe("AdminHttp", () => {
         "/pools",
         "/pools/{name}",
         "/pools/{name}/cleanup",
+        "/budgets",
         "/health",
         "/metrics"
       ])

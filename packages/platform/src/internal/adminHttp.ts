@@ -68,6 +68,12 @@ export const layerGroup = <ApiId extends string, Groups extends HttpApiGroup.Htt
           )
         )
         .handle("getPool", ({ path }) => Effect.flatMap(find(registry, path.name), view))
+        .handle("listBudgets", () =>
+          registry.budgets.pipe(
+            Effect.flatMap((budgets) => Effect.all(budgets.map((budget) => budget.stats))),
+            Effect.map((budgets) => ({ budgets }))
+          )
+        )
         .handleRaw("cleanupPool", ({ path, request }) =>
           Effect.gen(function* () {
             // Validate everything before touching the pool: a bad request changes nothing.
