@@ -41,6 +41,26 @@ import * as budgetMetrics from "./internal/budgetMetrics.js"
 import type * as RedisClient from "./RedisClient.js"
 
 /**
+ * What a budget does when Redis cannot be asked (no reply within the
+ * client's command timeout, or no connection):
+ * - `"fail-closed"` (the default): permits already held are kept, none is
+ *   granted: `permit` fails with `BudgetUnavailable`;
+ * - `"local-share"`: this instance grants permits on its own while it holds
+ *   fewer than its share (`localShare`, by default the total divided by the
+ *   instances Redis last reported, rounded up) and the tenant fewer than its
+ *   share (`localTenantShare`);
+ * - `"unlimited"`: every permit is granted; only the pool's own limits apply.
+ *
+ * Permits granted without Redis are counted (`Stats.failOpen`,
+ * `cistern_budget_fail_open_total{mode}`) and re-asserted in Redis as soon as
+ * it answers again, so the shared count catches up with them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Mode = "fail-closed" | "local-share" | "unlimited"
+
+/**
  * How a budget is set up. All instances of a service should use the same
  * `name`, `total` and `perTenant`: each instance checks its own figures
  * against the shared count.
@@ -67,6 +87,38 @@ export interface Options {
   readonly prefix?: string | undefined
   /** This instance's id in the budget (default: host, process id and a random suffix). Must not contain `|`. */
   readonly instanceId?: string | undefined
+  /** What to do when Redis cannot be asked (see {@link Mode}). Default `"fail-closed"`. */
+  readonly mode?: Mode | undefined
+  /**
+   * In `"local-share"` mode, at most this many permits held by this instance while Redis cannot be asked.
+   * Default `ceil(total ÷ instances)`, the instances as of the last answer from Redis; before any answer,
+   * nothing is granted without Redis unless this is set.
+   */
+  readonly localShare?: number | undefined
+  /**
+   * In `"local-share"` mode, at most this many permits of one tenant held by this instance while Redis
+   * cannot be asked: a number, or one per tenant. Default: the tenant's limit scaled like the total,
+   * `ceil(perTenant × localShare ÷ total)`.
+   */
+  readonly localTenantShare?: number | ((tenant: string) => number) | undefined
+}
+
+/**
+ * Options of one call of `permit`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PermitOptions {
+  /**
+   * Run once, when the first answer of this call is "full" (the total, the tenant's limit, or in
+   * `"local-share"` mode the local share): a pool passes "close this instance's own oldest idle
+   * connection of another key", answering whether it closed one. When it answers `true`, the call
+   * tries again as soon as a permit of this instance is given back (the closed connection's, when its
+   * scope closes), or after the shortest retry delay, instead of a full backoff; then it waits as usual.
+   * A defect of the effect is logged and counts as `false`.
+   */
+  readonly onFull?: Effect.Effect<boolean> | undefined
 }
 
 /**
@@ -116,8 +168,10 @@ export interface Stats {
   readonly limit: number
   /** Permits counted across all instances. */
   readonly used: number
-  /** Permits this instance holds. */
+  /** Permits this instance holds, those granted without Redis and not yet counted there included. */
   readonly held: number
+  /** Permits this instance holds that Redis does not count yet (granted while it could not be asked). */
+  readonly offline: number
   /** Calls of `permit` waiting in this instance. */
   readonly waiters: number
   /** Permits other instances are waiting for. */
@@ -126,8 +180,16 @@ export interface Stats {
   readonly over: number
   /** `"ok"`, `"learning"` (Redis lost its data or paused: holders re-assert, nothing is granted) or `"unavailable"` (the last call failed). */
   readonly state: "ok" | "learning" | "unavailable"
-  /** Permits granted. */
+  /** What the budget does when Redis cannot be asked. */
+  readonly mode: Mode
+  /** Instances with a lease in the budget at the last answer (this one included): the default local share divides by it. */
+  readonly instances: number
+  /** Permits granted, with or without Redis. */
   readonly granted: number
+  /** Permits granted without Redis (`"local-share"` or `"unlimited"` mode while it could not be asked). */
+  readonly failOpen: number
+  /** Permits granted without Redis that were counted there once it answered again. */
+  readonly reasserted: number
   /** Permits given back. */
   readonly released: number
   /** Calls of `permit` that ended in `BudgetExhausted`. */
@@ -171,8 +233,10 @@ export class BudgetExhausted extends Data.TaggedError("BudgetExhausted")<{
 
 /**
  * Redis could not be asked for a permit (unreachable, or no reply within the
- * client's command timeout). The budget fails closed: permits already held
- * are kept, none is created.
+ * client's command timeout), and the mode did not allow one without it:
+ * `"fail-closed"`, or in `"local-share"` mode the local share stayed in use
+ * until `acquireTimeout` (or no share was known yet). Permits already held
+ * are kept.
  *
  * @since 0.1.0
  * @category errors
@@ -200,8 +264,12 @@ export interface Service {
   /**
    * Takes a permit for `tenant` (default `"*"`), waiting in FIFO order (per
    * tenant) up to `acquireTimeout`; it is returned when the scope closes.
+   * `options.onFull` runs once if the budget is full at the first answer.
    */
-  readonly permit: (tenant?: string) => Effect.Effect<Permit, BudgetExhausted | BudgetUnavailable, Scope.Scope>
+  readonly permit: (
+    tenant?: string,
+    options?: PermitOptions
+  ) => Effect.Effect<Permit, BudgetExhausted | BudgetUnavailable, Scope.Scope>
   /** Lease-lost events from now on: close the connections this instance's permits cover when one arrives. */
   readonly lost: Stream.Stream<LeaseLost>
   /** A snapshot of the figures. */
@@ -220,8 +288,8 @@ export class ClusterBudget extends Context.Tag("@cistern/redis/ClusterBudget")<C
  * Joins the budget for as long as the scope lives: registers this instance's
  * lease, renews it on a heartbeat `Schedule`, listens for release
  * notifications, and leaves (giving back what it still holds) when the scope
- * closes. It does not fail when Redis is unreachable: permits fail with
- * `BudgetUnavailable` until it is back.
+ * closes. It does not fail when Redis is unreachable: until it is back,
+ * permits follow the `mode` (by default they fail with `BudgetUnavailable`).
  *
  * @since 0.1.0
  * @category constructors
@@ -243,7 +311,9 @@ export const layer = (options: Options): Layer.Layer<ClusterBudget, never, Redis
  * Reads a budget's settings from the environment (or any `ConfigProvider`):
  * `<env>TOTAL` (required, a positive integer), `<env>PER_TENANT`,
  * `<env>LEASE_TIME`, `<env>HEARTBEAT_INTERVAL`, `<env>ACQUIRE_TIMEOUT`
- * (`"15 seconds"` or plain milliseconds) and `<env>PREFIX`, where `<env>` is
+ * (`"15 seconds"` or plain milliseconds), `<env>PREFIX`, `<env>MODE`
+ * (`fail-closed`, `local-share` or `unlimited`), `<env>LOCAL_SHARE` and
+ * `<env>LOCAL_TENANT_SHARE` (positive integers), where `<env>` is
  * `"BUDGET_"` unless given; the name comes from code. Errors name the
  * variable and what was expected.
  *
@@ -263,7 +333,18 @@ export const config = (name: string, env = "BUDGET_"): Config.Config<Options> =>
     leaseTime: Config.option(PoolConfig.duration(`${env}LEASE_TIME`, { positive: true })),
     heartbeatInterval: Config.option(PoolConfig.duration(`${env}HEARTBEAT_INTERVAL`, { positive: true })),
     acquireTimeout: Config.option(PoolConfig.duration(`${env}ACQUIRE_TIMEOUT`)),
-    prefix: Config.option(Config.string(`${env}PREFIX`))
+    prefix: Config.option(Config.string(`${env}PREFIX`)),
+    mode: Config.option(Config.literal("fail-closed", "local-share", "unlimited")(`${env}MODE`)),
+    localShare: Config.option(
+      Config.integer(`${env}LOCAL_SHARE`).pipe(
+        Config.validate({ message: "expected a positive integer", validation: (n) => n >= 1 })
+      )
+    ),
+    localTenantShare: Config.option(
+      Config.integer(`${env}LOCAL_TENANT_SHARE`).pipe(
+        Config.validate({ message: "expected a positive integer", validation: (n) => n >= 1 })
+      )
+    )
   }).pipe(
     Config.map(
       (o): Options => ({
@@ -273,7 +354,10 @@ export const config = (name: string, env = "BUDGET_"): Config.Config<Options> =>
         leaseTime: o.leaseTime._tag === "Some" ? o.leaseTime.value : undefined,
         heartbeatInterval: o.heartbeatInterval._tag === "Some" ? o.heartbeatInterval.value : undefined,
         acquireTimeout: o.acquireTimeout._tag === "Some" ? o.acquireTimeout.value : undefined,
-        prefix: o.prefix._tag === "Some" ? o.prefix.value : undefined
+        prefix: o.prefix._tag === "Some" ? o.prefix.value : undefined,
+        mode: o.mode._tag === "Some" ? o.mode.value : undefined,
+        localShare: o.localShare._tag === "Some" ? o.localShare.value : undefined,
+        localTenantShare: o.localTenantShare._tag === "Some" ? o.localTenantShare.value : undefined
       })
     )
   )
@@ -342,6 +426,24 @@ export const wantsGlobalGauge = budgetMetrics.wantsElsewhere
 export const acquireTotal = budgetMetrics.acquires
 
 /**
+ * Gauge `cistern_budget_offline`: permits this instance holds that Redis
+ * does not count yet, granted while it could not be asked (label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const offlineGauge = budgetMetrics.offline
+
+/**
+ * Counter `cistern_budget_fail_open_total`: permits granted without Redis,
+ * by `mode` (`local-share`, `unlimited`; label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const failOpenTotal = budgetMetrics.failOpen
+
+/**
  * Counter `cistern_budget_reclaimed_total`: permits of expired instances
  * that this instance's calls reclaimed (label `budget`).
  *
@@ -361,7 +463,7 @@ export const leaseLostTotal = budgetMetrics.leasesLost
 
 /**
  * Histogram `cistern_budget_redis_seconds`: one script call's duration, by
- * `op` (`acquire`, `release`, `heartbeat`, `leave`; label `budget`).
+ * `op` (`acquire`, `release`, `heartbeat`, `leave`, `adopt`; label `budget`).
  *
  * @since 0.1.0
  * @category metrics

@@ -2,7 +2,8 @@
  * The cluster budget of one instance: its lease (a heartbeat on a
  * `Schedule`, a local deadline), its waiters (FIFO per tenant, woken by a
  * local release, a `freed` notification over pub/sub, or a jittered retry),
- * and the permits it holds.
+ * the permits it holds, and those it granted without Redis (by its `mode`)
+ * until they are counted there.
  *
  * @internal
  */
@@ -11,6 +12,7 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as FiberId from "effect/FiberId"
 import * as Metric from "effect/Metric"
 import * as PubSub from "effect/PubSub"
@@ -23,8 +25,10 @@ import {
   BudgetExhausted,
   BudgetUnavailable,
   type LeaseLost,
+  type Mode,
   type Options,
   type Permit,
+  type PermitOptions,
   type Service,
   type Stats
 } from "../ClusterBudget.js"
@@ -47,6 +51,12 @@ const millis = (input: Duration.DurationInput | undefined, fallback: Duration.Du
 
 interface Waiter {
   readonly turn: Deferred.Deferred<void>
+}
+
+/** What one call of `permit` last heard: the figures for `BudgetExhausted`, or why Redis could not help. */
+interface Last {
+  reply: Reply | undefined
+  unavailable: BudgetUnavailable | undefined
 }
 
 /** @internal */
@@ -76,6 +86,13 @@ export const make = (options: Options, internals: Internals = {}) =>
       return yield* Effect.dieMessage(`ClusterBudget "${name}": instanceId must not contain "|"`)
     /** Past this long without a renewal, the instance gives its permits up on its own (before others reclaim them). */
     const margin = Math.min(Math.max(1_000, leaseMillis / 10), leaseMillis / 4)
+    const mode: Mode = options.mode ?? "fail-closed"
+    const positive = (n: number | undefined, what: string) =>
+      n === undefined || (Number.isInteger(n) && n >= 1)
+        ? Effect.void
+        : Effect.dieMessage(`ClusterBudget "${name}": ${what} must be a positive integer, got ${n}`)
+    yield* positive(options.localShare, "localShare")
+    if (typeof options.localTenantShare === "number") yield* positive(options.localTenantShare, "localTenantShare")
 
     const client = yield* RedisClient
     const testClock = internals.testClock === true
@@ -89,12 +106,27 @@ export const make = (options: Options, internals: Internals = {}) =>
     let lastRenewal = yield* Clock.currentTimeMillis
     let state: Stats["state"] = "ok"
     let figures = { used: 0, wantsElsewhere: 0, over: 0 }
+    /** Permits Redis counts for this instance: id → tenant. */
     const held = new Map<string, string>()
+    /** Permits granted while Redis could not be asked, not counted there yet: id → tenant. */
+    const offline = new Map<string, string>()
+    /** Held permits that were granted without Redis and counted later: an excess above the limit is theirs. */
+    const adopted = new Set<string>()
+    let instances = 0
     const pendingReleases = new Set<string>()
     const queues = new Map<string, Array<Waiter>>()
     let waiters = 0
     let wake = Deferred.unsafeMake<void>(FiberId.none)
-    const counters = { granted: 0, released: 0, exhausted: 0, unavailable: 0, reclaimed: 0, leasesLost: 0 }
+    const counters = {
+      granted: 0,
+      released: 0,
+      exhausted: 0,
+      unavailable: 0,
+      reclaimed: 0,
+      leasesLost: 0,
+      failOpen: 0,
+      reasserted: 0
+    }
 
     const notify = Effect.sync(() => {
       const previous = wake
@@ -121,9 +153,11 @@ export const make = (options: Options, internals: Internals = {}) =>
         // Reclaimed permits are free now: this instance's own waiters try again (others hear `freed`).
         if (reply.reclaimed > 0) yield* notify
         figures = { used: reply.used, wantsElsewhere: reply.wantsElsewhere, over: figures.over }
+        instances = reply.instances
         state = reply.status === "learning" ? "learning" : "ok"
-        // A holder adopts a new epoch only from a heartbeat, which re-asserts what it holds.
-        if (op._tag === "heartbeat" || held.size === 0 || reply.status === "lost") epoch = reply.epoch
+        // A holder adopts a new epoch only from a heartbeat, which re-asserts what it holds (or an adopt, which counts it).
+        if (op._tag === "heartbeat" || op._tag === "adopt" || held.size === 0 || reply.status === "lost")
+          epoch = reply.epoch
         yield* sampleGauges
         return reply
       }).pipe(Effect.tapError(() => Effect.sync(() => void (state = "unavailable"))))
@@ -134,7 +168,8 @@ export const make = (options: Options, internals: Internals = {}) =>
         [
           Metric.set(tagged(metrics.limit), limit),
           Metric.set(tagged(metrics.used), figures.used),
-          Metric.set(tagged(metrics.held), held.size),
+          Metric.set(tagged(metrics.held), held.size + offline.size),
+          Metric.set(tagged(metrics.offline), offline.size),
           Metric.set(tagged(metrics.waiters), waiters),
           Metric.set(tagged(metrics.wantsElsewhere), figures.wantsElsewhere)
         ],
@@ -153,6 +188,7 @@ export const make = (options: Options, internals: Internals = {}) =>
         // (a no-op for those Redis already reclaimed; after a Redis pause Redis may still count them, and
         // then it keeps counting them until their connections are gone, as it should).
         held.clear()
+        adopted.clear()
         counters.leasesLost++
         yield* Metric.increment(tagged(metrics.leasesLost))
         const event: LeaseLost = { budget: name, instanceId, permits, detectedBy }
@@ -176,13 +212,62 @@ export const make = (options: Options, internals: Internals = {}) =>
         if (reply.status === "lost") yield* loseLease("heartbeat")
         else {
           lastRenewal = sentAt
-          figures = { ...figures, over: reply.over }
+          figures = { ...figures, over: Math.max(reply.over, excessOf(reply)) }
         }
         // Renewal first: releases left from an outage are replayed after it, and one that fails again
-        // stays pending for the next beat without costing the lease.
+        // stays pending for the next beat without costing the lease. Then what was granted without
+        // Redis is counted there.
         yield* Effect.ignore(replayReleases)
+        if (offline.size > 0) yield* Effect.ignore(reassert)
       })
     )
+
+    /**
+     * The part of an excess above the limit that is this instance's doing: permits it granted without
+     * Redis and re-asserted. Reported in `over`, so its pool closes that many idle connections first.
+     */
+    const excessOf = (reply: Reply) => Math.min(Math.max(0, reply.used - limit), adopted.size)
+
+    /**
+     * Counts the permits granted without Redis there. They are kept whatever the count (their
+     * connections exist); a permit given back while the call was in flight is released again after it,
+     * since the adopt may have counted it after its release ran.
+     */
+    const reassert = Effect.gen(function* () {
+      const permits = [...offline]
+      const reply = yield* call({ _tag: "adopt", permits })
+      let counted = 0
+      for (const [id, tenant] of permits) {
+        if (offline.delete(id)) {
+          held.set(id, tenant)
+          adopted.add(id)
+          counted++
+        } else {
+          yield* call({ _tag: "release", id }).pipe(
+            Effect.catchAll(() => Effect.sync(() => void pendingReleases.add(id)))
+          )
+        }
+      }
+      counters.reasserted += counted
+      const excess = excessOf(reply)
+      figures = { ...figures, over: Math.max(figures.over, excess) }
+      yield* sampleGauges
+      const log = excess > 0 ? Effect.logWarning : Effect.logInfo
+      yield* log(
+        excess > 0
+          ? "Permits granted without Redis are counted again; the budget is above its limit: close idle connections first"
+          : "Permits granted without Redis are counted again"
+      ).pipe(
+        Effect.annotateLogs({
+          ...annotations,
+          budget: name,
+          permits: counted,
+          used: reply.used,
+          limit,
+          over: figures.over
+        })
+      )
+    })
 
     const checkDeadline = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
@@ -192,7 +277,9 @@ export const make = (options: Options, internals: Internals = {}) =>
     /** A local release frees capacity: the waiters of this instance try again at once. */
     const release = (id: string) =>
       Effect.gen(function* () {
-        const wasHeld = held.delete(id)
+        // An id is in one of the two maps at most.
+        const wasHeld = held.delete(id) || offline.delete(id)
+        adopted.delete(id)
         yield* call({ _tag: "release", id }).pipe(
           Effect.tap((reply) => Effect.sync(() => void (reply.status === "released" && counters.released++))),
           Effect.catchAll(() => Effect.sync(() => void pendingReleases.add(id)))
@@ -287,45 +374,141 @@ export const make = (options: Options, internals: Internals = {}) =>
         else if (index === 0) Deferred.unsafeDone(queue[0]!.turn, Effect.void)
       })
 
+    /** This instance's share while Redis cannot be asked (`"local-share"` mode), if one is known. */
+    const localShare = (): number | undefined =>
+      options.localShare ?? (instances > 0 ? Math.ceil(limit / instances) : undefined)
+    const localTenantShare = (tenant: string, share: number): number => {
+      const explicit = options.localTenantShare
+      if (explicit !== undefined) return typeof explicit === "number" ? explicit : explicit(tenant)
+      return Math.ceil((tenantLimitOf(tenant) * share) / limit)
+    }
+    const heldFor = (tenant: string): number => {
+      let n = 0
+      for (const t of held.values()) if (t === tenant) n++
+      for (const t of offline.values()) if (t === tenant) n++
+      return n
+    }
+
+    /**
+     * Whether the mode lets this instance grant a permit without Redis: `undefined` if so, otherwise why
+     * not (`share` unknown means it should fail at once, as when closed).
+     */
+    const withoutRedis = (tenant: string): { readonly detail: string; readonly wait: boolean } | undefined => {
+      if (mode === "unlimited") return undefined
+      if (mode === "fail-closed") return { detail: "fail-closed", wait: false }
+      const share = localShare()
+      if (share === undefined) return { detail: "no local share known yet (Redis never answered)", wait: false }
+      const tenantShare = localTenantShare(tenant, share)
+      if (held.size + offline.size >= share) return { detail: `the local share (${share}) is in use`, wait: true }
+      if (heldFor(tenant) >= tenantShare)
+        return { detail: `the tenant's local share (${tenantShare}) is in use`, wait: true }
+      return undefined
+    }
+
+    const grantWithoutRedis = (id: string, tenant: string) =>
+      Effect.gen(function* () {
+        if (offline.size === 0)
+          yield* Effect.logWarning("Granting permits without Redis; they are counted there when it answers").pipe(
+            Effect.annotateLogs({ ...annotations, budget: name, mode })
+          )
+        offline.set(id, tenant)
+        counters.granted++
+        counters.failOpen++
+        yield* acquired("granted")
+        yield* Metric.increment(Metric.tagged(tagged(metrics.failOpen), "mode", mode))
+        yield* sampleGauges
+      })
+
+    /** Runs the caller's `onFull` hook; a defect is logged and counts as "closed nothing". */
+    const runOnFull = (onFull: Effect.Effect<boolean>) =>
+      onFull.pipe(
+        Effect.catchAllDefect((defect) =>
+          Effect.as(
+            Effect.logWarning("The onFull hook of a permit failed", defect).pipe(
+              Effect.annotateLogs({ ...annotations, budget: name })
+            ),
+            false
+          )
+        )
+      )
+
     /** The head of its tenant's queue asks until it gets a permit. */
-    const attempt = (id: string, tenant: string, last: { reply: Reply | undefined }) =>
+    const attempt = (id: string, tenant: string, last: Last, onFull: Effect.Effect<boolean> | undefined) =>
       Effect.gen(function* () {
         const tenantLimit = tenantLimitOf(tenant)
         let delay = retryMin
+        let hookRan = onFull === undefined
         while (true) {
           const signal = wake
-          const reply = yield* call({
-            _tag: "acquire",
-            id,
-            tenant,
-            limit,
-            tenantLimit,
-            held: held.size,
-            waiting: waiters
-          }).pipe(
-            Effect.mapError((e) => new BudgetUnavailable({ budget: name, tenant, reason: e.reason, detail: e.detail }))
+          const result = yield* Effect.either(
+            call({
+              _tag: "acquire",
+              id,
+              tenant,
+              limit,
+              tenantLimit,
+              held: held.size,
+              waiting: waiters
+            })
           )
-          last.reply = reply
-          if (reply.status === "granted") {
-            held.set(id, tenant)
-            counters.granted++
-            yield* acquired("granted")
-            yield* sampleGauges
-            return
+          let full: boolean
+          if (Either.isLeft(result)) {
+            const e = result.left
+            // Redis answered with an error: it is there, so no mode applies; fail as closed.
+            const refusal: { readonly detail: string; readonly wait: boolean } | undefined =
+              e.reason === "command" ? { detail: "fail-closed", wait: false } : withoutRedis(tenant)
+            if (refusal === undefined) {
+              yield* grantWithoutRedis(id, tenant)
+              return
+            }
+            const error = new BudgetUnavailable({
+              budget: name,
+              tenant,
+              reason: e.reason,
+              detail: refusal.detail === "fail-closed" ? e.detail : `${e.detail}; ${refusal.detail}`
+            })
+            if (!refusal.wait) return yield* Effect.fail(error)
+            // Local share in use: wait for one of this instance's permits to come back (or Redis).
+            last.unavailable = error
+            full = true
+          } else {
+            const reply = result.right
+            last.reply = reply
+            last.unavailable = undefined
+            if (reply.status === "granted") {
+              held.set(id, tenant)
+              counters.granted++
+              yield* acquired("granted")
+              yield* sampleGauges
+              return
+            }
+            if (reply.status === "lost") {
+              yield* loseLease("acquire")
+              continue
+            }
+            // Redis lost its data and this instance still holds permits: re-assert them now rather than at the next beat.
+            if (reply.epoch !== epoch && held.size > 0) yield* Effect.ignore(heartbeat)
+            full = reply.status === "exhausted"
           }
-          if (reply.status === "lost") {
-            yield* loseLease("acquire")
-            continue
+          if (full && !hookRan) {
+            hookRan = true
+            // The pool closed one of its idle connections: its permit comes back when that connection's
+            // scope closes, and that local release wakes this call. No backoff for this round.
+            if (yield* runOnFull(onFull!)) {
+              yield* Deferred.await(signal).pipe(Effect.timeout(Duration.millis(retryMin)), Effect.ignore)
+              continue
+            }
           }
-          // Redis lost its data and this instance still holds permits: re-assert them now rather than at the next beat.
-          if (reply.epoch !== epoch && held.size > 0) yield* Effect.ignore(heartbeat)
           const jitter = yield* Random.nextRange(0.5, 1)
           yield* Deferred.await(signal).pipe(Effect.timeout(Duration.millis(delay * jitter)), Effect.ignore)
           delay = Math.min(retryMax, delay * 2)
         }
       })
 
-    const permit = (tenant = "*"): Effect.Effect<Permit, BudgetExhausted | BudgetUnavailable, Scope.Scope> =>
+    const permit = (
+      tenant = "*",
+      permitOptions?: PermitOptions
+    ): Effect.Effect<Permit, BudgetExhausted | BudgetUnavailable, Scope.Scope> =>
       Effect.gen(function* () {
         const id = `${instanceId}:${++sequence}`
         const start = yield* Clock.currentTimeMillis
@@ -338,8 +521,10 @@ export const make = (options: Options, internals: Internals = {}) =>
           return release(id)
         })
         yield* Effect.addFinalizer(() => giveBack)
-        const last: { reply: Reply | undefined } = { reply: undefined }
-        const exhausted = Effect.gen(function* () {
+        const last: Last = { reply: undefined, unavailable: undefined }
+        const timedOut = Effect.gen(function* () {
+          // The last try found Redis unreachable and the local share in use: that is the reason, not a full budget.
+          if (last.unavailable !== undefined) return last.unavailable
           const now = yield* Clock.currentTimeMillis
           const reply = last.reply
           counters.exhausted++
@@ -358,11 +543,11 @@ export const make = (options: Options, internals: Internals = {}) =>
         })
         yield* Effect.acquireUseRelease(
           join(tenant),
-          (waiter) => Effect.zipRight(Deferred.await(waiter.turn), attempt(id, tenant, last)),
+          (waiter) => Effect.zipRight(Deferred.await(waiter.turn), attempt(id, tenant, last, permitOptions?.onFull)),
           (waiter) => leave(tenant, waiter)
         ).pipe(
           Effect.timeout(acquireTimeout),
-          Effect.catchTag("TimeoutException", () => Effect.flatMap(exhausted, Effect.fail)),
+          Effect.catchTag("TimeoutException", () => Effect.flatMap(timedOut, Effect.fail)),
           Effect.tapError((e) => {
             if (e._tag === "BudgetExhausted") return giveBack
             // Redis is not answering: the release waits for it (replayed by the heartbeat) instead of failing late.
@@ -385,11 +570,14 @@ export const make = (options: Options, internals: Internals = {}) =>
         instanceId,
         limit,
         used: figures.used,
-        held: held.size,
+        held: held.size + offline.size,
+        offline: offline.size,
         waiters,
         wantsElsewhere: figures.wantsElsewhere,
         over: figures.over,
         state,
+        mode,
+        instances,
         ...counters,
         pendingReleases: pendingReleases.size
       })

@@ -38,6 +38,17 @@ export const acquires = Metric.counter("cistern_budget_acquire_total", {
 })
 
 /** @internal */
+export const offline = Metric.gauge("cistern_budget_offline", {
+  description: "Permits this instance holds that Redis does not count yet (granted while it could not be asked)"
+})
+
+/** @internal */
+export const failOpen = Metric.counter("cistern_budget_fail_open_total", {
+  description: "Permits granted without Redis, by mode (local-share, unlimited)",
+  incremental: true
+})
+
+/** @internal */
 export const reclaimed = Metric.counter("cistern_budget_reclaimed_total", {
   description: "Permits of expired instances reclaimed by this instance's calls",
   incremental: true

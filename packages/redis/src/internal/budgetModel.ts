@@ -27,6 +27,11 @@ export type Op =
       readonly permits: ReadonlyArray<readonly [id: string, tenant: string]>
     }
   | { readonly _tag: "leave" }
+  | {
+      readonly _tag: "adopt"
+      /** Permits granted while Redis was unreachable: counted now whatever the limits say (their connections exist). */
+      readonly permits: ReadonlyArray<readonly [id: string, tenant: string]>
+    }
 
 /** Who calls, and what it knows. @internal */
 export interface Caller {
@@ -46,6 +51,7 @@ export type Status =
   | "ok"
   | "reasserted"
   | "left"
+  | "adopted"
 
 /** The script's answer, decoded. @internal */
 export interface Reply {
@@ -65,6 +71,8 @@ export interface Reply {
   readonly reclaimed: number
   /** How far the caller is above its fair share while others wait (heartbeat only). */
   readonly over: number
+  /** Instances with a lease in the budget (live, or expired and not yet reclaimed), the caller included. */
+  readonly instances: number
   /** Whether the call published a `freed` notification. */
   readonly published?: boolean | undefined
 }
@@ -82,7 +90,8 @@ export const decodeReply = (raw: unknown): Reply => {
     held: n(5),
     wantsElsewhere: n(6),
     reclaimed: n(7),
-    over: n(8)
+    over: n(8),
+    instances: n(9)
   }
 }
 
@@ -105,6 +114,8 @@ export const encodeArgs = (caller: Caller, op: Op, channel: string, clock: numbe
       return [...head, String(op.waiting), String(op.limit), ...op.permits.flat()]
     case "leave":
       return head
+    case "adopt":
+      return [...head, ...op.permits.flat()]
   }
 }
 
@@ -301,6 +312,13 @@ export class Model {
         status = "left"
         break
       }
+      case "adopt": {
+        // Counting connections that exist never causes an overshoot: no limit, learning or epoch check.
+        status = "adopted"
+        this.instances.set(me, now + lease)
+        for (const [id, tenant] of op.permits) if (!this.permits.has(id)) this.grant(me, id, tenant)
+        break
+      }
     }
 
     const published = freed > 0 && this.wantsElsewhere(me) > 0
@@ -317,6 +335,7 @@ export class Model {
       wantsElsewhere: this.wantsElsewhere(me),
       reclaimed,
       over,
+      instances: this.instances.size,
       published
     }
   }

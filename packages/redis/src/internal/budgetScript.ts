@@ -16,9 +16,10 @@
  * - `acquire`: 7 id, 8 tenant, 9 limit, 10 tenant limit, 11 permits the caller holds, 12 its waiters;
  * - `release`: 7 id;
  * - `heartbeat`: 7 waiters, 8 limit, then id / tenant pairs of the permits it holds;
- * - `leave`: nothing.
+ * - `leave`: nothing;
+ * - `adopt`: id / tenant pairs of permits granted while Redis was unreachable.
  *
- * Reply: `{status, now, epoch, used, tenantUsed, held, wantsElsewhere, reclaimed, over}`.
+ * Reply: `{status, now, epoch, used, tenantUsed, held, wantsElsewhere, reclaimed, over, instances}`.
  *
  * The rules, in order:
  * - `now` never goes back below the last `now` the budget saw.
@@ -30,6 +31,9 @@
  *   and `now + lease` respectively.
  * - Outside learning, up to 16 instances whose lease ran out are reclaimed:
  *   their permits and wants go.
+ * - `adopt` counts the permits it carries (those not counted yet) whatever
+ *   the limits, learning or epoch: their connections exist, and counting them
+ *   can only make the count truer. It renews the caller's lease.
  *
  * @internal
  */
@@ -200,12 +204,23 @@ elseif op == "leave" then
   set[me] = true
   freed = freed + drop(set)
   status = "left"
+elseif op == "adopt" then
+  status = "adopted"
+  redis.call("ZADD", inst, now + lease, me)
+  for i = 7, #ARGV, 2 do
+    if redis.call("HEXISTS", permits, ARGV[i]) == 0 then
+      redis.call("HSET", permits, ARGV[i], me .. "|" .. ARGV[i + 1])
+      redis.call("HINCRBY", used, "*", 1)
+      redis.call("HINCRBY", used, "t:" .. ARGV[i + 1], 1)
+      redis.call("HINCRBY", used, "i:" .. me, 1)
+    end
+  end
 end
 
 if freed > 0 and wantsElsewhere() > 0 then redis.call("PUBLISH", channel, "freed") end
 redis.call("HSET", cfg, "last", now, "learnUntil", learnUntil)
 for i = 1, 5 do redis.call("PEXPIRE", KEYS[i], lease * 10) end
-return {status, now, epoch, count("*"), tenantUsed, count("i:" .. me), wantsElsewhere(), reclaimed, over}
+return {status, now, epoch, count("*"), tenantUsed, count("i:" .. me), wantsElsewhere(), reclaimed, over, redis.call("ZCARD", inst)}
 `
 
 const serverClock = `local t = redis.call("TIME")
