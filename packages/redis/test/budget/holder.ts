@@ -1,22 +1,38 @@
 /**
  * One instance of a service under a cluster budget, run as its own Node
- * process by ClusterBudget.multiprocess.test.ts. Usage: `holder.ts <json>`
- * (see `Settings`). It runs `wants` workers; each takes a permit, opens a
- * connection to the test's echo server (the ground truth of what is live),
- * holds it (for a random 5–30 ms with `churn`, otherwise until the end) and
- * closes it before its permit is returned. When the lease is lost it retires
- * its connections (interrupts its workers) and starts again. It prints one
- * JSON line whenever the number it holds changes, and leaves the budget on
- * SIGTERM.
+ * process by the multi-process budget tests. It is either given its
+ * settings at start (`holder.ts <json>`, see `Settings`) or started without
+ * them and driven by JSON lines on stdin, one round after another, so a test
+ * file boots its processes once: `{"join": Settings}` starts a round,
+ * `{"leave": true}` ends it (printing `{"left": round}`), `go` lets a round
+ * started with `waitForGo` join the budget.
+ *
+ * A round runs `wants` workers; each takes a permit, opens a connection to
+ * the test's echo server (the ground truth of what is live; its first line
+ * names the tenant and this instance) and, by `mode`:
+ * - `hold`: holds it until the round ends, then starts again;
+ * - `churn`: holds it for a random 5–30 ms, closes it, starts again;
+ * - `idle`: leaves it idle until it is evicted, then stops (a pool after a burst).
+ * A connection is closed before its permit is returned. When the lease is
+ * lost the instance retires its connections (interrupts its workers) and
+ * starts them again. With `fair`, after each heartbeat it closes idle
+ * connections down to its fair share when the heartbeat reports it `over`
+ * it (others wait): the policy a pool would apply.
+ *
+ * It prints one JSON line whenever its figures change, each lease-lost event,
+ * and each eviction; it leaves the budget on SIGTERM.
  */
 import * as net from "node:net"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as ClusterBudget from "../../src/ClusterBudget.js"
+import { decodeReply } from "../../src/internal/budgetModel.js"
 import * as RedisClient from "../../src/RedisClient.js"
 
 interface Settings {
@@ -29,82 +45,208 @@ interface Settings {
   readonly echoPort: number
   readonly tenants: ReadonlyArray<string>
   readonly wants: number
+  /** Shorthand for `mode: "churn"` (when `mode` is not given). */
   readonly churn: boolean
+  readonly mode?: "hold" | "churn" | "idle"
   /** Boot, then wait for a `go` line on stdin before joining the budget (so processes boot in parallel). */
   readonly waitForGo?: boolean
+  /** The budget's heartbeat interval; default a third of the lease. */
+  readonly heartbeatMillis?: number
+  /** The Redis client's command timeout; default 500 ms. */
+  readonly commandTimeoutMillis?: number
+  /** The Redis client's longest delay between reconnection attempts; default the client's. */
+  readonly reconnectMillis?: number
+  /** Close idle connections above the fair share when a heartbeat reports this instance over it. */
+  readonly fair?: boolean
 }
 
-const settings = JSON.parse(process.argv[2]!) as Settings
+const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`)
 
-/** A connection the echo server counts until it has seen our goodbye (so it is gone before the permit is). */
-const connect = (tenant: string) =>
-  Effect.acquireRelease(
-    Effect.async<net.Socket, Error>((resume) => {
-      const socket = net.connect({ port: settings.echoPort, host: "127.0.0.1" })
-      socket.once("error", (e) => resume(Effect.fail(e)))
-      socket.once("data", () => resume(Effect.succeed(socket)))
-      socket.once("connect", () => socket.write(`${tenant}\n`))
-    }),
-    (socket) =>
-      Effect.async<void>((resume) => {
-        socket.once("close", () => resume(Effect.void))
-        socket.once("error", () => resume(Effect.void))
-        socket.end("bye\n")
+let round = 0
+let goSignal = Deferred.unsafeMake<void>(FiberId.none)
+
+/** One round: a Redis client, the budget, the workers, the reports; all closed when it is interrupted. */
+const run = (settings: Settings, thisRound: number) =>
+  Effect.gen(function* () {
+    const mode = settings.mode ?? (settings.churn ? "churn" : "hold")
+    let open = 0
+    /** Idle connections (mode `idle`), oldest first: completing one closes it. */
+    const idle = new Set<Deferred.Deferred<void>>()
+    let evicted = 0
+
+    /** A connection the echo server counts until it has seen our goodbye (so it is gone before the permit is). */
+    const connect = (tenant: string) =>
+      Effect.acquireRelease(
+        Effect.async<net.Socket, Error>((resume) => {
+          const socket = net.connect({ port: settings.echoPort, host: "127.0.0.1" })
+          socket.once("error", (e) => resume(Effect.fail(e)))
+          socket.once("data", () => {
+            open++
+            resume(Effect.succeed(socket))
+          })
+          socket.once("connect", () => socket.write(`${tenant} ${settings.instanceId}\n`))
+        }),
+        (socket) =>
+          Effect.async<void>((resume) => {
+            socket.once("close", () => {
+              open--
+              resume(Effect.void)
+            })
+            socket.once("error", () => {})
+            socket.end("bye\n")
+          })
+      )
+
+    /** After a heartbeat that finds this instance above its fair share while others wait: close idle ones down to it. */
+    const onBeat = (raw: unknown) =>
+      Effect.sync(() => {
+        const reply = decodeReply(raw)
+        if (reply.status === "lost" || reply.over <= 0) return
+        // Redis's count of this instance's permits minus `over` is the fair share; closing down to it (rather
+        // than closing `over` more) stays right if this runs again before the last closes have landed.
+        const share = reply.held - reply.over
+        let excess = Math.min(reply.over, open - share)
+        let closed = 0
+        for (const evict of idle) {
+          if (excess <= 0) break
+          idle.delete(evict)
+          Deferred.unsafeDone(evict, Effect.void)
+          excess--
+          closed++
+        }
+        if (closed > 0) {
+          evicted += closed
+          out({ round: thisRound, evicted: closed, over: reply.over, share })
+        }
       })
-  )
 
-const go = Effect.async<void>((resume) => {
-  if (settings.waitForGo !== true) return resume(Effect.void)
-  process.stdin.on("data", (chunk: Buffer) => {
-    if (chunk.toString("utf8").includes("go")) resume(Effect.void)
-  })
+    const client = yield* RedisClient.make({
+      url: settings.url,
+      commandTimeout: Duration.millis(settings.commandTimeoutMillis ?? 500),
+      ...(settings.reconnectMillis === undefined ? {} : { reconnectMax: Duration.millis(settings.reconnectMillis) })
+    })
+    const instrumented: RedisClient.Service =
+      settings.fair === true
+        ? {
+            ...client,
+            run: (command, f) =>
+              command === "budget heartbeat" ? Effect.tap(client.run(command, f), onBeat) : client.run(command, f)
+          }
+        : client
+    if (settings.waitForGo === true) yield* Deferred.await(goSignal)
+    const budget = yield* ClusterBudget.make({
+      name: settings.name,
+      instanceId: settings.instanceId,
+      total: settings.total,
+      perTenant: settings.perTenant,
+      leaseTime: Duration.millis(settings.leaseMillis),
+      ...(settings.heartbeatMillis === undefined
+        ? {}
+        : { heartbeatInterval: Duration.millis(settings.heartbeatMillis) }),
+      acquireTimeout: "30 seconds"
+    }).pipe(Effect.provideService(RedisClient.RedisClient, instrumented))
+
+    const retrying = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+      self.pipe(Effect.catchAll(() => Effect.sleep("20 millis")))
+    const worker = (tenant: string): Effect.Effect<void> => {
+      switch (mode) {
+        case "hold":
+          return Effect.forever(
+            retrying(
+              Effect.scoped(Effect.zipRight(budget.permit(tenant), Effect.zipRight(connect(tenant), Effect.never)))
+            )
+          )
+        case "churn":
+          return Effect.forever(
+            retrying(
+              Effect.scoped(
+                Effect.gen(function* () {
+                  yield* budget.permit(tenant)
+                  yield* connect(tenant)
+                  yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(5, 30)))
+                })
+              )
+            )
+          )
+        case "idle":
+          return Effect.scoped(
+            Effect.gen(function* () {
+              yield* budget.permit(tenant)
+              yield* connect(tenant)
+              const evict = yield* Deferred.make<void>()
+              idle.add(evict)
+              yield* Deferred.await(evict).pipe(Effect.ensuring(Effect.sync(() => idle.delete(evict))))
+            })
+          ).pipe(Effect.retry(Schedule.spaced("20 millis")), Effect.ignore)
+      }
+    }
+    const workers = Effect.all(
+      Array.from({ length: settings.wants }, (_, i) => worker(settings.tenants[i % settings.tenants.length]!)),
+      { concurrency: "unbounded", discard: true }
+    )
+    let current = yield* Effect.forkScoped(workers)
+    yield* Stream.runForEach(budget.lost, (event) =>
+      Effect.gen(function* () {
+        out({ round: thisRound, lost: event })
+        yield* Fiber.interrupt(current)
+        current = yield* Effect.forkScoped(workers)
+      })
+    ).pipe(Effect.forkScoped)
+    let last = ""
+    yield* Effect.gen(function* () {
+      const s = yield* budget.stats
+      const report = {
+        round: thisRound,
+        held: s.held,
+        open,
+        reclaimed: s.reclaimed,
+        leasesLost: s.leasesLost,
+        state: s.state,
+        evicted
+      }
+      const line = JSON.stringify(report)
+      if (line !== last) {
+        last = line
+        process.stdout.write(`${line}\n`)
+      }
+    }).pipe(Effect.repeat(Schedule.spaced("10 millis")))
+  }).pipe(Effect.scoped)
+
+let current: Fiber.RuntimeFiber<unknown, unknown> | undefined
+
+const join = (settings: Settings) => {
+  round++
+  goSignal = Deferred.unsafeMake<void>(FiberId.none)
+  current = Effect.runFork(run(settings, round))
+}
+
+const leave = async () => {
+  const fiber = current
+  current = undefined
+  if (fiber !== undefined) await Effect.runPromise(Fiber.interrupt(fiber))
+  out({ left: round })
+}
+
+let input = ""
+process.stdin.on("data", (chunk: Buffer) => {
+  input += chunk.toString("utf8")
+  let nl = input.indexOf("\n")
+  while (nl >= 0) {
+    const line = input.slice(0, nl).trim()
+    input = input.slice(nl + 1)
+    nl = input.indexOf("\n")
+    if (line === "go") Deferred.unsafeDone(goSignal, Effect.void)
+    else if (line.startsWith("{")) {
+      const command = JSON.parse(line) as { readonly join?: Settings; readonly leave?: boolean }
+      if (command.join !== undefined) join(command.join)
+      else if (command.leave === true) void leave()
+    }
+  }
 })
 
-const program = Effect.gen(function* () {
-  yield* go
-  const budget = yield* ClusterBudget.make({
-    name: settings.name,
-    instanceId: settings.instanceId,
-    total: settings.total,
-    perTenant: settings.perTenant,
-    leaseTime: Duration.millis(settings.leaseMillis),
-    acquireTimeout: "30 seconds"
-  })
-  const worker = (tenant: string) =>
-    Effect.scoped(
-      Effect.gen(function* () {
-        yield* budget.permit(tenant)
-        yield* connect(tenant)
-        if (settings.churn) yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(5, 30)))
-        else yield* Effect.never
-      })
-    ).pipe(
-      Effect.catchAll(() => Effect.sleep("20 millis")),
-      Effect.forever
-    )
-  const workers = Effect.all(
-    Array.from({ length: settings.wants }, (_, i) => worker(settings.tenants[i % settings.tenants.length]!)),
-    { concurrency: "unbounded", discard: true }
-  )
-  let current = yield* Effect.fork(workers)
-  yield* Stream.runForEach(budget.lost, (event) =>
-    Effect.gen(function* () {
-      process.stdout.write(`${JSON.stringify({ lost: event })}\n`)
-      yield* Fiber.interrupt(current)
-      current = yield* Effect.fork(workers)
-    })
-  ).pipe(Effect.forkScoped)
-  let last = -1
-  yield* Effect.gen(function* () {
-    const s = yield* budget.stats
-    if (s.held !== last) {
-      last = s.held
-      process.stdout.write(`${JSON.stringify({ held: s.held, reclaimed: s.reclaimed, leasesLost: s.leasesLost })}\n`)
-    }
-  }).pipe(Effect.repeat(Schedule.spaced("10 millis")))
-}).pipe(Effect.scoped, Effect.provide(RedisClient.layer({ url: settings.url, commandTimeout: "500 millis" })))
+if (process.argv[2] !== undefined) join(JSON.parse(process.argv[2]) as Settings)
+out({ ready: process.pid })
 
-const fiber = Effect.runFork(program)
 process.on("SIGTERM", () => {
-  Effect.runPromise(Fiber.interrupt(fiber)).then(() => process.exit(0))
+  leave().then(() => process.exit(0))
 })
