@@ -141,6 +141,42 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
    * `cleanupInterval`) and reports the pool size before and after.
    */
   readonly cleanup: Effect.Effect<CleanupReport>
+
+  /**
+   * Destroys up to `count` idle items, least recently used first, and
+   * succeeds with how many it destroyed. Leased items are never touched. For
+   * giving back a limit shared with others, such as an instance holding more
+   * than its fair share of a cluster-wide connection budget.
+   */
+  readonly evictIdle: (count: number) => Effect.Effect<number>
+
+  /**
+   * Retires every item: idle ones are destroyed now, leased ones when their
+   * lease ends (they take no new shared lease); callers get new items from
+   * then on. Succeeds with how many items it retired. For when the permits
+   * behind the items are gone, such as a cluster budget's lease lost.
+   */
+  readonly retireAll: Effect.Effect<number>
+}
+
+/**
+ * What a {@link Options.gate} is given along with the key of the item about
+ * to be created.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GateContext {
+  /** The key's tenant group (see {@link Options.group}), or `undefined` in a pool without groups. */
+  readonly group: string | undefined
+  /**
+   * Destroys this pool's least recently used idle item of another key (of
+   * the same group first) and succeeds with whether there was one. The item
+   * closes on a fiber of its own, so whatever its scope holds (a permit) is
+   * given back a moment later. A gate runs it when its limit is full, before
+   * it waits.
+   */
+  readonly evictIdle: Effect.Effect<boolean>
 }
 
 /**
@@ -150,7 +186,7 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
  * @since 0.1.0
  * @category models
  */
-export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKey" | "retry"> {
+export interface Options<K, A, E, R, EG = never, RG = never> extends Omit<PoolConfig.Settings, "maxPerKey" | "retry"> {
   /**
    * Creates an item for `key`. Its finalizers (added to the provided `Scope`,
    * e.g. with `Effect.acquireRelease`) destroy it; they run exactly once, on
@@ -158,6 +194,20 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
    * throws instead of returning an Effect fails its creation with that defect.
    */
   readonly acquire: (key: K) => Effect.Effect<A, E, R>
+  /**
+   * A permit to take before every creation (a caller's, a refill's or a
+   * pre-warm's), held by the item until it is destroyed: for a limit shared
+   * with other processes, such as a cluster-wide connection budget. It runs
+   * in the item's own `Scope` after the key's creation backoff and before
+   * `acquire`, so whatever it adds to the scope (the permit's return) runs
+   * when the item is destroyed, or at once when the creation fails. While it
+   * waits, the creation counts against the pool's limits and the caller's
+   * `acquireTimeout` bounds the caller (not the gate, which needs a bound of
+   * its own); `createTimeout` bounds only `acquire`. Its failure fails the
+   * creation, and the caller it was started for gets that error; it is no
+   * connection failure (no backoff, no circuit-breaker verdict).
+   */
+  readonly gate?: ((key: K, context: GateContext) => Effect.Effect<unknown, EG, RG>) | undefined
   /**
    * Checks an idle item before it is handed out; a failing item is destroyed
    * and the next idle or a new one is tried, within the caller's one
@@ -277,9 +327,9 @@ export interface Options<K, A, E, R> extends Omit<PoolConfig.Settings, "maxPerKe
  * @since 0.1.0
  * @category constructors
  */
-export const make: <K, A, E, R>(
-  options: Options<K, A, E, R>
-) => Effect.Effect<KeyedPool<K, A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> = internal.make
+export const make: <K, A, E, R, EG = never, RG = never>(
+  options: Options<K, A, E, R, EG, RG>
+) => Effect.Effect<KeyedPool<K, A, E | EG>, never, Scope.Scope | Exclude<R | RG, Scope.Scope>> = internal.make
 
 /**
  * Provides a keyed pool as the service `tag`, for the lifetime of the layer.
@@ -287,10 +337,10 @@ export const make: <K, A, E, R>(
  * @since 0.1.0
  * @category layers
  */
-export const layer = <I, K, A, E, R>(
-  tag: Context.Tag<I, KeyedPool<K, A, E>>,
-  options: Options<K, A, E, R>
-): Layer.Layer<I, never, Exclude<R, Scope.Scope>> => Layer.scoped(tag, make(options))
+export const layer = <I, K, A, E, R, EG = never, RG = never>(
+  tag: Context.Tag<I, KeyedPool<K, A, E | EG>>,
+  options: Options<K, A, E, R, EG, RG>
+): Layer.Layer<I, never, Exclude<R | RG, Scope.Scope>> => Layer.scoped(tag, make(options))
 
 /**
  * Options for {@link layerConfig}: the functions, plus the settings read from
@@ -300,7 +350,7 @@ export const layer = <I, K, A, E, R>(
  * @since 0.1.0
  * @category models
  */
-export interface ConfigOptions<K, A, E, R> extends Options<K, A, E, R> {
+export interface ConfigOptions<K, A, E, R, EG = never, RG = never> extends Options<K, A, E, R, EG, RG> {
   readonly config: Config.Config<PoolConfig.Settings>
 }
 
@@ -326,10 +376,10 @@ export interface ConfigOptions<K, A, E, R> extends Options<K, A, E, R> {
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig = <I, K, A, E, R>(
-  tag: Context.Tag<I, KeyedPool<K, A, E>>,
-  options: ConfigOptions<K, A, E, R>
-): Layer.Layer<I, ConfigError.ConfigError, Exclude<R, Scope.Scope>> =>
+export const layerConfig = <I, K, A, E, R, EG = never, RG = never>(
+  tag: Context.Tag<I, KeyedPool<K, A, E | EG>>,
+  options: ConfigOptions<K, A, E, R, EG, RG>
+): Layer.Layer<I, ConfigError.ConfigError, Exclude<R | RG, Scope.Scope>> =>
   Layer.scoped(
     tag,
     Effect.flatMap(Config.unwrap(options.config), (settings) => make({ ...options, ...definedOnly(settings) }))

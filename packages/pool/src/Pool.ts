@@ -78,6 +78,10 @@ export interface Pool<in out A, out E = never> extends Pipeable {
   readonly items: Effect.Effect<ReadonlyArray<ItemDetails>>
   /** Expires idle items now. */
   readonly cleanup: Effect.Effect<CleanupReport>
+  /** Destroys up to `count` idle items, least recently used first; succeeds with how many. */
+  readonly evictIdle: (count: number) => Effect.Effect<number>
+  /** Retires every item (idle now, leased when returned); succeeds with how many. */
+  readonly retireAll: Effect.Effect<number>
 }
 
 /**
@@ -101,6 +105,7 @@ export type KeyOptions =
   | "group"
   | "maxPerGroup"
   | "name"
+  | "gate"
 
 /**
  * How to make a pool: every option of {@link KeyedPool.Options} that does
@@ -112,9 +117,16 @@ export type KeyOptions =
  * @since 0.1.0
  * @category models
  */
-export interface Options<A, E, R> extends Omit<KeyedPool.Options<unknown, A, E, R>, KeyOptions> {
+export interface Options<A, E, R, EG = never, RG = never>
+  extends Omit<KeyedPool.Options<unknown, A, E, R>, KeyOptions> {
   /** Creates an item; its finalizers (in the provided `Scope`) destroy it. */
   readonly acquire: Effect.Effect<A, E, R>
+  /**
+   * A permit to take before every creation, held by the item until it is
+   * destroyed (a cluster-wide connection budget); see
+   * {@link KeyedPool.Options.gate}.
+   */
+  readonly gate?: ((context: KeyedPool.GateContext) => Effect.Effect<unknown, EG, RG>) | undefined
   /** The most items at once, counting those being created. Default 10. */
   readonly max?: number | undefined
   /** Idle items that idle expiry keeps, created right away and refilled. Default 0. */
@@ -134,9 +146,9 @@ export interface Options<A, E, R> extends Omit<KeyedPool.Options<unknown, A, E, 
  * @since 0.1.0
  * @category constructors
  */
-export const make: <A, E, R>(
-  options: Options<A, E, R>
-) => Effect.Effect<Pool<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> = internal.make
+export const make: <A, E, R, EG = never, RG = never>(
+  options: Options<A, E, R, EG, RG>
+) => Effect.Effect<Pool<A, E | EG>, never, Scope.Scope | Exclude<R | RG, Scope.Scope>> = internal.make
 
 /**
  * Provides a pool as the service `tag`, for the lifetime of the layer.
@@ -144,10 +156,10 @@ export const make: <A, E, R>(
  * @since 0.1.0
  * @category layers
  */
-export const layer: <I, A, E, R>(
-  tag: Context.Tag<I, Pool<A, E>>,
-  options: Options<A, E, R>
-) => Layer.Layer<I, never, Exclude<R, Scope.Scope>> = internal.layer
+export const layer: <I, A, E, R, EG = never, RG = never>(
+  tag: Context.Tag<I, Pool<A, E | EG>>,
+  options: Options<A, E, R, EG, RG>
+) => Layer.Layer<I, never, Exclude<R | RG, Scope.Scope>> = internal.layer
 
 /**
  * Options for {@link layerConfig}: the pool's options, plus settings read
@@ -160,7 +172,7 @@ export const layer: <I, A, E, R>(
  * @since 0.1.0
  * @category models
  */
-export interface ConfigOptions<A, E, R> extends Options<A, E, R> {
+export interface ConfigOptions<A, E, R, EG = never, RG = never> extends Options<A, E, R, EG, RG> {
   readonly config: Config.Config<PoolConfig.Settings>
 }
 
@@ -188,10 +200,10 @@ export interface ConfigOptions<A, E, R> extends Options<A, E, R> {
  * @since 0.1.0
  * @category layers
  */
-export const layerConfig: <I, A, E, R>(
-  tag: Context.Tag<I, Pool<A, E>>,
-  options: ConfigOptions<A, E, R>
-) => Layer.Layer<I, ConfigError.ConfigError, Exclude<R, Scope.Scope>> = internal.layerConfig
+export const layerConfig: <I, A, E, R, EG = never, RG = never>(
+  tag: Context.Tag<I, Pool<A, E | EG>>,
+  options: ConfigOptions<A, E, R, EG, RG>
+) => Layer.Layer<I, ConfigError.ConfigError, Exclude<R | RG, Scope.Scope>> = internal.layerConfig
 
 /**
  * Leases an item for the duration of `f`. See {@link Pool.use}.

@@ -9,7 +9,7 @@ import { pipeArguments } from "effect/Pipeable"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool.js"
+import type { GateContext, KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool.js"
 import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
@@ -202,6 +202,20 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     })
   }
 
+  evictIdle(count: number): Effect.Effect<number> {
+    return Effect.suspend(() => {
+      const evicted = this.state.evictIdle(count)
+      return Effect.as(this.state.flush(), evicted)
+    })
+  }
+
+  get retireAll(): Effect.Effect<number> {
+    return Effect.suspend(() => {
+      const retired = this.state.retireAll()
+      return Effect.as(this.state.flush(), retired)
+    })
+  }
+
   get stats(): Effect.Effect<PoolStats> {
     return Effect.sync(() => this.state.stats())
   }
@@ -257,14 +271,14 @@ const background = (
   )
 
 /** @internal */
-export const make = <K, A, E, R>(
-  options: Options<K, A, E, R>,
+export const make = <K, A, E, R, EG = never, RG = never>(
+  options: Options<K, A, E, R, EG, RG>,
   labels?: Labels
-): Effect.Effect<KeyedPool<K, A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> =>
+): Effect.Effect<KeyedPool<K, A, E | EG>, never, Scope.Scope | Exclude<R | RG, Scope.Scope>> =>
   Effect.gen(function* () {
     const settings = resolve(options, labels)
     // The pool's own scope is in this context; each item gets a scope of its own instead.
-    const context = Context.omit(Scope.Scope)(yield* Effect.context<Exclude<R, Scope.Scope>>())
+    const context = Context.omit(Scope.Scope)(yield* Effect.context<Exclude<R | RG, Scope.Scope>>())
     const clock = yield* Effect.clock
     const drained = yield* Deferred.make<void>()
     const scope = yield* Effect.scope
@@ -275,7 +289,16 @@ export const make = <K, A, E, R>(
         Effect.suspend(() => options.acquire(key)),
         Context.add(context, Scope.Scope, itemScope) as Context.Context<R>
       )
-    const state = new PoolState<K, A, E>(settings, acquire, clock, drained, scope, runtime)
+    const userGate = options.gate
+    const gate =
+      userGate === undefined
+        ? undefined
+        : (key: K, itemScope: Scope.Scope, gateContext: GateContext) =>
+            Effect.provide(
+              Effect.suspend(() => userGate(key, gateContext)),
+              Context.add(context, Scope.Scope, itemScope) as Context.Context<RG>
+            )
+    const state = new PoolState<K, A, E | EG>(settings, acquire, clock, drained, scope, runtime, gate)
 
     if (Number.isFinite(settings.acquireTimeout)) {
       yield* Effect.forkIn(Effect.annotateLogs(state.deadlines, annotations), scope)

@@ -26,12 +26,18 @@ class PoolImpl<A, E> implements Pool<A, E> {
   readonly stats: Effect.Effect<PoolStats>
   readonly items: Effect.Effect<ReadonlyArray<ItemDetails>>
   readonly cleanup: Effect.Effect<CleanupReport>
+  readonly retireAll: Effect.Effect<number>
 
   constructor(readonly keyed: KeyedPool<symbol, A, E>) {
     this.get = keyed.get(theKey)
     this.stats = keyed.stats
     this.items = keyed.items
     this.cleanup = keyed.cleanup
+    this.retireAll = keyed.retireAll
+  }
+
+  evictIdle(count: number): Effect.Effect<number> {
+    return this.keyed.evictIdle(count)
   }
 
   use<B, E2, R2>(f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2> {
@@ -57,16 +63,17 @@ class PoolImpl<A, E> implements Pool<A, E> {
 }
 
 /** @internal */
-export const make = <A, E, R>(
-  options: Options<A, E, R>
-): Effect.Effect<Pool<A, E>, never, Scope.Scope | Exclude<R, Scope.Scope>> => {
+export const make = <A, E, R, EG = never, RG = never>(
+  options: Options<A, E, R, EG, RG>
+): Effect.Effect<Pool<A, E | EG>, never, Scope.Scope | Exclude<R | RG, Scope.Scope>> => {
   // Everything but the single-pool names passes through to the keyed engine unchanged.
-  const { acquire, max, minIdle, name, ...rest } = options
+  const { acquire, gate, max, minIdle, name, ...rest } = options
   return Effect.map(
-    keyed.make<symbol, A, E, R>(
+    keyed.make<symbol, A, E, R, EG, RG>(
       {
         ...rest,
         acquire: () => acquire,
+        gate: gate === undefined ? undefined : (_key, context) => gate(context),
         maxPerKey: max ?? 10,
         maxTotal: Number.POSITIVE_INFINITY,
         maxKeys: 1,
@@ -93,10 +100,10 @@ export const make = <A, E, R>(
 }
 
 /** @internal */
-export const layer = <I, A, E, R>(
-  tag: Context.Tag<I, Pool<A, E>>,
-  options: Options<A, E, R>
-): Layer.Layer<I, never, Exclude<R, Scope.Scope>> => Layer.scoped(tag, make(options))
+export const layer = <I, A, E, R, EG = never, RG = never>(
+  tag: Context.Tag<I, Pool<A, E | EG>>,
+  options: Options<A, E, R, EG, RG>
+): Layer.Layer<I, never, Exclude<R | RG, Scope.Scope>> => Layer.scoped(tag, make(options))
 
 /**
  * Settings read from configuration, in a single pool's words: the per-key
@@ -117,15 +124,15 @@ export const fromSettings = (settings: PoolConfig.Settings): Partial<Options<unk
 }
 
 /** @internal */
-export const layerConfig = <I, A, E, R>(
-  tag: Context.Tag<I, Pool<A, E>>,
-  options: ConfigOptions<A, E, R>
-): Layer.Layer<I, ConfigError.ConfigError, Exclude<R, Scope.Scope>> =>
+export const layerConfig = <I, A, E, R, EG = never, RG = never>(
+  tag: Context.Tag<I, Pool<A, E | EG>>,
+  options: ConfigOptions<A, E, R, EG, RG>
+): Layer.Layer<I, ConfigError.ConfigError, Exclude<R | RG, Scope.Scope>> =>
   Layer.scoped(
     tag,
     Effect.flatMap(Config.unwrap(options.config), (settings) => {
       const { config: _config, ...given } = options
-      return make({ ...given, ...fromSettings(settings) } as Options<A, E, R>)
+      return make({ ...given, ...fromSettings(settings) } as Options<A, E, R, EG, RG>)
     })
   )
 

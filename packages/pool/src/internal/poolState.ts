@@ -7,6 +7,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
+import type { GateContext } from "../KeyedPool.js"
 import {
   CheckTimeout,
   CircuitOpen,
@@ -298,7 +299,9 @@ export class PoolState<K, A, E> {
     /** The pool's scope: background refills run in it. */
     readonly scope: Scope.Scope,
     /** Runs items' finalizers on fibers of their own, outside any caller's (see `closeAll`). */
-    readonly runtime: Runtime.Runtime<never>
+    readonly runtime: Runtime.Runtime<never>,
+    /** Runs the user's `gate` (a permit before each creation) in the item's own scope. */
+    readonly gate?: (key: K, scope: Scope.Scope, context: GateContext) => Effect.Effect<unknown, E>
   ) {
     this.tags = new PoolTags(settings.name, settings.metricsPerKey)
     this.maxLeases = settings.maxLeasesPerItem
@@ -1300,6 +1303,18 @@ export class PoolState<K, A, E> {
           onTimeout: () => new CreateTimeout({ key: slot.description, timeoutMillis: createTimeout })
         })
       }
+      // Only a creation that passed the gate has a verdict on the resource (see the failure below).
+      let permitted = this.gate === undefined
+      if (this.gate !== undefined) {
+        const acquiring = attempt
+        attempt = Effect.zipRight(
+          this.gate(key, scope, this.gateContext(slot)),
+          Effect.suspend(() => {
+            permitted = true
+            return acquiring
+          })
+        )
+      }
       const backoff = slot.backoffUntil - started
       if (backoff > 0) attempt = Effect.zipRight(Effect.sleep(Duration.millis(backoff)), attempt)
       if (this.settings.spans) {
@@ -1337,13 +1352,15 @@ export class PoolState<K, A, E> {
         const now = this.now()
         if (Cause.isInterruptedOnly(exit.cause)) {
           slot.breaker?.abandon(probe)
+        } else if (!permitted) {
+          // The gate refused (its limit stayed full): nothing is known of the resource, so
+          // no failure is counted, no backoff starts and the circuit gets no verdict.
+          slot.breaker?.abandon(probe)
+          this.failOwner(owner, exit.cause)
+          this.logs.push(Effect.logDebug(`the gate refused a creation of key ${slot.description}`, exit.cause))
         } else {
           // The caller it was started for gets its own error, before a circuit that opens now fails the rest.
-          if (owner !== undefined && owner.state === "waiting" && owner.pending) {
-            owner.cause = exit.cause
-            this.dequeue(owner)
-            this.settleWaiter(owner, "failed")
-          }
+          this.failOwner(owner, exit.cause)
           // A failed creation is a connection failure whatever its error says.
           slot.failures++
           this.failures++
@@ -1360,6 +1377,65 @@ export class PoolState<K, A, E> {
         )
       })
     })
+  }
+
+  /** Fails the caller a creation was started for with the creation's error, if it still waits for it. */
+  private failOwner(owner: Waiter<K, A> | undefined, cause: Cause.Cause<unknown>): void {
+    if (owner === undefined || owner.state !== "waiting" || !owner.pending) return
+    owner.cause = cause
+    this.dequeue(owner)
+    this.settleWaiter(owner, "failed")
+  }
+
+  /** What a gate is given for a creation of `slot`: its group, and a way to make room in its limit. */
+  private gateContext(slot: KeySlot<K, A>): GateContext {
+    return {
+      group: slot.group?.id,
+      evictIdle: Effect.suspend(() => {
+        const evicted = this.evictIdleFor(slot)
+        return evicted ? Effect.as(this.flush(), true) : Effect.succeed(false)
+      })
+    }
+  }
+
+  /**
+   * Destroys the least recently used idle item of a key other than `slot`'s,
+   * of its group first (at a tenant's limit, only the tenant's own item makes
+   * room), for a gate whose limit is full.
+   */
+  private evictIdleFor(slot: KeySlot<K, A>): boolean {
+    const victim = firstOfOtherKey(slot.group?.idle, slot) ?? firstOfOtherKey(this.lru, slot)
+    if (victim === undefined) return false
+    this.destroy(victim, "evicted")
+    return true
+  }
+
+  /** Destroys up to `count` idle items, least recently used first (the caller flushes). */
+  evictIdle(count: number): number {
+    let evicted = 0
+    let victim: Item<K, A> | undefined
+    while (evicted < count && (victim = this.lru.head?.value) !== undefined) {
+      this.destroy(victim, "evicted")
+      evicted++
+    }
+    return evicted
+  }
+
+  /**
+   * Retires every live item: idle ones are destroyed now, leased ones when
+   * their lease ends (shared ones take no new lease). The caller flushes.
+   */
+  retireAll(): number {
+    const live = Array.from(this.items)
+    for (const item of live) {
+      if (item.state === "idle") {
+        this.destroy(item, "invalidated")
+      } else {
+        item.invalid ??= "invalidated"
+        if (this.shares) this.closeShare(item)
+      }
+    }
+    return live.length
   }
 
   /** After a failed creation, the key's next one waits: doubling per failure, capped, with jitter. */
@@ -1884,6 +1960,16 @@ export const bounded = (
   })
 
 /** Reads an item's state afresh (past TypeScript's narrowing across a release). */
+/** The first item of `list` (an idle list, least recently used first) of a key other than `slot`'s. */
+const firstOfOtherKey = <K, A>(
+  list: LinkedList<Item<K, A>> | undefined,
+  slot: KeySlot<K, A>
+): Item<K, A> | undefined => {
+  if (list === undefined) return undefined
+  for (let link = list.head; link !== undefined; link = link.next) if (link.value.slot !== slot) return link.value
+  return undefined
+}
+
 const isIdle = (item: Item<any, any>): boolean => item.state === "idle"
 
 /**

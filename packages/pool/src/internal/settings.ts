@@ -175,7 +175,7 @@ const hashedKey = (id: unknown): string => `key-${(Hash.hash(id) >>> 0).toString
  *
  * @internal
  */
-export const resolve = <K>(options: Options<K, any, any, any>, labels: Labels = keyedLabels): Resolved<K> => {
+export const resolve = <K>(options: Options<K, any, any, any, any, any>, labels: Labels = keyedLabels): Resolved<K> => {
   const d = PoolConfig.defaults
   const maxPerKey: unknown = options.maxPerKey ?? d.maxPerKey
   const keyId = options.keyId ?? ((key: K): unknown => key)
