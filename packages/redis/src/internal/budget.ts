@@ -57,7 +57,17 @@ interface Waiter {
 interface Last {
   reply: Reply | undefined
   unavailable: BudgetUnavailable | undefined
+  /** Whether an acquire that failed may have reached Redis (and been granted there after all). */
+  maybeSent: boolean
 }
+
+/**
+ * The client refused the command before writing it (no connection, no offline queue): Redis never saw
+ * it, so a permit id it carried needs no release there. Any other failure (a timeout, a connection that
+ * broke with the command in flight) may have run it.
+ */
+const neverSent = (e: RedisError): boolean =>
+  e.reason === "connection" && /Stream isn't writeable|enableOfflineQueue/i.test(e.detail)
 
 /** @internal */
 export const make = (options: Options, internals: Internals = {}) =>
@@ -110,6 +120,8 @@ export const make = (options: Options, internals: Internals = {}) =>
     const held = new Map<string, string>()
     /** Permits granted while Redis could not be asked, not counted there yet: id → tenant. */
     const offline = new Map<string, string>()
+    /** Offline permits whose acquire Redis never saw: their release needs no call. */
+    const unseen = new Set<string>()
     /** Held permits that were granted without Redis and counted later: an excess above the limit is theirs. */
     const adopted = new Set<string>()
     let instances = 0
@@ -239,6 +251,7 @@ export const make = (options: Options, internals: Internals = {}) =>
       let counted = 0
       for (const [id, tenant] of permits) {
         if (offline.delete(id)) {
+          unseen.delete(id)
           held.set(id, tenant)
           adopted.add(id)
           counted++
@@ -280,6 +293,12 @@ export const make = (options: Options, internals: Internals = {}) =>
         // An id is in one of the two maps at most.
         const wasHeld = held.delete(id) || offline.delete(id)
         adopted.delete(id)
+        // Nothing to tell Redis (and nothing to keep pending through an outage, however many permits churn).
+        if (unseen.delete(id)) {
+          counters.released++
+          if (wasHeld || waiters > 0) yield* notify
+          return
+        }
         yield* call({ _tag: "release", id }).pipe(
           Effect.tap((reply) => Effect.sync(() => void (reply.status === "released" && counters.released++))),
           Effect.catchAll(() => Effect.sync(() => void pendingReleases.add(id)))
@@ -405,13 +424,14 @@ export const make = (options: Options, internals: Internals = {}) =>
       return undefined
     }
 
-    const grantWithoutRedis = (id: string, tenant: string) =>
+    const grantWithoutRedis = (id: string, tenant: string, maybeSent: boolean) =>
       Effect.gen(function* () {
         if (offline.size === 0)
           yield* Effect.logWarning("Granting permits without Redis; they are counted there when it answers").pipe(
             Effect.annotateLogs({ ...annotations, budget: name, mode })
           )
         offline.set(id, tenant)
+        if (!maybeSent) unseen.add(id)
         counters.granted++
         counters.failOpen++
         yield* acquired("granted")
@@ -454,11 +474,12 @@ export const make = (options: Options, internals: Internals = {}) =>
           let full: boolean
           if (Either.isLeft(result)) {
             const e = result.left
+            last.maybeSent ||= !neverSent(e)
             // Redis answered with an error: it is there, so no mode applies; fail as closed.
             const refusal: { readonly detail: string; readonly wait: boolean } | undefined =
               e.reason === "command" ? { detail: "fail-closed", wait: false } : withoutRedis(tenant)
             if (refusal === undefined) {
-              yield* grantWithoutRedis(id, tenant)
+              yield* grantWithoutRedis(id, tenant, last.maybeSent)
               return
             }
             const error = new BudgetUnavailable({
@@ -521,7 +542,7 @@ export const make = (options: Options, internals: Internals = {}) =>
           return release(id)
         })
         yield* Effect.addFinalizer(() => giveBack)
-        const last: Last = { reply: undefined, unavailable: undefined }
+        const last: Last = { reply: undefined, unavailable: undefined, maybeSent: false }
         const timedOut = Effect.gen(function* () {
           // The last try found Redis unreachable and the local share in use: that is the reason, not a full budget.
           if (last.unavailable !== undefined) return last.unavailable
@@ -550,12 +571,13 @@ export const make = (options: Options, internals: Internals = {}) =>
           Effect.catchTag("TimeoutException", () => Effect.flatMap(timedOut, Effect.fail)),
           Effect.tapError((e) => {
             if (e._tag === "BudgetExhausted") return giveBack
-            // Redis is not answering: the release waits for it (replayed by the heartbeat) instead of failing late.
+            // Redis is not answering: the release waits for it (replayed by the heartbeat) instead of failing
+            // late; an acquire the client never wrote needs none.
             counters.unavailable++
             released = true
             return Effect.zipRight(
               acquired("unavailable"),
-              Effect.sync(() => void pendingReleases.add(id))
+              Effect.sync(() => void (last.maybeSent && pendingReleases.add(id)))
             )
           })
         )
