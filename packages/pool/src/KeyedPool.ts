@@ -160,13 +160,15 @@ export interface KeyedPool<in K, in out A, out E = never> extends Pipeable {
 }
 
 /**
- * What a {@link Options.gate} is given along with the key of the item about
- * to be created.
+ * What a {@link Options.gate} is given: the key of the item about to be
+ * created, its group, and a way to make room.
  *
  * @since 0.1.0
  * @category models
  */
-export interface GateContext {
+export interface GateContext<out K> {
+  /** The key of the item about to be created. */
+  readonly key: K
   /** The key's tenant group (see {@link Options.group}), or `undefined` in a pool without groups. */
   readonly group: string | undefined
   /**
@@ -207,7 +209,7 @@ export interface Options<K, A, E, R, EG = never, RG = never> extends Omit<PoolCo
    * creation, and the caller it was started for gets that error; it is no
    * connection failure (no backoff, no circuit-breaker verdict).
    */
-  readonly gate?: ((key: K, context: GateContext) => Effect.Effect<unknown, EG, RG>) | undefined
+  readonly gate?: ((context: GateContext<K>) => Effect.Effect<unknown, EG, RG>) | undefined
   /**
    * Checks an idle item before it is handed out; a failing item is destroyed
    * and the next idle or a new one is tried, within the caller's one

@@ -124,9 +124,9 @@ export interface Options<A, E, R, EG = never, RG = never>
   /**
    * A permit to take before every creation, held by the item until it is
    * destroyed (a cluster-wide connection budget); see
-   * {@link KeyedPool.Options.gate}.
+   * {@link KeyedPool.Options.gate}. Its `key` is the pool's one internal key.
    */
-  readonly gate?: ((context: KeyedPool.GateContext) => Effect.Effect<unknown, EG, RG>) | undefined
+  readonly gate?: ((context: KeyedPool.GateContext<unknown>) => Effect.Effect<unknown, EG, RG>) | undefined
   /** The most items at once, counting those being created. Default 10. */
   readonly max?: number | undefined
   /** Idle items that idle expiry keeps, created right away and refilled. Default 0. */

@@ -15,8 +15,9 @@ const makePermits = (permits: number) =>
   Effect.gen(function* () {
     const held = yield* Ref.make(0)
     const taken = yield* Ref.make<ReadonlyArray<string>>([])
-    const take = (key: string, context: KeyedPool.GateContext) =>
+    const take = (context: KeyedPool.GateContext<string>) =>
       Effect.gen(function* () {
+        const key = context.key
         if ((yield* Ref.get(held)) >= permits && !(yield* context.evictIdle)) {
           return yield* Effect.fail(new Refused({ key }))
         }
@@ -58,7 +59,7 @@ describe("KeyedPool gate", () => {
       const resources = yield* makeResources
       const pool = yield* KeyedPool.make({
         acquire: resources.acquire,
-        gate: (key) => Effect.fail(new Refused({ key })),
+        gate: ({ key }) => Effect.fail(new Refused({ key })),
         breaker: { failures: 1, reset: "1 minute" }
       })
       const first = yield* Effect.exit(Effect.scoped(pool.get("a")))
@@ -177,13 +178,13 @@ describe("KeyedPool gate", () => {
 })
 
 describe("Pool gate", () => {
-  it.scoped("a single pool takes the same gate, given the context alone", () =>
+  it.scoped("a single pool takes the same gate", () =>
     Effect.gen(function* () {
       const resources = yield* makeResources
       const permits = yield* makePermits(1)
       const pool = yield* Pool.make({
         acquire: resources.acquire("db"),
-        gate: (context) => permits.take("db", context),
+        gate: (context) => permits.take({ ...context, key: "db" }),
         max: 2
       })
       const scope = yield* Scope.make()

@@ -293,9 +293,9 @@ export const make = <K, A, E, R, EG = never, RG = never>(
     const gate =
       userGate === undefined
         ? undefined
-        : (key: K, itemScope: Scope.Scope, gateContext: GateContext) =>
+        : (itemScope: Scope.Scope, gateContext: GateContext<K>) =>
             Effect.provide(
-              Effect.suspend(() => userGate(key, gateContext)),
+              Effect.suspend(() => userGate(gateContext)),
               Context.add(context, Scope.Scope, itemScope) as Context.Context<RG>
             )
     const state = new PoolState<K, A, E | EG>(settings, acquire, clock, drained, scope, runtime, gate)

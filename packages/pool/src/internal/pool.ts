@@ -73,7 +73,7 @@ export const make = <A, E, R, EG = never, RG = never>(
       {
         ...rest,
         acquire: () => acquire,
-        gate: gate === undefined ? undefined : (_key, context) => gate(context),
+        gate,
         maxPerKey: max ?? 10,
         maxTotal: Number.POSITIVE_INFINITY,
         maxKeys: 1,

@@ -301,7 +301,7 @@ export class PoolState<K, A, E> {
     /** Runs items' finalizers on fibers of their own, outside any caller's (see `closeAll`). */
     readonly runtime: Runtime.Runtime<never>,
     /** Runs the user's `gate` (a permit before each creation) in the item's own scope. */
-    readonly gate?: (key: K, scope: Scope.Scope, context: GateContext) => Effect.Effect<unknown, E>
+    readonly gate?: (scope: Scope.Scope, context: GateContext<K>) => Effect.Effect<unknown, E>
   ) {
     this.tags = new PoolTags(settings.name, settings.metricsPerKey)
     this.maxLeases = settings.maxLeasesPerItem
@@ -1308,7 +1308,7 @@ export class PoolState<K, A, E> {
       if (this.gate !== undefined) {
         const acquiring = attempt
         attempt = Effect.zipRight(
-          this.gate(key, scope, this.gateContext(slot)),
+          this.gate(scope, this.gateContext(slot, key)),
           Effect.suspend(() => {
             permitted = true
             return acquiring
@@ -1388,8 +1388,9 @@ export class PoolState<K, A, E> {
   }
 
   /** What a gate is given for a creation of `slot`: its group, and a way to make room in its limit. */
-  private gateContext(slot: KeySlot<K, A>): GateContext {
+  private gateContext(slot: KeySlot<K, A>, key: K): GateContext<K> {
     return {
+      key,
       group: slot.group?.id,
       evictIdle: Effect.suspend(() => {
         const evicted = this.evictIdleFor(slot)
