@@ -26,6 +26,7 @@
  *
  * @since 0.1.0
  */
+import type { GateContext } from "@cistern/pool/KeyedPool"
 import * as PoolConfig from "@cistern/pool/PoolConfig"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -37,6 +38,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/budget.js"
+import * as budgetPool from "./internal/budgetPool.js"
 import * as budgetMetrics from "./internal/budgetMetrics.js"
 import type * as RedisClient from "./RedisClient.js"
 
@@ -50,6 +52,8 @@ import type * as RedisClient from "./RedisClient.js"
  *   instances Redis last reported, rounded up) and the tenant fewer than its
  *   share (`localTenantShare`);
  * - `"unlimited"`: every permit is granted; only the pool's own limits apply.
+ *   A lost lease does not retire connections either: their permits are
+ *   counted again like those granted without Redis.
  *
  * Permits granted without Redis are counted (`Stats.failOpen`,
  * `cistern_budget_fail_open_total{mode}`) and re-asserted in Redis as soon as
@@ -140,7 +144,8 @@ export interface Permit {
  * holds (they were reclaimed after it failed to renew, or Redis lost its data
  * and the instance did not re-assert them in time), or it could not renew
  * before its local deadline. The owner should close the connections these
- * permits cover; new permits are taken afresh.
+ * permits cover; new permits are taken afresh. Not emitted in `"unlimited"`
+ * mode: there the connections are kept and their permits counted again.
  *
  * @since 0.1.0
  * @category models
@@ -478,3 +483,92 @@ export const redisSeconds = budgetMetrics.redisSeconds
  * @category metrics
  */
 export const waitSeconds = budgetMetrics.waitSeconds
+
+/**
+ * How {@link gate} names the tenant of a connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GateOptions<K> {
+  /** The tenant a key's connections count against. Default: the pool's group of the key (see `group`), else `"*"`. */
+  readonly tenant?: ((key: K, group: string | undefined) => string) | undefined
+}
+
+/**
+ * The `gate` of a pool under this budget (`KeyedPool` or `Pool`): every
+ * creation takes a permit of the key's tenant into the new connection's
+ * scope, so it is given back when the connection is destroyed; leases of
+ * existing connections never ask Redis. When the budget is full, the pool
+ * first closes its own least recently used idle connection of another key
+ * (of the same tenant first) and the creation takes that permit; otherwise
+ * it waits in FIFO order up to `acquireTimeout` and fails with
+ * `BudgetExhausted` (no connection failure for the pool's breaker).
+ *
+ * ```ts
+ * import { KeyedPool } from "@cistern/pool"
+ * import { ClusterBudget } from "@cistern/redis"
+ * import { Effect } from "effect"
+ *
+ * declare const connect: (upstream: string) => Effect.Effect<{ readonly upstream: string }, Error, never>
+ *
+ * const program = Effect.gen(function* () {
+ *   const budget = yield* ClusterBudget.ClusterBudget
+ *   const pool = yield* KeyedPool.make({
+ *     acquire: (key: { readonly user: string; readonly upstream: string }) => connect(key.upstream),
+ *     keyId: (key) => `${key.user}|${key.upstream}`,
+ *     group: (key) => key.user, // a tenant of the budget (perTenant) per user
+ *     gate: ClusterBudget.gate(budget)
+ *   })
+ *   yield* ClusterBudget.govern(budget, pool)
+ *   yield* Effect.scoped(pool.get({ user: "ada", upstream: "search" }))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category pools
+ */
+export const gate: <K>(
+  budget: Service,
+  options?: GateOptions<K>
+) => (context: GateContext<K>) => Effect.Effect<Permit, BudgetExhausted | BudgetUnavailable, Scope.Scope> =
+  budgetPool.gate
+
+/**
+ * What {@link govern} needs of a pool: both `Pool` and `KeyedPool` have it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Governed {
+  readonly evictIdle: (count: number) => Effect.Effect<number>
+  readonly retireAll: Effect.Effect<number>
+}
+
+/**
+ * How often {@link govern} looks at this instance's fair share.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface GovernOptions {
+  /** Default 1 second. */
+  readonly interval?: Duration.DurationInput | undefined
+}
+
+/**
+ * Keeps a pool within what the budget allows, for as long as the scope
+ * lives: when this instance's lease is lost (its permits are no longer
+ * counted), the pool retires every connection (idle ones now, in-use ones
+ * when their lease ends) and takes permits afresh for new ones; while this
+ * instance holds more than its fair share and other instances wait, it
+ * closes that many idle connections (never in-use ones).
+ *
+ * @since 0.1.0
+ * @category pools
+ */
+export const govern: (
+  budget: Service,
+  pool: Governed,
+  options?: GovernOptions
+) => Effect.Effect<void, never, Scope.Scope> = budgetPool.govern

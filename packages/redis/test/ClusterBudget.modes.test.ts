@@ -225,6 +225,37 @@ describe.skipIf(!available.run)("ClusterBudget modes and onFull", () => {
       })
   )
 
+  it.scoped("unlimited past the local deadline: no lost event, the connections are kept and counted again", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const a = yield* makeInstance(
+        server.url,
+        options("m8", { instanceId: "a", total: 2, mode: "unlimited", leaseTime: "3 seconds" })
+      )
+      const events = yield* Effect.fork(Stream.runCollect(Stream.take(a.lost, 1)))
+      yield* Effect.yieldNow()
+      yield* hold(a, "t")
+      yield* hold(a, "t")
+      yield* kill(server)
+      yield* tickUntil(
+        Effect.map(stat(a, "leasesLost"), (n) => n === 1),
+        "a's local deadline passes",
+        { maxSteps: 14 }
+      )
+      assert.include(yield* a.stats, { held: 2, offline: 2, failOpen: 0 })
+      assert.isTrue(Option.isNone(yield* Fiber.poll(events)), "no lost event in unlimited mode")
+      const restarted = yield* RedisServer.make({ port: server.port })
+      const raw = yield* rawClient(restarted.url)
+      yield* tickUntil(
+        Effect.zipWith(counted(raw, "m8"), a.stats, (c, s) => c.total === 2 && s.offline === 0),
+        "the kept permits are counted again",
+        { step: "500 millis" }
+      )
+      assert.include(yield* a.stats, { held: 2, reasserted: 2, over: 0 })
+      yield* Fiber.interrupt(events)
+    })
+  )
+
   it.scoped("onFull runs once, at the first full answer; a connection it closes asynchronously serves the waiter", () =>
     Effect.gen(function* () {
       const server = yield* RedisServer.make()

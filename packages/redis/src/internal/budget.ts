@@ -199,10 +199,19 @@ export const make = (options: Options, internals: Internals = {}) =>
         // The permits stay with their scopes: when the owner closes their connections, each is released
         // (a no-op for those Redis already reclaimed; after a Redis pause Redis may still count them, and
         // then it keeps counting them until their connections are gone, as it should).
+        // In "unlimited" mode only local limits apply: the connections are kept, and their permits are
+        // counted again like those granted without Redis (at once when Redis told us, else when it answers).
+        if (mode === "unlimited") for (const [id, tenant] of held) offline.set(id, tenant)
         held.clear()
         adopted.clear()
         counters.leasesLost++
         yield* Metric.increment(tagged(metrics.leasesLost))
+        if (mode === "unlimited") {
+          yield* Effect.logWarning(
+            "Budget lease lost; unlimited mode keeps the connections and counts them again"
+          ).pipe(Effect.annotateLogs({ ...annotations, budget: name, instanceId, permits, detectedBy }))
+          return
+        }
         const event: LeaseLost = { budget: name, instanceId, permits, detectedBy }
         yield* Effect.logWarning("Budget lease lost: close the connections its permits covered").pipe(
           Effect.annotateLogs({ ...annotations, budget: name, instanceId, permits, detectedBy })
