@@ -38,8 +38,8 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/budget.js"
-import * as budgetPool from "./internal/budgetPool.js"
 import * as budgetMetrics from "./internal/budgetMetrics.js"
+import * as budgetPool from "./internal/budgetPool.js"
 import type * as RedisClient from "./RedisClient.js"
 
 /**
