@@ -20,6 +20,8 @@
     token: $("token"),
     forget: $("forget"),
     pools: $("pools"),
+    budgets: $("budgets"),
+    budgetRows: $("budget-rows"),
     eventsPanel: $("events-panel"),
     events: $("events"),
     template: $("pool-template")
@@ -208,6 +210,7 @@
         text("p", "No pool is registered: pools made with a name while a PoolRegistry is provided show here.", "empty")
       )
     } else els.pools.querySelector(".empty")?.remove()
+    renderBudgets(snapshot.budgets ?? [])
     addEvents(snapshot.events)
   }
 
@@ -232,6 +235,41 @@
     el.textContent = content
     if (className !== undefined) el.className = className
     return el
+  }
+
+  // learning: re-counting after the budget's store lost its data or paused (nothing granted);
+  // unavailable: its last call to the store failed.
+  const budgetBadge = { ok: "healthy", learning: "degraded", unavailable: "unhealthy" }
+
+  const renderBudgets = (budgets) => {
+    els.budgets.hidden = budgets.length === 0
+    els.budgetRows.replaceChildren(
+      ...budgets.map((b) => {
+        const row = document.createElement("tr")
+        row.dataset.budget = `${b.name}/${b.instanceId}`
+        if (b.waiters > 0) row.className = "waiting"
+        const state = document.createElement("td")
+        state.append(text("span", b.state, `badge ${budgetBadge[b.state] ?? "degraded"}`))
+        row.append(
+          text("td", b.name),
+          text("td", b.instanceId),
+          state,
+          text("td", `${b.used} / ${b.limit}`),
+          text("td", String(b.held)),
+          text("td", String(b.waiters), "waiting"),
+          text("td", String(b.wantsElsewhere)),
+          text("td", String(b.over)),
+          text("td", String(b.granted)),
+          text("td", String(b.released)),
+          text("td", String(b.exhausted)),
+          text("td", String(b.unavailable)),
+          text("td", String(b.reclaimed)),
+          text("td", String(b.leasesLost)),
+          text("td", String(b.pendingReleases))
+        )
+        return row
+      })
+    )
   }
 
   const viewOf = (name) => {

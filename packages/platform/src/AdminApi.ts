@@ -616,8 +616,9 @@ export const DashboardPool = Schema.Struct({
 export interface DashboardPool extends Schema.Schema.Type<typeof DashboardPool> {}
 
 /**
- * What the dashboard pushes every interval: every registered pool, and the
- * 30 most recent events (newest last).
+ * What the dashboard pushes every interval: every registered pool, every
+ * shared budget this process belongs to (as `GET /budgets` shows them), and
+ * the 30 most recent events (newest last).
  *
  * @since 0.1.0
  * @category schemas
@@ -626,12 +627,14 @@ export const DashboardSnapshot = Schema.Struct({
   at: Schema.Number,
   intervalMillis: Schema.Number,
   pools: Schema.Array(DashboardPool),
+  budgets: Schema.Array(BudgetStats),
   events: Schema.Array(DashboardEvent)
 }).annotations({ identifier: "DashboardSnapshot" })
 
 /**
  * What the dashboard's event stream and `GET /dashboard/snapshot` deliver,
- * decoded: every pool's current state and the latest events.
+ * decoded: every pool's current state, every budget's figures and the latest
+ * events.
  *
  * @since 0.1.0
  * @category models

@@ -448,4 +448,50 @@ describe("AdminDashboard: what a snapshot says", () => {
       assert.strictEqual((yield* page({ pool: "big", search: "x".repeat(9000) })).status, 413)
     }).pipe(Effect.provide(captureLogs().layer))
   )
+
+  it.scoped(
+    "a snapshot carries every registered budget's figures at the sample, and drops one whose scope closed",
+    () =>
+      Effect.gen(function* () {
+        const registry = yield* PoolRegistry.make
+        const server = yield* serve(registry, { token })
+        const held = yield* Ref.make(1)
+        const figures = (n: number): PoolRegistry.BudgetStats => ({
+          name: "upstream",
+          instanceId: "gw-1",
+          limit: 10,
+          used: 4,
+          held: n,
+          waiters: n > 1 ? 1 : 0,
+          wantsElsewhere: 0,
+          over: 0,
+          state: n > 1 ? "unavailable" : "ok",
+          granted: n,
+          released: 0,
+          exhausted: 0,
+          unavailable: n > 1 ? 1 : 0,
+          reclaimed: 0,
+          leasesLost: 0,
+          pendingReleases: 0
+        })
+        const scope = yield* Scope.make()
+        yield* registry
+          .registerBudget({ name: "upstream", instanceId: "gw-1", stats: Effect.map(Ref.get(held), figures) })
+          .pipe(Scope.extend(scope))
+        const snapshot = () =>
+          Effect.map(raw(server, { path: "/dashboard/snapshot", headers: bearer }), (r) =>
+            decodeSnapshot(JSON.parse(r.body))
+          )
+        yield* TestClock.adjust("1 second")
+        assert.deepStrictEqual((yield* snapshot()).budgets, [figures(1)])
+        yield* Ref.set(held, 3)
+        yield* TestClock.adjust("1 second")
+        const later = yield* snapshot()
+        assert.deepStrictEqual(later.budgets, [figures(3)])
+        assert.deepStrictEqual(later.pools, [], "budgets are not pools")
+        yield* Scope.close(scope, Exit.void)
+        yield* TestClock.adjust("1 second")
+        assert.deepStrictEqual((yield* snapshot()).budgets, [])
+      }).pipe(Effect.provide(captureLogs().layer))
+  )
 })

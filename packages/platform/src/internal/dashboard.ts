@@ -174,7 +174,7 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
     const memory = new Map<string, PoolMemory>()
     const events: Array<DashboardEvent> = []
     let nextEventId = 1
-    let latest: DashboardSnapshot = { at: 0, intervalMillis, pools: [], events: [] }
+    let latest: DashboardSnapshot = { at: 0, intervalMillis, pools: [], budgets: [], events: [] }
     let latestFrame: Uint8Array | undefined
     const viewers = new Set<Viewer>()
 
@@ -338,6 +338,7 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
       const at = yield* Clock.currentTimeMillis
       const entries = yield* registry.list
       const stats = yield* Effect.forEach(entries, (entry) => entry.stats)
+      const budgets = yield* Effect.flatMap(registry.budgets, (list) => Effect.all(list.map((b) => b.stats)))
       const pairs = yield* Metric.snapshot
       const pools = stats.map((s) => samplePool(at, s, pairs))
       for (const name of memory.keys()) {
@@ -346,7 +347,7 @@ export const make = (options?: Options): Effect.Effect<Service, never, PoolRegis
           emit(at, name, "pool-removed", null, `pool ${name} is gone (its scope closed)`)
         }
       }
-      latest = { at, intervalMillis, pools, events: events.slice(-eventsPerSnapshot) }
+      latest = { at, intervalMillis, pools, budgets, events: events.slice(-eventsPerSnapshot) }
       latestFrame = frame("snapshot", latest)
       const bytes = latestFrame
       yield* Effect.forEach(
