@@ -140,7 +140,6 @@ describe.skipIf(!available.run)("a pool under a ClusterBudget", () => {
         stats.perKey.every((key) => key.health.breaker === "closed"),
         "no circuit opened"
       )
-      )
       yield* Scope.close(scope, Exit.void)
     })
   )
