@@ -396,7 +396,8 @@ export const limitGauge = budgetMetrics.limit
 export const usedGauge = budgetMetrics.used
 
 /**
- * Gauge `cistern_budget_held`: permits this instance holds (label `budget`).
+ * Gauge `cistern_budget_held`: permits this instance holds, those granted
+ * without Redis and not yet counted there included (label `budget`).
  *
  * @since 0.1.0
  * @category metrics
@@ -423,7 +424,8 @@ export const wantsGlobalGauge = budgetMetrics.wantsElsewhere
 
 /**
  * Counter `cistern_budget_acquire_total`: calls of `permit` by `result`
- * (`granted`, `exhausted`, `unavailable`; label `budget`).
+ * (`granted`, with or without Redis, `exhausted`, `unavailable`; label
+ * `budget`).
  *
  * @since 0.1.0
  * @category metrics

@@ -291,6 +291,11 @@ export const make = (options: Options, internals: Internals = {}) =>
       )
     })
 
+    /** Re-asserts at once (outside the heartbeat), one re-assertion at a time. */
+    const reassertNow = heartbeatLock.withPermits(1)(
+      Effect.suspend(() => (offline.size > 0 ? Effect.ignore(reassert) : Effect.void))
+    )
+
     const checkDeadline = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
       if (held.size > 0 && now >= lastRenewal + leaseMillis - margin) yield* loseLease("deadline")
@@ -505,6 +510,8 @@ export const make = (options: Options, internals: Internals = {}) =>
             const reply = result.right
             last.reply = reply
             last.unavailable = undefined
+            // Redis answers again: what was granted without it is counted now, not at the next beat.
+            if (offline.size > 0) yield* reassertNow
             if (reply.status === "granted") {
               held.set(id, tenant)
               counters.granted++

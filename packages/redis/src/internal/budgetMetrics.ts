@@ -19,7 +19,9 @@ export const used = Metric.gauge("cistern_budget_used", {
 })
 
 /** @internal */
-export const held = Metric.gauge("cistern_budget_held", { description: "Permits this instance holds" })
+export const held = Metric.gauge("cistern_budget_held", {
+  description: "Permits this instance holds, those granted without Redis included"
+})
 
 /** @internal */
 export const waiters = Metric.gauge("cistern_budget_wants_local", {
