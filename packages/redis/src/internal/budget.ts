@@ -97,6 +97,10 @@ export const make = (options: Options, internals: Internals = {}) =>
     /** Past this long without a renewal, the instance gives its permits up on its own (before others reclaim them). */
     const margin = Math.min(Math.max(1_000, leaseMillis / 10), leaseMillis / 4)
     const mode: Mode = options.mode ?? "fail-closed"
+    if (mode !== "fail-closed" && mode !== "local-share" && mode !== "unlimited")
+      return yield* Effect.dieMessage(
+        `ClusterBudget "${name}": mode must be "fail-closed", "local-share" or "unlimited", got ${String(mode)}`
+      )
     const positive = (n: number | undefined, what: string) =>
       n === undefined || (Number.isInteger(n) && n >= 1)
         ? Effect.void
