@@ -217,6 +217,7 @@ describe.skipIf(!available.run)("ClusterBudget under faults", () => {
               `after ${watch.peak("after")}; a lost ${JSON.stringify(a.lost())}`
           )
           assert.isBelow(reclaim, leaseMillis + 1_000, `a's permits went to b and c in ${Math.round(reclaim)} ms`)
+          assert.isBelow(retire, 1_000, `a retired its connections ${Math.round(retire)} ms after waking`)
           assert.isAtMost(
             watch.peak("stopped", "a"),
             total,
@@ -299,6 +300,11 @@ describe.skipIf(!available.run)("ClusterBudget under faults", () => {
             all.map((h) => h.report().leasesLost),
             [0, 0, 0],
             `no lease lost: ${report(all, echo)}`
+          )
+          assert.deepStrictEqual(
+            all.map((h) => h.report().reclaimed),
+            [0, 0, 0],
+            "nothing was reclaimed"
           )
           assert.strictEqual(count.total, total, "Redis counts the 10 permits, no more")
           assert.strictEqual(count.permits, total)
@@ -515,6 +521,11 @@ describe.skipIf(!available.run)("ClusterBudget under faults", () => {
           assert.isAtMost(shared, 2 * heartbeatMillis, `shares within two heartbeats: ${Math.round(shared)} ms`)
           assert.isAtMost(watch.peak("start"), total, "never above the total")
           assert.strictEqual(a.report().evicted, 7, "a closed exactly what it held above its share")
+          assert.deepStrictEqual(
+            [b.report().evicted, c.report().evicted],
+            [0, 0],
+            "b and c, over their share while the other waits, close nothing: their connections are in use"
+          )
           assert.strictEqual(live.instances.a, 3)
           assert.strictEqual(live.total, total)
         }),
