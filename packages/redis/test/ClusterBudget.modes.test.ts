@@ -124,6 +124,34 @@ describe.skipIf(!available.run)("ClusterBudget modes and onFull", () => {
       })
   )
 
+  it.scoped("a permit granted without Redis whose acquire ran late (Redis paused) is counted once, not twice", () =>
+    Effect.gen(function* () {
+      const server = yield* RedisServer.make()
+      const raw = yield* rawClient(server.url)
+      const a = yield* makeInstance(server.url, options("m9", { instanceId: "a", mode: "local-share", localShare: 2 }))
+      yield* eventually(
+        Effect.map(stat(a, "instances"), (n) => n === 1),
+        "a has registered"
+      )
+      server.signal("SIGSTOP")
+      // The acquire is written, times out (300 ms), and the permit is granted locally.
+      const p = yield* hold(a, "t")
+      assert.include(yield* a.stats, { held: 1, offline: 1, failOpen: 1 })
+      server.signal("SIGCONT")
+      // Redis runs the late acquire (granting the same id); the re-assertion finds it and adds nothing.
+      yield* tickUntil(
+        Effect.map(stat(a, "offline"), (n) => n === 0),
+        "the permit is counted in Redis",
+        { step: "1 second" }
+      )
+      const c = yield* counted(raw, "m9")
+      assert.deepStrictEqual(c.fields, { "*": "1", "t:t": "1", "i:a": "1" })
+      assert.strictEqual(c.permits, 1)
+      yield* p.close
+      assert.strictEqual((yield* counted(raw, "m9")).total, 0)
+    })
+  )
+
   it.scoped(
     "unlimited: grants without Redis past the total; re-asserted above the limit, they are kept and reported as over",
     () =>
