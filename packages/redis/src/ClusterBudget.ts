@@ -5,7 +5,11 @@
  *
  * A permit is taken before a connection is created and given back when its
  * scope closes, so the budget composes into a pool's `acquire`: leases of
- * existing connections never touch Redis.
+ * existing connections never touch Redis. When the budget is full, `permit`
+ * can first ask the pool to close one of its own idle connections
+ * (`onFull`); when Redis cannot be asked, the `mode` decides between failing
+ * closed, a local share, and no limit, and what was granted meanwhile is
+ * counted in Redis once it answers.
  *
  * ```ts
  * import { KeyedPool } from "@cistern/pool"
