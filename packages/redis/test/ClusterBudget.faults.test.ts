@@ -13,12 +13,15 @@
  * settings that test needs. Real time: these are process and I/O tests;
  * every wait is bounded and names what it waited for.
  */
+
+import { createHash } from "node:crypto"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as BudgetClient from "../src/internal/budgetClient.js"
+import { script } from "../src/internal/budgetScript.js"
 import * as RedisClient from "../src/RedisClient.js"
 import { counted, makeInstance } from "./budget/instances.js"
 import {
@@ -446,12 +449,15 @@ describe.skipIf(!available.run)("ClusterBudget under faults", () => {
           yield* sleep(300)
           const count = yield* countedNow
           const reopened = ["a", "b", "c"].map((i, n) => echo.opened(i) - opened[n]!)
+          const sha = createHash("sha1").update(script).digest("hex")
+          const loaded = (yield* Effect.promise(() => raw.script("EXISTS", sha))) as ReadonlyArray<number>
           yield* Effect.log(
             `Redis restarted empty in ${Math.round(restart)} ms; ${countAtReassert} permits re-asserted ${Math.round(reasserted)} ms ` +
               `and 10 live, counted once, ${Math.round(recovered)} ms after the kill; worst live ${watch.peak("start")}; ` +
               `connections replaced ${JSON.stringify(reopened)}; lost ${JSON.stringify(all.map((h) => h.lost()))}; ` +
               `states seen ${JSON.stringify(all.map((h) => [...h.states()]))}`
           )
+          assert.deepStrictEqual(loaded, [1], "the restarted Redis has the script again (EVALSHA fell back to EVAL)")
           assert.isAtMost(watch.peak("start"), total, "never above the total")
           assert.strictEqual(echo.live().total, total, `10 live: ${report(all, echo)}`)
           assert.strictEqual(count.total, total, `Redis counts each live connection once: ${report(all, echo)}`)
