@@ -437,6 +437,16 @@ export const wantsGlobalGauge = budgetMetrics.wantsElsewhere
 export const acquireTotal = budgetMetrics.acquires
 
 /**
+ * Gauge `cistern_budget_state`: `Stats.state` as a number: 0 `ok`, 1
+ * `learning` (Redis is re-counting after losing its data or pausing), 2
+ * `unavailable` (the last call got no answer; label `budget`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const stateGauge = budgetMetrics.state
+
+/**
  * Gauge `cistern_budget_offline`: permits this instance holds that Redis
  * does not count yet, granted while it could not be asked (label `budget`).
  *

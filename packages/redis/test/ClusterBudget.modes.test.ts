@@ -101,6 +101,8 @@ describe.skipIf(!available.run)("ClusterBudget modes and onFull", () => {
         const second = yield* hold(a, "t")
         assert.include(yield* a.stats, { held: 2, offline: 1, failOpen: 1, granted: 2, state: "unavailable" })
         assert.strictEqual(yield* failOpen("m1", "local-share"), 1)
+        const state = yield* Metric.value(Metric.tagged(ClusterBudget.stateGauge, "budget", "m1"))
+        assert.strictEqual(state.value, 2, "unavailable")
         // The third waits for one of a's permits (or Redis) and fails after acquireTimeout.
         const third = yield* Effect.fork(hold(a, "t"))
         const error = failure(yield* settle(third, "the third permit gives up"))

@@ -176,13 +176,21 @@ export const make = (options: Options, internals: Internals = {}) =>
           epoch = reply.epoch
         yield* sampleGauges
         return reply
-      }).pipe(Effect.tapError(() => Effect.sync(() => void (state = "unavailable"))))
+      }).pipe(
+        Effect.tapError(() =>
+          Effect.zipRight(
+            Effect.sync(() => void (state = "unavailable")),
+            sampleGauges
+          )
+        )
+      )
 
     const tagged = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>) => Metric.tagged(metric, "budget", name)
     const sampleGauges = Effect.suspend(() =>
       Effect.all(
         [
           Metric.set(tagged(metrics.limit), limit),
+          Metric.set(tagged(metrics.state), state === "ok" ? 0 : state === "learning" ? 1 : 2),
           Metric.set(tagged(metrics.used), figures.used),
           Metric.set(tagged(metrics.held), held.size + offline.size),
           Metric.set(tagged(metrics.offline), offline.size),

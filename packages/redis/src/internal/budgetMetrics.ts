@@ -40,6 +40,11 @@ export const acquires = Metric.counter("cistern_budget_acquire_total", {
 })
 
 /** @internal */
+export const state = Metric.gauge("cistern_budget_state", {
+  description: "0 when the last answer from Redis was ok, 1 while it is learning, 2 when the last call failed"
+})
+
+/** @internal */
 export const offline = Metric.gauge("cistern_budget_offline", {
   description: "Permits this instance holds that Redis does not count yet (granted while it could not be asked)"
 })
