@@ -12,6 +12,7 @@ import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as fc from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -284,6 +285,63 @@ describe.skipIf(!available.run)("ClusterBudget modes and onFull", () => {
       assert.include(yield* a.stats, { held: 2, reasserted: 2, over: 0 })
       yield* Fiber.interrupt(events)
     })
+  )
+
+  it.scoped.prop(
+    "local-share without Redis, random takes and releases: never above the share or a tenant's share; no waiter left with room",
+    [
+      fc.integer({ min: 1, max: 4 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.array(
+        fc.oneof(
+          fc.record({ _tag: fc.constant("take" as const), tenant: fc.constantFrom("x", "y", "z") }),
+          fc.record({ _tag: fc.constant("release" as const), pick: fc.nat() })
+        ),
+        { minLength: 1, maxLength: 12 }
+      )
+    ],
+    ([share, tenantShareSeed, commands]) =>
+      Effect.gen(function* () {
+        const tenantShare = Math.min(share, tenantShareSeed)
+        // Nothing listens on the port: every call fails at once with a connection error.
+        const port = yield* RedisServer.freePort
+        const a = yield* offlineInstance(
+          `redis://127.0.0.1:${port}`,
+          options(`p${port}`, { mode: "local-share", localShare: share, localTenantShare: tenantShare })
+        )
+        const granted: Array<{ readonly tenant: string; readonly close: Effect.Effect<void> }> = []
+        const pending: Array<{ readonly tenant: string; readonly fiber: Fiber.RuntimeFiber<void, unknown> }> = []
+        const count = (tenant: string) => granted.filter((g) => g.tenant === tenant).length
+        const roomFor = (tenant: string) => granted.length < share && count(tenant) < tenantShare
+        const check = Effect.gen(function* () {
+          const held = (yield* a.stats).held
+          assert.isAtMost(held, share, "never above the local share")
+          for (const t of ["x", "y", "z"]) assert.isAtMost(count(t), tenantShare, "never above the tenant's share")
+          return pending.every((p) => !roomFor(p.tenant)) && held === granted.length
+        })
+        for (const c of commands) {
+          if (c._tag === "take") {
+            const entry = { tenant: c.tenant, fiber: undefined as unknown as Fiber.RuntimeFiber<void, unknown> }
+            entry.fiber = yield* Effect.fork(
+              Effect.flatMap(hold(a, c.tenant), (h) =>
+                Effect.sync(() => {
+                  granted.push({ tenant: c.tenant, close: h.close })
+                  pending.splice(pending.indexOf(entry), 1)
+                })
+              )
+            )
+            pending.push(entry)
+          } else if (granted.length > 0) {
+            const [g] = granted.splice(c.pick % granted.length, 1)
+            yield* g!.close
+          }
+          // A take is granted at once when there is room; a release wakes the waiters.
+          yield* eventually(check, "every waiter with room is served", 2_000)
+        }
+        assert.strictEqual((yield* a.stats).failOpen, (yield* a.stats).granted)
+        for (const p of pending) yield* Fiber.interrupt(p.fiber)
+      }),
+    { timeout: 60_000, fastCheck: { numRuns: 15 } }
   )
 
   it.scoped("onFull runs once, at the first full answer; a connection it closes asynchronously serves the waiter", () =>
