@@ -41,6 +41,8 @@ export interface Upstream {
   readonly accepted: () => number
   /** Tokens written so far. */
   readonly tokensSent: () => number
+  /** Completions sent whole (up to `data: [DONE]`) so far. */
+  readonly completed: () => number
   /** Requests received so far per account: the bearer key of `Authorization` (`""` for none). */
   readonly requestsByKey: () => ReadonlyMap<string, number>
 }
@@ -76,6 +78,7 @@ export const start = (options: UpstreamOptions = {}, port = 0): Effect.Effect<Up
       const sockets = new Set<Net.Socket>()
       let accepted = 0
       let sent = 0
+      let completed = 0
       let serial = 0
       const byKey = new Map<string, number>()
       const server = Http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
@@ -107,6 +110,7 @@ export const start = (options: UpstreamOptions = {}, port = 0): Effect.Effect<Up
             }
             if (i === tokens) {
               clearInterval(timer)
+              completed++
               res.end("data: [DONE]\n\n")
               return
             }
@@ -134,6 +138,7 @@ export const start = (options: UpstreamOptions = {}, port = 0): Effect.Effect<Up
               openSockets: () => sockets.size,
               accepted: () => accepted,
               tokensSent: () => sent,
+              completed: () => completed,
               requestsByKey: () => new Map(byKey)
             }
           })

@@ -81,7 +81,8 @@ class RelayBody extends Readable implements Dispatcher.DispatchHandler {
     readonly upstream: string,
     readonly onTimeout: "event" | "close",
     readonly onFailure: "event" | "close" | "fail",
-    readonly timeoutEvent: Uint8Array,
+    /** Built only when the deadline passes: most streams never need it. */
+    readonly timeoutEvent: () => Uint8Array,
     readonly failureEvent: (error: unknown) => Uint8Array
   ) {
     super()
@@ -118,7 +119,7 @@ class RelayBody extends Readable implements Dispatcher.DispatchHandler {
     if (this.ending !== undefined || this.destroyed) return
     this.ending = "timeout"
     this.abortUpstream("the stream passed its maximum duration")
-    if (this.events && this.onTimeout === "event") this.push(this.timeoutEvent)
+    if (this.events && this.onTimeout === "event") this.push(this.timeoutEvent())
     this.push(null)
   }
 
@@ -204,7 +205,7 @@ export const respond = <E>(
         upstream,
         options.onTimeout ?? (format === "sse" ? "event" : "close"),
         options.onFailure ?? (format === "sse" ? "event" : "fail"),
-        bytes((options.timeoutEvent ?? defaultTimeoutEvent)(maxMillis)),
+        () => bytes((options.timeoutEvent ?? defaultTimeoutEvent)(maxMillis)),
         (error) => bytes((options.failureEvent ?? defaultFailureEvent)(error))
       )
 
@@ -220,8 +221,11 @@ export const respond = <E>(
         const start = yield* Clock.currentTimeMillis
         yield* Metric.increment(active)
         // Runs before the lease ends (finalizers run last-in first-out): a response not yet
-        // whole is cut, and its connection destroyed rather than given to anyone else.
-        yield* Effect.addFinalizer(() =>
+        // whole is cut, and its connection destroyed rather than given to anyone else. Added to the
+        // scope itself (not `Effect.addFinalizer`, which diffs and patches the fiber's refs twice per
+        // run): the scope is closed on the handler's runtime anyway.
+        yield* Scope.addFinalizer(
+          scope,
           Effect.suspend(() => {
             if (!body.destroyed) body.destroy()
             const ending = body.ending ?? "interrupted"
