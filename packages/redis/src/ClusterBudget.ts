@@ -185,7 +185,10 @@ export interface Stats {
   readonly waiters: number
   /** Permits other instances are waiting for. */
   readonly wantsElsewhere: number
-  /** How many permits above its fair share this instance holds while others wait: idle connections worth closing. */
+  /**
+   * How many permits this instance should give up: above its fair share while others wait, or re-asserted
+   * above the limit after an outage. Idle connections worth closing; each release here lowers it at once.
+   */
   readonly over: number
   /** `"ok"`, `"learning"` (Redis lost its data or paused: holders re-assert, nothing is granted) or `"unavailable"` (the last call failed). */
   readonly state: "ok" | "learning" | "unavailable"

@@ -306,7 +306,8 @@ describe.skipIf(!available.run)("ClusterBudget", () => {
       const server = yield* RedisServer.make()
       const a = yield* makeInstance(server.url, options("b10", { instanceId: "a", total: 4, perTenant: 4 }))
       const b = yield* makeInstance(server.url, options("b10", { instanceId: "b", total: 4, perTenant: 4 }))
-      for (let i = 0; i < 4; i++) yield* hold(a, "t")
+      const first = yield* hold(a, "t")
+      for (let i = 0; i < 3; i++) yield* hold(a, "t")
       assert.strictEqual((yield* a.stats).over, 0, "nobody waits")
       const waiting = yield* Effect.fork(hold(b, "t"))
       yield* eventually(
@@ -319,6 +320,9 @@ describe.skipIf(!available.run)("ClusterBudget", () => {
         "a hears it is 2 over"
       )
       assert.strictEqual((yield* a.stats).wantsElsewhere, 1)
+      // a closes one: it is one above at once, before its next heartbeat says so.
+      yield* first.close
+      assert.strictEqual((yield* a.stats).over, 1)
       yield* Fiber.interrupt(waiting)
     })
   )

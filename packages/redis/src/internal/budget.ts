@@ -216,6 +216,7 @@ export const make = (options: Options, internals: Internals = {}) =>
         if (mode === "unlimited") for (const [id, tenant] of held) offline.set(id, tenant)
         held.clear()
         adopted.clear()
+        figures = { ...figures, over: 0 }
         counters.leasesLost++
         yield* Metric.increment(tagged(metrics.leasesLost))
         if (mode === "unlimited") {
@@ -319,6 +320,9 @@ export const make = (options: Options, internals: Internals = {}) =>
         // An id is in one of the two maps at most.
         const wasHeld = held.delete(id) || offline.delete(id)
         adopted.delete(id)
+        // One permit fewer here is one fewer above the fair share (or the limit): `over` stays true
+        // between heartbeats, so a pool acting on it does not close the same excess twice.
+        if (wasHeld && figures.over > 0) figures = { ...figures, over: figures.over - 1 }
         // Nothing to tell Redis (and nothing to keep pending through an outage, however many permits churn).
         if (unseen.delete(id)) {
           counters.released++
