@@ -194,6 +194,9 @@ export interface Options<K, A, E, R, EG = never, RG = never> extends Omit<PoolCo
    * e.g. with `Effect.acquireRelease`) destroy it; they run exactly once, on
    * a fiber of their own (no caller waits for another's finalizer). One that
    * throws instead of returning an Effect fails its creation with that defect.
+   * A caller's creation runs on a fiber of the pool's (with the fiber refs of
+   * where the pool was made, such as its log annotations), because the item
+   * may serve another caller; a traced caller's span is its parent.
    */
   readonly acquire: (key: K) => Effect.Effect<A, E, R>
   /**

@@ -5,7 +5,7 @@
  * invariants checked against an outside ledger after every step.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, FiberRef, FastCheck as fc, Scope, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, FastCheck as fc, Scope, TestClock } from "effect"
 import { KeyedPool } from "../src/index.js"
 import { advancing, completing, pick, picking } from "./utils/model.js"
 import { settle } from "./utils/resource.js"
@@ -59,8 +59,13 @@ interface Caller {
   item: Item | undefined
 }
 
-/** Which caller a fiber (or its children, such as a creation's) works for. */
-const callerRef = FiberRef.unsafeMake(-1)
+/**
+ * Which caller a creation was started for: each caller runs in a span named
+ * after its arrival, and a creation's span parent is its caller's.
+ */
+const callerOf = Effect.map(Effect.currentParentSpan, (span) =>
+  span._tag === "Span" && span.name.startsWith("caller-") ? Number(span.name.slice(7)) : -1
+)
 
 const runCommands = (commands: ReadonlyArray<Command>) =>
   Effect.gen(function* () {
@@ -73,7 +78,7 @@ const runCommands = (commands: ReadonlyArray<Command>) =>
     const acquire = (key: Key) =>
       Effect.gen(function* () {
         const gate = yield* Deferred.make<boolean>()
-        const entry: Pending = { caller: yield* FiberRef.get(callerRef), gate }
+        const entry: Pending = { caller: yield* Effect.orElseSucceed(callerOf, () => -1), gate }
         pending.push(entry)
         const ok = yield* Deferred.await(gate).pipe(
           Effect.ensuring(Effect.sync(() => pending.splice(pending.indexOf(entry), 1)))
@@ -165,7 +170,7 @@ const runCommands = (commands: ReadonlyArray<Command>) =>
                   caller.item = undefined
                 })
               ),
-              Effect.locally(callerRef, step)
+              Effect.withSpan(`caller-${step}`)
             )
           )
           callers.push(Object.assign(caller, { fiber }))

@@ -9,7 +9,7 @@ import { pipeArguments } from "effect/Pipeable"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { GateContext, KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool.js"
+import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool.js"
 import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
@@ -17,6 +17,7 @@ import {
   type AnyFiber,
   annotations,
   bounded,
+  type Creator,
   Item,
   itemOf,
   KeySlot,
@@ -283,22 +284,18 @@ export const make = <K, A, E, R, EG = never, RG = never>(
     const drained = yield* Deferred.make<void>()
     const scope = yield* Effect.scope
     const runtime = yield* Effect.runtime<never>()
-    // Lazily: an `acquire` that throws (a bad URL) fails its creation with the defect, which frees the reservation.
-    const acquire = (key: K, itemScope: Scope.Scope) =>
-      Effect.provide(
-        Effect.suspend(() => options.acquire(key)),
-        Context.add(context, Scope.Scope, itemScope) as Context.Context<R>
-      )
     const userGate = options.gate
-    const gate =
-      userGate === undefined
-        ? undefined
-        : (itemScope: Scope.Scope, gateContext: GateContext<K>) =>
-            Effect.provide(
-              Effect.suspend(() => userGate(gateContext)),
-              Context.add(context, Scope.Scope, itemScope) as Context.Context<RG>
-            )
-    const state = new PoolState<K, A, E | EG>(settings, acquire, clock, drained, scope, runtime, gate)
+    // The user's functions run where the context is the pool's plus the item's own scope (see `Creator`).
+    // Lazily: an `acquire` that throws (a bad URL) fails its creation with the defect, which frees the reservation.
+    const creator: Creator<K, A, E | EG> = {
+      context: (itemScope) => Context.add(context, Scope.Scope, itemScope) as Context.Context<never>,
+      acquire: (key) => Effect.suspend(() => options.acquire(key)) as Effect.Effect<A, E>,
+      gate:
+        userGate === undefined
+          ? undefined
+          : (gateContext) => Effect.suspend(() => userGate(gateContext)) as Effect.Effect<unknown, EG>
+    }
+    const state = new PoolState<K, A, E | EG>(settings, creator, clock, drained, scope, runtime)
 
     if (Number.isFinite(settings.acquireTimeout)) {
       yield* Effect.forkIn(Effect.annotateLogs(state.deadlines, annotations), scope)
