@@ -20,7 +20,9 @@
  *   createTimeout: "MEM0_CONNECTION_TIMEOUT"
  * }, {
  *   // its variables count in seconds: MEM0_HEALTH_CHECK_INTERVAL=30 is 30 seconds
- *   units: { healthCheckInterval: "seconds", heartbeatInterval: "seconds", createTimeout: "seconds" }
+ *   units: { healthCheckInterval: "seconds", heartbeatInterval: "seconds", createTimeout: "seconds" },
+ *   // and only these four are read: a RETRY or MAX_PER_KEY meant for another program is ignored
+ *   only: true
  * })
  * ```
  *
@@ -275,21 +277,31 @@ export type DurationSetting =
  * A bare number is milliseconds unless `units` declares another unit for
  * that setting (`{ units: { healthCheckInterval: "seconds" } }`).
  *
+ * With `only: true`, just the settings named in `names` are read: a program
+ * with variables of its own is not stopped by a generic one (`RETRY`,
+ * `MAX_PER_KEY`) set for another program in the same environment.
+ *
  * @since 0.1.0
  * @category config
  */
 export const settings = (
   names: { readonly [K in keyof Settings]?: string } = {},
-  options?: { readonly units?: { readonly [K in DurationSetting]?: Unit } | undefined }
+  options?: {
+    readonly units?: { readonly [K in DurationSetting]?: Unit } | undefined
+    readonly only?: boolean | undefined
+  }
 ): Config.Config<Settings> => {
   const name = (k: keyof Settings) => names[k] ?? variables[k]
+  // A setting left out under `only` reads nothing and stays undefined.
+  const read = <A>(k: keyof Settings, config: (name: string) => Config.Config<A>): Config.Config<A | undefined> =>
+    options?.only === true && names[k] === undefined ? Config.succeed(undefined) : optional(config(name(k)))
   const time = (k: DurationSetting, positive = true) =>
-    optional(duration(name(k), { positive, unit: options?.units?.[k] }))
+    read(k, (variable) => duration(variable, { positive, unit: options?.units?.[k] }))
   return Config.all({
-    maxPerKey: optional(limit(name("maxPerKey"))),
-    maxTotal: optional(limit(name("maxTotal"))),
-    maxKeys: optional(limit(name("maxKeys"))),
-    minIdlePerKey: optional(count(name("minIdlePerKey"))),
+    maxPerKey: read("maxPerKey", limit),
+    maxTotal: read("maxTotal", limit),
+    maxKeys: read("maxKeys", limit),
+    minIdlePerKey: read("minIdlePerKey", count),
     idleTimeout: time("idleTimeout"),
     maxLifetime: time("maxLifetime"),
     acquireTimeout: time("acquireTimeout"),
@@ -297,10 +309,10 @@ export const settings = (
     // The one setting that may be zero: shut down without waiting for leases.
     drainTimeout: time("drainTimeout", false),
     createTimeout: time("createTimeout"),
-    createConcurrency: optional(limit(name("createConcurrency"))),
+    createConcurrency: read("createConcurrency", limit),
     healthCheckInterval: time("healthCheckInterval"),
     heartbeatInterval: time("heartbeatInterval"),
-    retry: optional(flag(name("retry"))),
-    maxLeasesPerItem: optional(limit(name("maxLeasesPerItem")))
+    retry: read("retry", flag),
+    maxLeasesPerItem: read("maxLeasesPerItem", limit)
   })
 }

@@ -67,4 +67,20 @@ describe("PoolConfig units", () => {
       assert.strictEqual(Duration.toMillis(Either.getOrThrow(ms)), 250)
     })
   )
+
+  it.effect(
+    "with only, just the named variables are read: a stray generic one set for another program is ignored",
+    () =>
+      Effect.gen(function* () {
+        const names = { maxPerKey: "MAX_CONNECTIONS_PER_USER", retry: "GATEWAY_RETRY" } as const
+        const env = { MAX_CONNECTIONS_PER_USER: "5", RETRY: "perhaps", MAX_TOTAL: "0", IDLE_TIMEOUT: "30" }
+        const only = Either.getOrThrow(yield* read(PoolConfig.settings(names, { only: true }), env))
+        assert.strictEqual(only.maxPerKey, 5)
+        assert.deepStrictEqual([only.retry, only.maxTotal, only.idleTimeout], [undefined, undefined, undefined])
+        // Without it, the generic names are read too, and their bad values stop the program.
+        const all = yield* read(PoolConfig.settings(names), env)
+        assert.isTrue(Either.isLeft(all))
+        assert.include(String(Either.getLeft(all).pipe((e) => (e._tag === "Some" ? e.value : ""))), "MAX_TOTAL")
+      })
+  )
 })
