@@ -1991,7 +1991,6 @@ export const bounded = (
     onTimeout: () => new CheckTimeout({ check: what, timeoutMillis: millis })
   })
 
-/** Reads an item's state afresh (past TypeScript's narrowing across a release). */
 /** The first item of `list` (an idle list, least recently used first) of a key other than `slot`'s. */
 const firstOfOtherKey = <K, A>(
   list: LinkedList<Item<K, A>> | undefined,
@@ -2002,6 +2001,7 @@ const firstOfOtherKey = <K, A>(
   return undefined
 }
 
+/** Reads an item's state afresh (past TypeScript's narrowing across a release). */
 const isIdle = (item: Item<any, any>): boolean => item.state === "idle"
 
 /**
