@@ -103,10 +103,11 @@ const observe = (driver: Driver, op: Op, reply: Reply) => {
     driver.epoch = reply.epoch
     return
   }
+  // A holder adopts a new epoch only from a heartbeat (where it re-asserts what it holds) or an adopt; one
+  // that held nothing when it called takes it from any answer (the service decides before it counts a grant).
+  if (op._tag === "heartbeat" || op._tag === "adopt" || driver.held.size === 0) driver.epoch = reply.epoch
   if (op._tag === "acquire" && reply.status === "granted") driver.held.set(op.id, op.tenant)
   if (op._tag === "adopt") for (const [id, tenant] of op.permits) driver.held.set(id, tenant)
-  // A holder adopts a new epoch only from a heartbeat (where it re-asserts what it holds) or an adopt.
-  if (op._tag === "heartbeat" || op._tag === "adopt" || driver.held.size === 0) driver.epoch = reply.epoch
 }
 
 const strip = ({ published: _, ...reply }: Reply) => reply
@@ -229,6 +230,85 @@ describe.skipIf(!available.run)("the budget script and its model", () => {
         ])
       }),
     60_000
+  )
+
+  it.scopedLive(
+    "after Redis loses its data, a holder whose acquire comes before its heartbeat hears learning, then re-asserts",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* RedisServer.make()
+        const client = yield* RedisClient.make({ url: server.url, commandTimeout: "5 seconds" })
+        const budget = BudgetClient.make(client, { prefix: "test:", name: "restart", testClock: true })
+        const model = new Model()
+        let now = 1_000_000
+        const a = newDriver(0)
+        /** One call through both, which must agree; the driver reacts as the service does. */
+        const run = (op: Op) =>
+          Effect.gen(function* () {
+            const caller: Caller = { instance: a.instance, epoch: a.epoch, leaseMillis: lease }
+            const expected = model.step(now, caller, op)
+            const actual = yield* budget.call(caller, op, now)
+            assert.deepStrictEqual(actual, strip(expected), JSON.stringify(op))
+            observe(a, op, actual)
+            return actual
+          })
+        const acquire = (id: string): Op => ({
+          _tag: "acquire",
+          id,
+          tenant: "x",
+          limit,
+          tenantLimit,
+          held: a.held.size,
+          waiting: 1
+        })
+        assert.strictEqual((yield* run(acquire("i0:1"))).status, "granted")
+        assert.strictEqual((yield* run(acquire("i0:2"))).status, "granted")
+        const before = a.epoch
+        // Redis restarts empty; the holder's next call is an acquire of one of its waiters.
+        yield* Effect.promise(() => client.redis.flushall())
+        model.flush()
+        now += 100
+        const first = yield* run(acquire("i0:3"))
+        assert.strictEqual(first.status, "learning", "not lost: the instance has not had a chance to re-assert")
+        assert.notStrictEqual(first.epoch, before)
+        assert.strictEqual(a.epoch, before, "a holder keeps its epoch until its heartbeat re-asserts")
+        assert.deepStrictEqual([...a.held.keys()], ["i0:1", "i0:2"])
+        // The service's answer to a new epoch while holding permits: a heartbeat, which re-asserts.
+        const beat = yield* run({ _tag: "heartbeat", waiting: 1, limit, permits: [...a.held] })
+        assert.strictEqual(beat.status, "reasserted")
+        assert.include(beat, { used: 2, held: 2 })
+        // After the learning period (a lease from the restart), grants resume; nothing was counted twice.
+        now += lease / 2
+        assert.strictEqual((yield* run({ _tag: "heartbeat", waiting: 1, limit, permits: [...a.held] })).status, "ok")
+        now += lease / 2
+        const third = yield* run(acquire("i0:3"))
+        assert.include(third, { status: "granted", used: 3, held: 3 })
+        // Outside learning, a stale holder that never re-asserted is still told it lost its lease.
+        const other = new Model()
+        const late = yield* Effect.sync(() => {
+          other.step(0, { instance: "i1", epoch: "", leaseMillis: lease }, acquire("i1:1"))
+          other.step(
+            600,
+            { instance: "i2", epoch: "", leaseMillis: lease },
+            {
+              _tag: "heartbeat",
+              waiting: 0,
+              limit,
+              permits: []
+            }
+          )
+          return other.step(
+            1_200,
+            { instance: "i1", epoch: "before", leaseMillis: lease },
+            {
+              ...acquire("i1:2"),
+              held: 1
+            }
+          )
+        })
+        assert.strictEqual(late.status, "lost")
+      }),
+    30_000
   )
 })
 

@@ -14,10 +14,12 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as ClusterBudget from "../src/ClusterBudget.js"
+import * as internal from "../src/internal/budget.js"
 import * as BudgetClient from "../src/internal/budgetClient.js"
 import * as RedisClient from "../src/RedisClient.js"
 import { counted, makeInstance, tickUntil } from "./budget/instances.js"
@@ -270,6 +272,55 @@ describe.skipIf(!available.run)("ClusterBudget", () => {
       assert.strictEqual((yield* b.stats).waiters, 1, "the fourth waits")
       yield* Fiber.interrupt(waiting)
     })
+  )
+
+  it.scoped(
+    "after Redis restarts empty, a holder whose acquire reaches it before its heartbeat keeps its permits and re-asserts them",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* RedisServer.make()
+        // The instance's own client, so the test can wait for it to reconnect without moving the clock.
+        const client = yield* RedisClient.make({
+          url: server.url,
+          commandTimeout: "300 millis",
+          reconnectMax: "50 millis"
+        })
+        const a = yield* internal
+          .make(options("b12", { instanceId: "a", perTenant: 3 }), { testClock: true })
+          .pipe(Effect.provideService(RedisClient.RedisClient, client))
+        const events = yield* Effect.fork(Stream.runCollect(Stream.take(a.lost, 1)))
+        yield* hold(a, "t1")
+        yield* hold(a, "t1")
+        server.signal("SIGKILL")
+        yield* Effect.asVoid(server.exited)
+        const restarted = yield* RedisServer.make({ port: server.port })
+        const raw = yield* rawClient(restarted.url)
+        yield* eventually(client.isReady, "a's client reconnects")
+        // A new epoch is named after the server's time: a few ms on (less than any timer), so it differs.
+        yield* TestClock.adjust("10 millis")
+        // No heartbeat is due (the clock moves no further), so the first call the empty Redis sees is this acquire
+        // (held 2, no lease entry, an older epoch). It hears learning, and a re-asserts at once.
+        const waiting = yield* Effect.fork(hold(a, "t2"))
+        yield* eventually(
+          Effect.zipWith(counted(raw, "b12"), a.stats, (c, s) => c.total === 2 && s.held === 2),
+          "a re-asserts its two permits"
+        )
+        assert.include(
+          yield* a.stats,
+          { leasesLost: 0, held: 2, waiters: 1 },
+          "the waiter waits out the learning period"
+        )
+        // Past the learning period (a lease from the restart) the waiter gets the third permit.
+        yield* tickUntil(
+          Effect.map(stat(a, "held"), (n) => n === 3),
+          "a's waiter is granted after learning"
+        )
+        yield* Fiber.join(waiting)
+        assert.deepStrictEqual((yield* counted(raw, "b12")).fields, { "*": "3", "t:t1": "2", "t:t2": "1", "i:a": "3" })
+        assert.strictEqual((yield* a.stats).leasesLost, 0, "a never heard lost")
+        assert.isTrue(Option.isNone(yield* Fiber.poll(events).pipe(Effect.map(Option.flatten))), "no lost event")
+        yield* Fiber.interrupt(events)
+      })
   )
 
   it.scoped("an acquire whose reply never came (Redis paused) is released once Redis runs it: nothing leaks", () =>

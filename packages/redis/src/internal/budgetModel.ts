@@ -254,7 +254,9 @@ export class Model {
           this.instances.set(me, now + lease)
         } else if (stale && !learning) {
           status = "lost"
-        } else if (op.held > 0 && !registered) {
+        } else if (op.held > 0 && !registered && !stale) {
+          // Its entry was reclaimed. A stale caller is one whose data Redis lost: it may acquire before its
+          // heartbeat re-asserts, and hears "learning" (or "lost" above, once learning is over).
           status = "lost"
         } else {
           this.instances.set(me, now + lease)

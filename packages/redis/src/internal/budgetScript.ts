@@ -31,6 +31,10 @@
  *   and `now + lease` respectively.
  * - Outside learning, up to 16 instances whose lease ran out are reclaimed:
  *   their permits and wants go.
+ * - An acquire from an instance that holds permits but has no lease entry is
+ *   answered `lost` (its entry was reclaimed), unless it carries an older
+ *   epoch: then Redis lost its data, and the instance hears `learning` (or
+ *   `lost` once learning is over) and re-asserts with its next heartbeat.
  * - `adopt` counts the permits it carries (those not counted yet) whatever
  *   the limits, learning or epoch: their connections exist, and counting them
  *   can only make the count truer. It renews the caller's lease.
@@ -129,7 +133,9 @@ if op == "acquire" then
     redis.call("ZADD", inst, now + lease, me)
   elseif stale and not learning then
     status = "lost"
-  elseif held > 0 and not registered then
+  elseif held > 0 and not registered and not stale then
+    -- (A stale caller holding permits is an instance Redis lost the data of: during learning its
+    -- acquire may come before its heartbeat; it hears "learning" and re-asserts.)
     status = "lost"
   else
     redis.call("ZADD", inst, now + lease, me)
