@@ -74,7 +74,21 @@ export const BudgetStats = Schema.Struct({
   /** Times this instance lost its lease. */
   leasesLost: Schema.Number,
   /** Releases waiting to be replayed once the store answers again. */
-  pendingReleases: Schema.Number
+  pendingReleases: Schema.Number,
+  /**
+   * What the budget does when its store cannot be asked: `fail-closed` (grant nothing), `local-share`
+   * (grant up to a share of the limit), `unlimited` (only local limits). Optional, like the fields below:
+   * a budget that predates them, or has no such notion, leaves them out.
+   */
+  mode: Schema.optionalWith(Schema.Literal("fail-closed", "local-share", "unlimited"), { exact: true }),
+  /** Permits of `held` granted while the store could not be asked, not counted there yet. */
+  offline: Schema.optionalWith(Schema.Number, { exact: true }),
+  /** Instances holding a lease in the budget at its last answer, this one included. */
+  instances: Schema.optionalWith(Schema.Number, { exact: true }),
+  /** Permits granted while the store could not be asked (`local-share` or `unlimited` mode). */
+  failOpen: Schema.optionalWith(Schema.Number, { exact: true }),
+  /** Permits granted while the store could not be asked that it counted once it answered again. */
+  reasserted: Schema.optionalWith(Schema.Number, { exact: true })
 }).annotations({ identifier: "BudgetStats" })
 
 /**

@@ -115,9 +115,51 @@ describe("PoolRegistry", () => {
       unavailable: 0,
       reclaimed: 3,
       leasesLost: 0,
-      pendingReleases: 0
+      pendingReleases: 0,
+      mode: "local-share",
+      offline: 2,
+      instances: 3,
+      failOpen: 4,
+      reasserted: 2
     }
     const json = JSON.stringify(Schema.encodeSync(PoolRegistry.BudgetStats)(stats))
     assert.deepStrictEqual(Schema.decodeUnknownSync(PoolRegistry.BudgetStats)(JSON.parse(json)), stats)
+  })
+
+  it("BudgetStats: mode, offline, instances, failOpen and reasserted are optional (a budget without them still decodes); a mode is one of three", () => {
+    const {
+      mode: _m,
+      offline: _o,
+      instances: _i,
+      failOpen: _f,
+      reasserted: _r,
+      ...older
+    } = {
+      name: "upstream",
+      instanceId: "host-1",
+      limit: 100,
+      used: 42,
+      held: 7,
+      waiters: 1,
+      wantsElsewhere: 2,
+      over: 0,
+      state: "ok" as const,
+      granted: 9,
+      released: 2,
+      exhausted: 1,
+      unavailable: 0,
+      reclaimed: 3,
+      leasesLost: 0,
+      pendingReleases: 0,
+      mode: "fail-closed" as const,
+      offline: 0,
+      instances: 2,
+      failOpen: 0,
+      reasserted: 0
+    }
+    const decoded = Schema.decodeUnknownSync(PoolRegistry.BudgetStats)(JSON.parse(JSON.stringify(older)))
+    assert.deepStrictEqual(decoded, older)
+    assert.notProperty(decoded, "mode")
+    assert.throws(() => Schema.decodeUnknownSync(PoolRegistry.BudgetStats)({ ...older, mode: "open" }))
   })
 })

@@ -20,7 +20,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import type * as ClusterBudget from "../src/ClusterBudget.js"
-import { registerBudget, toBudgetStats } from "../src/internal/budgetRegistry.js"
+import { toBudgetStats } from "../src/internal/budgetRegistry.js"
 import { makeInstance } from "./budget/instances.js"
 import { redisAvailable } from "./utils/backends.js"
 import { eventually } from "./utils/eventually.js"
@@ -74,11 +74,17 @@ describe.skipIf(!available.run)("ClusterBudget in the admin API", () => {
     Effect.gen(function* () {
       const server = yield* RedisServer.make()
       const registry = yield* PoolRegistry.make
-      const a = yield* makeInstance(server.url, options("a"))
+      const registered = Effect.provideService(PoolRegistry.PoolRegistry, registry)
+      // Made while a registry is provided, a budget lists itself there (once) until its scope closes.
+      const a = yield* makeInstance(server.url, options("a")).pipe(registered)
       const bScope = yield* Scope.make()
-      const b = yield* makeInstance(server.url, options("b")).pipe(Scope.extend(bScope))
-      yield* registerBudget(a).pipe(Effect.provideService(PoolRegistry.PoolRegistry, registry))
-      yield* registerBudget(b).pipe(Effect.provideService(PoolRegistry.PoolRegistry, registry), Scope.extend(bScope))
+      const b = yield* makeInstance(server.url, options("b")).pipe(registered, Scope.extend(bScope))
+      // Made without one: it is not listed (and needs none).
+      const unlisted = yield* makeInstance(server.url, options("unlisted"))
+      yield* eventually(
+        Effect.map(Effect.all([a.stats, b.stats, unlisted.stats]), (all) => all.every((s) => s.instances > 0)),
+        "each instance's first heartbeat has registered it in Redis"
+      )
 
       const url = yield* serveAdmin(registry)
       const admin = yield* HttpApiClient.make(AdminApi.AdminApi, {
@@ -106,6 +112,19 @@ describe.skipIf(!available.run)("ClusterBudget in the admin API", () => {
       )
       assert.strictEqual(budgets[1].used, 3, "b's last answer from Redis counted all three permits")
       assert.deepStrictEqual(budgets, [toBudgetStats(yield* a.stats), toBudgetStats(yield* b.stats)])
+      assert.deepStrictEqual(
+        budgets.map((s) => [s.mode, s.offline, s.instances, s.failOpen, s.reasserted]),
+        [
+          ["fail-closed", 0, 3, 0, 0],
+          ["fail-closed", 0, 3, 0, 0]
+        ],
+        "every figure of the budget's stats is sent, the mode and the instances in the budget included"
+      )
+      // Every field of the budget's stats has its place in the registry's schema (a type error otherwise).
+      const complete: [Exclude<keyof ClusterBudget.Stats, keyof PoolRegistry.BudgetStats>] extends [never]
+        ? true
+        : false = true
+      assert.isTrue(complete)
 
       // the raw body is plain JSON that the API's own schema decodes, and nothing of Redis leaks into it
       const raw = yield* get(`${url}/budgets`, { authorization: `Bearer ${secret}` })

@@ -252,7 +252,7 @@ describe.skipIf(!available.run)("the budget script and its model", () => {
             observe(a, op, actual)
             return actual
           })
-        const acquire = (id: string): Op => ({
+        const acquire = (id: string): Extract<Op, { readonly _tag: "acquire" }> => ({
           _tag: "acquire",
           id,
           tenant: "x",

@@ -37,6 +37,7 @@ import type { RedisError } from "../RedisError.js"
 import * as BudgetClient from "./budgetClient.js"
 import * as metrics from "./budgetMetrics.js"
 import type { Caller, Op, Reply } from "./budgetModel.js"
+import { registerBudget } from "./budgetRegistry.js"
 
 /** Settings no user sets. @internal */
 export interface Internals {
@@ -644,5 +645,7 @@ export const make = (options: Options, internals: Internals = {}) =>
       lost: Stream.fromPubSub(lostHub),
       stats
     }
+    // Listed in the admin API's registry when one is provided, for as long as this scope is open.
+    yield* registerBudget(service)
     return service
   })

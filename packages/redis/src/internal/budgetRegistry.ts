@@ -34,7 +34,12 @@ export const toBudgetStats = (stats: Stats): PoolRegistry.BudgetStats => ({
   unavailable: stats.unavailable,
   reclaimed: stats.reclaimed,
   leasesLost: stats.leasesLost,
-  pendingReleases: stats.pendingReleases
+  pendingReleases: stats.pendingReleases,
+  mode: stats.mode,
+  offline: stats.offline,
+  instances: stats.instances,
+  failOpen: stats.failOpen,
+  reasserted: stats.reasserted
 })
 
 /**
