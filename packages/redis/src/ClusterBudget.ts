@@ -3,28 +3,38 @@
  * at most `total` connections to an upstream across all instances, at most
  * `perTenant` for one tenant, and nothing leaked when an instance dies.
  *
- * A permit is taken before a connection is created and given back when its
- * scope closes, so the budget composes into a pool's `acquire`: leases of
- * existing connections never touch Redis. When the budget is full, `permit`
- * can first ask the pool to close one of its own idle connections
- * (`onFull`); when Redis cannot be asked, the `mode` decides between failing
- * closed, a local share, and no limit, and what was granted meanwhile is
- * counted in Redis once it answers.
+ * A permit is taken before a connection is created and given back when the
+ * connection is destroyed: {@link gate} is a pool's creation gate, so leases
+ * of existing connections never touch Redis, and a full budget first makes
+ * room by closing one of the pool's own idle connections of another key.
+ * {@link govern} keeps the pool within what the budget allows: it retires
+ * the pool's connections when this instance's lease is lost, and closes idle
+ * ones above its fair share while other instances wait. When Redis cannot be
+ * asked, the `mode` decides between failing closed, a local share, and no
+ * limit, and what was granted meanwhile is counted in Redis once it answers.
+ * Made while a `PoolRegistry` is provided, a budget lists itself there, so an
+ * admin API shows it next to the pools.
  *
  * ```ts
  * import { KeyedPool } from "@cistern/pool"
  * import { ClusterBudget, RedisClient } from "@cistern/redis"
- * import { Effect, Layer, Redacted } from "effect"
+ * import { Effect, Redacted } from "effect"
  *
- * declare const connect: (tenant: string) => Effect.Effect<{ readonly tenant: string }, Error, never>
+ * declare const connect: (upstream: string) => Effect.Effect<{ readonly upstream: string }, Error, never>
  *
  * const program = Effect.gen(function* () {
+ *   // at most 100 connections to the upstreams across all instances, 10 per user
  *   const budget = yield* ClusterBudget.make({ name: "upstream", total: 100, perTenant: 10 })
  *   const pool = yield* KeyedPool.make({
- *     // the permit is returned when the connection is destroyed (its scope closes)
- *     acquire: (tenant: string) => Effect.zipRight(budget.permit(tenant), connect(tenant))
+ *     acquire: (key: { readonly user: string; readonly upstream: string }) => connect(key.upstream),
+ *     keyId: (key) => `${key.user}|${key.upstream}`,
+ *     group: (key) => key.user, // the budget's tenant
+ *     // a permit before each creation, given back when the connection is destroyed
+ *     gate: ClusterBudget.gate(budget)
  *   })
- *   yield* Effect.scoped(pool.get("tenant-a"))
+ *   // retire on a lost lease, close idle connections above the fair share
+ *   yield* ClusterBudget.govern(budget, pool)
+ *   yield* Effect.scoped(pool.get({ user: "ada", upstream: "search" }))
  * }).pipe(Effect.scoped, Effect.provide(RedisClient.layer({ url: Redacted.make("redis://127.0.0.1:6379") })))
  * ```
  *
@@ -302,6 +312,9 @@ export class ClusterBudget extends Context.Tag("@cistern/redis/ClusterBudget")<C
  * notifications, and leaves (giving back what it still holds) when the scope
  * closes. It does not fail when Redis is unreachable: until it is back,
  * permits follow the `mode` (by default they fail with `BudgetUnavailable`).
+ * When a `PoolRegistry` is provided, the budget lists itself there (its
+ * stats as `PoolRegistry.BudgetStats`) until the scope closes; none is
+ * required.
  *
  * @since 0.1.0
  * @category constructors
