@@ -12,8 +12,14 @@
  * connections for 2 seconds. `BENCH_CPU_PROF=<dir>` writes a CPU profile of
  * each relay process's measured run there (`<dir>/<path>.cpuprofile`).
  *
+ * Each relay process is started for its own path and stopped after it; the
+ * upstream and the load generator live for the whole run. Every path is
+ * warmed up first (one request per connection, none cut).
+ *
  * It prints req/s, latency p50/p99, tokens/s, the CPU time per request of
- * each process (relay, upstream, load generator), the machine's load
+ * each process (relay and upstream: over a steady window of the run, per
+ * completion the upstream sent whole; load generator: over the whole run),
+ * the upstream connections opened during the run, the machine's load
  * average, and, for the Cistern relay, the leases still held once the load
  * has stopped (leaked leases, from its `/healthz`).
  */
