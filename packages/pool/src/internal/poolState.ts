@@ -18,18 +18,11 @@ import {
   PoolTimeout
 } from "../PoolError.js"
 import * as PoolMetrics from "../PoolMetrics.js"
-import type {
-  CheckResult,
-  CleanupReport,
-  GroupStats,
-  ItemDetails,
-  KeyHealth,
-  KeyStats,
-  PoolStats
-} from "../PoolStats.js"
+import type { CheckResult, CleanupReport, ItemDetails, KeyStats, PoolStats } from "../PoolStats.js"
 import { Breaker, PASS, PROBE } from "./breaker.js"
 import { type Group, Groups } from "./groups.js"
 import { ItemIndex } from "./itemIndex.js"
+import * as snapshot from "./kernel/snapshot.js"
 import { KeyIndex } from "./keyIndex.js"
 import { afterLease, LeaseHeap, needsItem, withRoom } from "./leases.js"
 import { Link, LinkedList } from "./linkedList.js"
@@ -1702,23 +1695,7 @@ export class PoolState<K, A, E> {
   // ---------------------------------------------------------------------------
 
   occupancy(): Occupancy {
-    return {
-      size: this.size,
-      idle: this.idle,
-      inUse: this.inUse,
-      creating: this.creating,
-      waiting: this.waiters.size - this.pending
-    }
-  }
-
-  private keyOccupancy(slot: KeySlot<K, A>): Occupancy {
-    return {
-      size: slot.size,
-      idle: slot.idle.size,
-      inUse: slot.inUse,
-      creating: slot.creating,
-      waiting: slot.waiters.size - slot.pending
-    }
+    return snapshot.occupancy(this)
   }
 
   timeoutError(slot: KeySlot<K, A>, key: K, since: number): PoolTimeout {
@@ -1731,46 +1708,13 @@ export class PoolState<K, A, E> {
         maxTotal: Number.isFinite(s.maxTotal) ? s.maxTotal : null,
         acquireTimeoutMillis: Number.isFinite(s.acquireTimeout) ? s.acquireTimeout : null
       },
-      keySnapshot: this.keyOccupancy(slot),
+      keySnapshot: snapshot.keyOccupancy(slot),
       poolSnapshot: this.occupancy()
     })
   }
 
   itemDetails(): Array<ItemDetails> {
-    const now = this.now()
-    const details: Array<ItemDetails> = []
-    for (const item of this.items) {
-      const idle = item.state === "idle"
-      details.push({
-        key: item.slot.description,
-        state: idle ? "idle" : "leased",
-        createdAt: item.createdAt,
-        lastUsed: item.lastUsed,
-        ageMillis: now - item.createdAt,
-        idleMillis: idle ? now - item.idleSince : 0,
-        // A health check or a creation in progress holds an item without a caller's lease.
-        leases: this.shares ? item.leases : item.state === "leased" && item.holder !== undefined ? 1 : 0
-      })
-    }
-    return details
-  }
-
-  private health(slot: KeySlot<K, A>, now: number): KeyHealth {
-    const breaker = slot.breaker
-    const history = slot.history ?? []
-    const lastCheck = history.length === 0 ? null : history[history.length - 1]
-    const state = breaker === undefined ? "closed" : circuitAt(breaker, now)
-    const failing = (breaker?.consecutive ?? 0) > 0 || (lastCheck !== null && !lastCheck.ok)
-    return {
-      state: state === "open" ? "open" : state === "half-open" || failing ? "degraded" : "healthy",
-      breaker: state,
-      consecutiveFailures: breaker?.consecutive ?? 0,
-      retryAt:
-        breaker !== undefined && state === "open" ? Math.max(now, breaker.openedAt + breaker.settings.reset) : null,
-      lastCheck,
-      history: history.slice(),
-      transitions: breaker === undefined ? [] : breaker.transitions.slice()
-    }
+    return snapshot.itemDetails(this.items, this.now(), this.shares)
   }
 
   /** Sets the occupancy gauges: the pool's, and those of keys with labels of their own. */
@@ -1780,7 +1724,7 @@ export class PoolState<K, A, E> {
     if (this.settings.metricsPerKey === 0) return
     for (const slot of this.slots.values()) {
       if (!this.tags.isOwn(slot.tags)) continue
-      sample(slot.tags, this.keyOccupancy(slot))
+      sample(slot.tags, snapshot.keyOccupancy(slot))
       if (this.shares) PoolMetrics.leases.unsafeUpdate(slot.leases, slot.tags.labels)
     }
     if (this.groupTags !== undefined) {
@@ -1798,49 +1742,13 @@ export class PoolState<K, A, E> {
     }
   }
 
-  private groupStats(): Array<GroupStats> {
-    const out: Array<GroupStats> = []
-    for (const group of this.groups!.byId.values()) {
-      out.push({
-        group: group.id,
-        max: Number.isFinite(group.max) ? group.max : null,
-        size: group.size,
-        idle: group.idle.size,
-        keys: group.keys
-      })
-    }
-    return out
-  }
-
-  /** The most shared leases on one item, per key (O(items): for stats only). */
-  private busiest(): Map<KeySlot<K, A>, number> {
-    const most = new Map<KeySlot<K, A>, number>()
-    for (const item of this.items) {
-      if (item.leases > (most.get(item.slot) ?? 0)) most.set(item.slot, item.leases)
-    }
-    return most
-  }
-
   stats(): PoolStats {
     this.sampleGauges()
     const now = this.now()
     const perKey: Array<KeyStats> = []
-    const busiest = this.shares ? this.busiest() : undefined
+    const busiest = this.shares ? snapshot.busiest(this.items) : undefined
     for (const slot of this.slots.values()) {
-      perKey.push({
-        key: slot.description,
-        max: slot.max,
-        ...this.keyOccupancy(slot),
-        created: slot.created,
-        destroyed: slot.destroyed,
-        timeouts: slot.timeouts,
-        failures: slot.failures,
-        createdAt: slot.createdAt,
-        lastUsed: slot.lastUsed,
-        checking: slot.checking,
-        health: this.health(slot, now),
-        ...(busiest === undefined ? {} : { leases: slot.leases, maxLeases: busiest.get(slot) ?? 0 })
-      })
+      perKey.push(snapshot.keyStats(slot, now, busiest === undefined ? undefined : (busiest.get(slot) ?? 0)))
     }
     return {
       name: this.settings.name,
@@ -1853,7 +1761,7 @@ export class PoolState<K, A, E> {
       timeouts: this.timeouts,
       failures: this.failures,
       perKey,
-      ...(this.groups === undefined ? {} : { perGroup: this.groupStats() }),
+      ...(this.groups === undefined ? {} : { perGroup: snapshot.groupStats(this.groups.byId.values()) }),
       config: configInForce(this.settings)
     }
   }
@@ -1877,14 +1785,6 @@ export const bounded = (
 
 /** Reads an item's state afresh (past TypeScript's narrowing across a release). */
 const isIdle = (item: Item<any, any>): boolean => item.state === "idle"
-
-/**
- * A circuit as a caller arriving at `now` meets it: an open circuit whose
- * reset time has passed admits a probe, so it is reported half-open although
- * the breaker only moves when that probe comes (see `Breaker.admit`).
- */
-const circuitAt = (breaker: Breaker, now: number): Breaker["state"] =>
-  breaker.state === "open" && now >= breaker.openedAt + breaker.settings.reset ? "half-open" : breaker.state
 
 /** Health checks and heartbeats run this many items at a time. */
 const maintenanceConcurrency = 4
