@@ -22,6 +22,7 @@ import type { CheckResult, CleanupReport, ItemDetails, KeyStats, PoolStats } fro
 import { Breaker, PASS, PROBE } from "./breaker.js"
 import { type Group, Groups } from "./groups.js"
 import { ItemIndex } from "./itemIndex.js"
+import * as expiry from "./kernel/expiry.js"
 import * as snapshot from "./kernel/snapshot.js"
 import { KeyIndex } from "./keyIndex.js"
 import { afterLease, LeaseHeap, needsItem, withRoom } from "./leases.js"
@@ -551,13 +552,9 @@ export class PoolState<K, A, E> {
     return undefined
   }
 
-  /** Why an item may not be handed out (again), if it may not. */
+  /** Why an item may not be handed out (again), if it may not (see `expiry.unfit`). */
   private unfit(item: Item<K, A>, now: number): PoolMetrics.DestroyReason | undefined {
-    if (this.closed) return "shutdown"
-    if (item.invalid !== undefined) return item.invalid
-    if (item.fingerprint !== item.slot.fingerprint) return "credentials"
-    if (now - item.createdAt >= this.settings.maxLifetime) return "lifetime"
-    return undefined
+    return expiry.unfit(item, now, this.closed, this.settings.maxLifetime)
   }
 
   /** Whether the key itself may start another creation (its limit and `createConcurrency`). */
@@ -856,20 +853,9 @@ export class PoolState<K, A, E> {
     }
   }
 
-  /**
-   * Whether an empty key must be kept: its creation backoff runs, an item of
-   * it failed a check or validation within the last `cleanupInterval`, its
-   * breaker failed within the last `reset`, or it is open (or half-open) and
-   * nobody came to probe it for a whole `reset` after it could be probed.
-   */
+  /** Whether an empty key must be kept for the failures it remembers (see `expiry.remembersFailures`). */
   private remembersFailures(slot: KeySlot<K, A>, now: number): boolean {
-    const breaker = slot.breaker
-    if (now < slot.backoffUntil) return true
-    if (now - slot.lastBroken < this.settings.cleanupInterval) return true
-    if (breaker === undefined || breaker.pristine) return false
-    const reset = breaker.settings.reset
-    if (breaker.state !== "closed") return now < breaker.openedAt + 2 * reset
-    return now - slot.lastFailure < reset
+    return expiry.remembersFailures(slot, now, this.settings.cleanupInterval)
   }
 
   private drop(slot: KeySlot<K, A>): void {
@@ -1423,7 +1409,6 @@ export class PoolState<K, A, E> {
    */
   cleanup(): Effect.Effect<CleanupReport> {
     return Effect.suspend(() => {
-      const { idleTimeout, maxLifetime, minIdlePerKey } = this.settings
       const now = this.now()
       const before = this.size
       const dropped = this.keysDropped
@@ -1431,10 +1416,9 @@ export class PoolState<K, A, E> {
       for (let link = this.lru.head; link !== undefined; ) {
         const item = link.value
         link = link.next
-        const tooOld = now - item.createdAt >= maxLifetime
-        const idleTooLong = now - item.idleSince >= idleTimeout
-        if (tooOld || (idleTooLong && item.slot.idle.size > minIdlePerKey)) {
-          this.destroy(item, tooOld ? "lifetime" : "idle")
+        const verdict = expiry.expired(item, now, this.settings)
+        if (verdict !== undefined) {
+          this.destroy(item, verdict)
           cleaned++
         }
       }
