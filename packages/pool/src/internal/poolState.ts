@@ -19,9 +19,9 @@ import {
 } from "../PoolError.js"
 import * as PoolMetrics from "../PoolMetrics.js"
 import type { CheckResult, CleanupReport, ItemDetails, KeyStats, PoolStats } from "../PoolStats.js"
-import { Breaker, PASS, PROBE } from "./breaker.js"
 import { type Group, Groups } from "./groups.js"
 import { ItemIndex } from "./itemIndex.js"
+import { Breaker, type Outcome, PASS, PROBE } from "./kernel/breaker.js"
 import * as expiry from "./kernel/expiry.js"
 import * as snapshot from "./kernel/snapshot.js"
 import { KeyIndex } from "./keyIndex.js"
@@ -1011,17 +1011,14 @@ export class PoolState<K, A, E> {
     const breaker = slot.breaker
     if (breaker === undefined) return
     if (outcome === "connection") slot.lastFailure = now
-    const before = breaker.state
-    if (outcome === "success") breaker.success(now, probe)
-    else if (outcome === "connection") breaker.failure(now, probe)
-    else breaker.abandon(probe)
-    if (breaker.state !== before) {
+    const before = breaker.tell(outcome, now, probe)
+    if (before !== undefined) {
       slot.tags.update(PoolMetrics.breakerTransitions, 1, slot.tags.with("to", breaker.state))
       const line = `circuit of key ${slot.description}: ${before} -> ${breaker.state}`
       this.logs.push(breaker.state === "closed" ? Effect.logInfo(line) : Effect.logWarning(line))
     }
     if (breaker.state === "open" && slot.waiters.size > 0) {
-      const retryAfter = breaker.openedAt + breaker.settings.reset - now
+      const retryAfter = breaker.retryAfter(now)
       let waiter: Waiter<K, A> | undefined
       while ((waiter = slot.waiters.head?.value) !== undefined) this.fail(waiter, this.circuitOpen(slot, retryAfter))
     }
@@ -1583,7 +1580,7 @@ export class PoolState<K, A, E> {
       const slot = this.slotFor(key, now)
       if (!(slot instanceof KeySlot)) return Effect.fail(slot)
       if (slot.breaker !== undefined && slot.breaker.state === "open") {
-        const retryAfter = slot.breaker.openedAt + slot.breaker.settings.reset - now
+        const retryAfter = slot.breaker.retryAfter(now)
         if (retryAfter > 0) return Effect.fail(this.circuitOpen(slot, retryAfter))
       }
       const missing = (s: KeySlot<K, A>) => Math.min(count, s.max) - s.size
@@ -1750,8 +1747,6 @@ export class PoolState<K, A, E> {
     }
   }
 }
-
-type Outcome = "success" | "connection" | "caller" | "interrupted"
 
 /** @internal */
 export type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>

@@ -8,7 +8,7 @@
  * @internal
  */
 import type { DestroyReason } from "../../PoolMetrics.js"
-import type { Breaker } from "../breaker.js"
+import type { Breaker } from "./breaker.js"
 
 /** What fitness reads of an item. */
 export interface FitnessView {

@@ -8,7 +8,7 @@
  */
 import type { Occupancy } from "../../PoolError.js"
 import type { CheckResult, GroupStats, ItemDetails, KeyHealth, KeyStats } from "../../PoolStats.js"
-import type { Breaker } from "../breaker.js"
+import type { Breaker } from "./breaker.js"
 
 /** What a view reads of a key's slot. */
 export interface SlotView {
