@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { afterLease, LeaseHeap, needsItem, type Shareable, withRoom } from "../src/internal/leases.js"
+import { afterLease, LeaseHeap, needsItem, type Shareable, withRoom } from "../src/internal/kernel/leases.js"
 
 interface Entry extends Shareable {
   readonly id: number
