@@ -20,6 +20,7 @@ import {
 import * as PoolMetrics from "../PoolMetrics.js"
 import type { CheckResult, CleanupReport, ItemDetails, KeyStats, PoolStats } from "../PoolStats.js"
 import { Breaker, type Outcome, PASS, PROBE } from "./kernel/breaker.js"
+import type { Decision, Log } from "./kernel/decisions.js"
 import * as expiry from "./kernel/expiry.js"
 import { type Group, Groups } from "./kernel/groups.js"
 import { ItemIndex } from "./kernel/itemIndex.js"
@@ -248,10 +249,12 @@ export class PoolState<K, A, E> {
   readonly items = new ItemIndex<Item<K, A>, A>()
   /** Fibers running a creation, interrupted if shutdown outlasts `drainTimeout`. */
   readonly creators = new Set<AnyFiber>()
-  /** Items taken out of the pool by the current step, to be closed when the step ends (see `flush`). */
-  private doomed: Array<Item<K, A>> = []
-  /** Keys that fell below `minIdlePerKey` in the current step, to be refilled when it ends. */
-  private short: Array<KeySlot<K, A>> = []
+  /**
+   * What the current step decided that whoever runs the step performs when it
+   * ends (see `flush`): items to close, refills to start, log lines. (Wakes
+   * and creations are still performed in place: see `KERNEL-PLAN.md`.)
+   */
+  private decisions: Array<Decision<KeySlot<K, A>, Item<K, A>, Waiter<K, A>>> = []
   /** Items whose finalizers are running, each on a fiber of its own (see `closeAll`). */
   closing = 0
 
@@ -274,8 +277,6 @@ export class PoolState<K, A, E> {
   /** Empty keys kept only because they remember recent failures (`remembersFailures`); cleanup drops them. */
   readonly lingering = new Set<KeySlot<K, A>>()
   readonly tags: PoolTags
-  /** Log lines from synchronous steps, written by whoever runs the step (see `flush`). */
-  private logs: Array<Effect.Effect<void>> = []
   private arrivals = 0
   /** The key being admitted: kept even if it empties for a moment mid-step. */
   private pinned: KeySlot<K, A> | undefined
@@ -823,7 +824,7 @@ export class PoolState<K, A, E> {
   private scheduleRefill(slot: KeySlot<K, A>): void {
     if (slot.refilling) return
     slot.refilling = true
-    this.short.push(slot)
+    this.decisions.push({ _tag: "Refill", slot })
   }
 
   private fail(waiter: Waiter<K, A>, error: PoolError): void {
@@ -1015,7 +1016,7 @@ export class PoolState<K, A, E> {
     if (before !== undefined) {
       slot.tags.update(PoolMetrics.breakerTransitions, 1, slot.tags.with("to", breaker.state))
       const line = `circuit of key ${slot.description}: ${before} -> ${breaker.state}`
-      this.logs.push(breaker.state === "closed" ? Effect.logInfo(line) : Effect.logWarning(line))
+      this.decisions.push({ _tag: "Log", level: breaker.state === "closed" ? "Info" : "Warning", message: line })
     }
     if (breaker.state === "open" && slot.waiters.size > 0) {
       const retryAfter = breaker.retryAfter(now)
@@ -1032,7 +1033,9 @@ export class PoolState<K, A, E> {
     const slot = item.slot
     if (item.state === "destroyed") return
     slot.tags.update(PoolMetrics.destroyed, 1, slot.tags.with("reason", reason))
-    if (reason === "evicted") this.logs.push(Effect.logDebug(`evicted an idle item of key ${slot.description}`))
+    if (reason === "evicted") {
+      this.decisions.push({ _tag: "Log", level: "Debug", message: `evicted an idle item of key ${slot.description}` })
+    }
     if (slot.group !== undefined) slot.group.size--
     if (item.state === "idle") {
       this.fromIdle(item)
@@ -1052,22 +1055,35 @@ export class PoolState<K, A, E> {
     slot.destroyed++
     this.destroyed++
     this.items.delete(item)
-    this.doomed.push(item)
+    this.decisions.push({ _tag: "Destroy", item, reason })
     this.freed(slot)
   }
 
   /**
-   * Finishes a step: writes its log lines, starts closing the items it
+   * Finishes a step: performs what it decided, in this order whatever order
+   * it decided it in: writes its log lines, starts closing the items it
    * destroyed and starts the refills it asked for.
    */
   flush(): Effect.Effect<void> {
-    if (this.doomed.length === 0 && this.logs.length === 0 && this.short.length === 0) return Effect.void
-    const doomed = this.doomed
-    const logs = this.logs
-    const short = this.short
-    this.doomed = []
-    this.logs = []
-    this.short = []
+    if (this.decisions.length === 0) return Effect.void
+    const decisions = this.decisions
+    this.decisions = []
+    const logs: Array<Effect.Effect<void>> = []
+    const doomed: Array<Item<K, A>> = []
+    const short: Array<KeySlot<K, A>> = []
+    for (const decision of decisions) {
+      switch (decision._tag) {
+        case "Log":
+          logs.push(logLine(decision))
+          break
+        case "Destroy":
+          doomed.push(decision.item)
+          break
+        case "Refill":
+          short.push(decision.slot)
+          break
+      }
+    }
     let step: Effect.Effect<void> = Effect.void
     if (logs.length > 0) step = Effect.annotateLogs(Effect.all(logs, { discard: true }), annotations)
     if (doomed.length > 0)
@@ -1324,7 +1340,12 @@ export class PoolState<K, A, E> {
           slot.failures++
           this.failures++
           slot.tags.update(PoolMetrics.acquireFailures, 1)
-          this.logs.push(Effect.logWarning(`creating an item of key ${slot.description} failed`, exit.cause))
+          this.decisions.push({
+            _tag: "Log",
+            level: "Warning",
+            message: `creating an item of key ${slot.description} failed`,
+            cause: exit.cause
+          })
           this.backOff(slot, now)
           this.report(slot, "connection", probe, now)
         }
@@ -1471,7 +1492,12 @@ export class PoolState<K, A, E> {
         this.record(slot, kind, started, now, exit)
         if (item.state !== "leased") return Effect.void // destroyed by a shutdown meanwhile
         if (Exit.isFailure(exit)) {
-          this.logs.push(Effect.logWarning(`${kind} of an idle item of key ${slot.description} failed`, exit.cause))
+          this.decisions.push({
+            _tag: "Log",
+            level: "Warning",
+            message: `${kind} of an idle item of key ${slot.description} failed`,
+            cause: exit.cause
+          })
           // The check's own verdict is the breaker's only one: putting the broken item away is none.
           this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
           return this.releaseBroken(item)
@@ -1771,6 +1797,19 @@ const maintenanceConcurrency = 4
 const describeCause = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
   return error instanceof Error ? error.message : String(error)
+}
+
+/** Writes a log line a step asked for, with its cause if it has one. */
+const logLine = (log: Log): Effect.Effect<void> => {
+  const message: ReadonlyArray<unknown> = log.cause === undefined ? [log.message] : [log.message, log.cause]
+  switch (log.level) {
+    case "Debug":
+      return Effect.logDebug(...message)
+    case "Info":
+      return Effect.logInfo(...message)
+    case "Warning":
+      return Effect.logWarning(...message)
+  }
 }
 
 const closeScope = (scope: Scope.CloseableScope, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
