@@ -19,7 +19,6 @@ import {
   bounded,
   Item,
   itemOf,
-  KeySlot,
   type Lease,
   PoolState,
   type Restore,
@@ -79,13 +78,14 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
         return closing === Effect.void ? admitted : Effect.as(closing, admitted)
       }
       next = this.validated(admitted, key, since, restore)
-    } else if (admitted instanceof Waiter || admitted instanceof KeySlot) {
+    } else if (admitted instanceof Waiter) {
       // A caller granted a creation waits for it like any waiter: `acquireTimeout` bounds its whole wait.
-      const waiter =
-        admitted instanceof Waiter ? admitted : state.enqueueCreator(admitted, key, fiber, since, state.probeAdmitted)
+      const waiter = admitted
+      // Read before waiting: its own fiber starts the creation it was granted (see `PoolState.settle`).
+      const queued = !waiter.reserved
       next = state.wait(waiter, restore)
       // A span for a wait in the queue; a creation of its own has its span (`KeyedPool.acquire`).
-      if (state.settings.spans && admitted instanceof Waiter) {
+      if (state.settings.spans && queued) {
         next = Effect.withSpan(next, "KeyedPool.get", {
           attributes: { "cistern.pool": state.settings.name, "cistern.key": waiter.slot.description }
         })

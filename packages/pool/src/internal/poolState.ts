@@ -330,10 +330,13 @@ export class PoolState<K, A, E> {
 
   /**
    * Decides, in one synchronous step, what a `get` gets: an idle item (leased
-   * to `fiber`), a reservation to create one (the slot, with `creating` bumped),
-   * a place in the queue, or an error.
+   * to `fiber`), a place in the queue, or an error. A caller granted a
+   * creation at once (its reservation counted) also gets its place in the
+   * queue, marked `reserved`: its own fiber starts the creation and it waits
+   * for it like any waiter, `acquireTimeout` and all. Whether it is a
+   * half-open circuit's probe is recorded on the lease or the waiter.
    */
-  admit(key: K, fiber: AnyFiber, since: number): Lease<K, A> | KeySlot<K, A> | Waiter<K, A> | PoolError {
+  admit(key: K, fiber: AnyFiber, since: number): Lease<K, A> | Waiter<K, A> | PoolError {
     if (this.closed) return new PoolClosed({ key: this.settings.describeKey(key) })
     const now = this.now()
     const slot = this.slotFor(key, now)
@@ -344,7 +347,6 @@ export class PoolState<K, A, E> {
       if (verdict > PASS) return this.circuitOpen(slot, verdict)
       probe = verdict === PROBE
     }
-    this.probeAdmitted = probe
     this.pinned = slot
     try {
       if (this.shares) return this.admitShared(slot, key, fiber, since, now, probe)
@@ -357,7 +359,7 @@ export class PoolState<K, A, E> {
       this.makeRoom(slot)
       if (slot.waiters.size === slot.pending && this.canCreate(slot)) {
         this.reserve(slot)
-        return slot
+        return this.enqueueCreator(slot, key, fiber, since, probe)
       }
       return this.enqueue(slot, key, fiber, since, probe)
     } finally {
@@ -380,7 +382,7 @@ export class PoolState<K, A, E> {
     since: number,
     now: number,
     probe: boolean
-  ): SharedLease<K, A> | KeySlot<K, A> | Waiter<K, A> {
+  ): SharedLease<K, A> | Waiter<K, A> {
     const idle = this.takeIdle(slot, now)
     if (idle !== undefined) {
       this.claim(idle)
@@ -393,7 +395,7 @@ export class PoolState<K, A, E> {
       this.makeRoom(slot)
       if (this.canCreate(slot)) {
         this.reserve(slot)
-        return slot
+        return this.enqueueCreator(slot, key, fiber, since, probe)
       }
     }
     return this.enqueue(slot, key, fiber, since, probe)
@@ -492,12 +494,6 @@ export class PoolState<K, A, E> {
     this.closeShare(item)
     return this.flush()
   }
-
-  /**
-   * Whether the last `admit` let its caller through as a half-open probe (read
-   * right after `admit`, in the same step, when it returned a reservation).
-   */
-  probeAdmitted = false
 
   private circuitOpen(slot: KeySlot<K, A>, retryAfter: number): CircuitOpen {
     return new CircuitOpen({
@@ -645,7 +641,7 @@ export class PoolState<K, A, E> {
    * Makes an admitted caller wait for the creation it was granted: it queues
    * (FIFO, with its deadline) and its own fiber starts the creation.
    */
-  enqueueCreator(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
+  private enqueueCreator(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
     const waiter = this.enqueue(slot, key, fiber, since, probe)
     this.pend(waiter)
     return waiter
