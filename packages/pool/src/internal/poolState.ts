@@ -1600,28 +1600,36 @@ export class PoolState<K, A, E> {
       if (this.closed) return Effect.fail(new PoolClosed({ key: this.settings.describeKey(key) }))
       const now = this.now()
       const slot = this.slotFor(key, now)
-      if (!(slot instanceof KeySlot)) return Effect.fail(slot)
-      if (slot.breaker !== undefined && slot.breaker.state === "open") {
-        const retryAfter = slot.breaker.retryAfter(now)
-        if (retryAfter > 0) return Effect.fail(this.circuitOpen(slot, retryAfter))
-      }
-      const missing = (s: KeySlot<K, A>) => Math.min(count, s.max) - s.size
-      const fills = Math.min(missing(slot), this.settings.createConcurrency)
-      if (fills <= 0) return Effect.void
-      const worker = Effect.repeat(this.fill(slot, missing), { while: (more) => more })
-      return Effect.all(
-        Array.from({ length: fills }, () => worker),
-        { concurrency: "unbounded", discard: true }
-      ).pipe(
-        // A key that got nothing (the total was full) is not kept empty.
-        Effect.ensuring(
-          Effect.suspend(() => {
-            this.dropIfEmpty(slot)
-            return this.flush()
-          })
-        )
-      )
+      // Finding the key may have destroyed idle items (retired credentials, an evicted key):
+      // they are closed whatever follows, even when nothing is created.
+      const closing = this.flush()
+      const next = slot instanceof KeySlot ? this.prewarmSlot(slot, now, count) : Effect.fail(slot)
+      return closing === Effect.void ? next : Effect.zipRight(closing, next)
     })
+  }
+
+  /** `prewarm` once its key is found: fails fast on an open circuit, else creates the missing items. */
+  private prewarmSlot(slot: KeySlot<K, A>, now: number, count: number): Effect.Effect<void, E | PoolError> {
+    if (slot.breaker !== undefined && slot.breaker.state === "open") {
+      const retryAfter = slot.breaker.retryAfter(now)
+      if (retryAfter > 0) return Effect.fail(this.circuitOpen(slot, retryAfter))
+    }
+    const missing = (s: KeySlot<K, A>) => Math.min(count, s.max) - s.size
+    const fills = Math.min(missing(slot), this.settings.createConcurrency)
+    if (fills <= 0) return Effect.void
+    const worker = Effect.repeat(this.fill(slot, missing), { while: (more) => more })
+    return Effect.all(
+      Array.from({ length: fills }, () => worker),
+      { concurrency: "unbounded", discard: true }
+    ).pipe(
+      // A key that got nothing (the total was full) is not kept empty.
+      Effect.ensuring(
+        Effect.suspend(() => {
+          this.dropIfEmpty(slot)
+          return this.flush()
+        })
+      )
+    )
   }
 
   // ---------------------------------------------------------------------------
