@@ -20,6 +20,7 @@ import {
 import * as PoolMetrics from "../PoolMetrics.js"
 import type { CheckResult, CleanupReport, ItemDetails, KeyStats, PoolStats } from "../PoolStats.js"
 import { Breaker, type Outcome, PASS, PROBE } from "./kernel/breaker.js"
+import { backoffDelay } from "./kernel/creation.js"
 import type { Decision, Log } from "./kernel/decisions.js"
 import * as expiry from "./kernel/expiry.js"
 import { type Group, Groups } from "./kernel/groups.js"
@@ -310,6 +311,9 @@ export class PoolState<K, A, E> {
 
   /** Tenants' groups of keys, in a pool given `group`. */
   readonly groups: Groups<Item<K, A>> | undefined
+
+  /** The backoff jitter's source: `Math.random` (it needs no reproducible seed); a kernel test injects its own. */
+  readonly random: () => number = Math.random
 
   /** Idle items: exactly the members of the idle LRU. */
   get idle(): number {
@@ -1359,10 +1363,9 @@ export class PoolState<K, A, E> {
   private backOff(slot: KeySlot<K, A>, now: number): void {
     const backoff = this.settings.createBackoff
     if (backoff === undefined) return
-    const delay = Math.min(backoff.max, backoff.initial * 2 ** slot.createFailures)
+    const delay = backoffDelay(backoff, slot.createFailures, this.random())
     slot.createFailures++
-    // Jitter spreads the retries of many keys; it needs no reproducible seed.
-    slot.backoffUntil = now + delay * (0.5 + Math.random() / 2)
+    slot.backoffUntil = now + delay
   }
 
   private register(
