@@ -1,5 +1,5 @@
 /**
- * The plain, effect-free rules of shared leases (`internal/leases.ts`),
+ * The plain, effect-free rules of shared leases (`internal/kernel/leases.ts`),
  * driven directly: thousands of random operations a second, no fiber.
  */
 import { assert, describe, it } from "@effect/vitest"
