@@ -56,36 +56,25 @@ export const defaults: PoolSettings = {
 /** The bundled demo users. */
 export const defaultUsersFile = fileURLToPath(new URL("../users.json", import.meta.url))
 
-const millis = (name: string) => PoolConfig.duration(name, { positive: true, unit: "millis" })
+const millis = (name: string, fallback: Duration.Duration) =>
+  Config.withDefault(PoolConfig.duration(name, { positive: true, unit: "millis" }), fallback)
+const limit = (name: string, fallback: number) => Config.withDefault(PoolConfig.limit(name), fallback)
 
-/** The pool's settings from `MAX_CONNECTIONS_PER_USER`, `MAX_TOTAL_CONNECTIONS`, `CONNECTION_TIMEOUT`, … */
+/**
+ * The pool's settings from `MAX_CONNECTIONS_PER_USER`, `MAX_TOTAL_CONNECTIONS`, `CONNECTION_TIMEOUT`, …
+ * Only the gateway's own variables are read: one of the pool's generic names (`RETRY`, `MAX_PER_KEY`)
+ * set for another program in the same environment cannot stop the gateway.
+ */
 export const poolSettings: Config.Config<PoolSettings> = Config.all({
-  pool: PoolConfig.settings(
-    {
-      maxTotal: "MAX_TOTAL_CONNECTIONS",
-      maxLeasesPerItem: "MAX_CALLS_PER_CONNECTION",
-      idleTimeout: "CONNECTION_TIMEOUT",
-      cleanupInterval: "CLEANUP_INTERVAL",
-      acquireTimeout: "ACQUIRE_TIMEOUT",
-      createTimeout: "MCP_CONNECT_TIMEOUT"
-    },
-    // the gateway's variables count in milliseconds (the pool's default unit, said here on purpose)
-    { units: { idleTimeout: "millis", cleanupInterval: "millis", acquireTimeout: "millis", createTimeout: "millis" } }
-  ),
-  perUser: Config.option(PoolConfig.limit("MAX_CONNECTIONS_PER_USER")),
-  callTimeout: Config.option(millis("TOOL_CALL_TIMEOUT"))
-}).pipe(
-  Config.map(({ pool, perUser, callTimeout }) => ({
-    maxConnectionsPerUser: perUser._tag === "Some" ? perUser.value : defaults.maxConnectionsPerUser,
-    maxTotalConnections: pool.maxTotal ?? defaults.maxTotalConnections,
-    maxCallsPerConnection: pool.maxLeasesPerItem ?? defaults.maxCallsPerConnection,
-    connectionTimeout: Duration.decode(pool.idleTimeout ?? defaults.connectionTimeout),
-    cleanupInterval: Duration.decode(pool.cleanupInterval ?? defaults.cleanupInterval),
-    acquireTimeout: Duration.decode(pool.acquireTimeout ?? defaults.acquireTimeout),
-    connectTimeout: Duration.decode(pool.createTimeout ?? defaults.connectTimeout),
-    callTimeout: callTimeout._tag === "Some" ? callTimeout.value : defaults.callTimeout
-  }))
-)
+  maxConnectionsPerUser: limit("MAX_CONNECTIONS_PER_USER", defaults.maxConnectionsPerUser),
+  maxTotalConnections: limit("MAX_TOTAL_CONNECTIONS", defaults.maxTotalConnections),
+  maxCallsPerConnection: limit("MAX_CALLS_PER_CONNECTION", defaults.maxCallsPerConnection),
+  connectionTimeout: millis("CONNECTION_TIMEOUT", defaults.connectionTimeout),
+  cleanupInterval: millis("CLEANUP_INTERVAL", defaults.cleanupInterval),
+  acquireTimeout: millis("ACQUIRE_TIMEOUT", defaults.acquireTimeout),
+  connectTimeout: millis("MCP_CONNECT_TIMEOUT", defaults.connectTimeout),
+  callTimeout: millis("TOOL_CALL_TIMEOUT", defaults.callTimeout)
+})
 
 /** Every setting; fails without `ADMIN_TOKEN`. */
 export const settings: Config.Config<Settings> = Config.all({

@@ -54,7 +54,10 @@ describe("pnpm example:gateway", () => {
           MAX_CONNECTIONS_PER_USER: "3",
           MAX_TOTAL_CONNECTIONS: "7",
           CONNECTION_TIMEOUT: "20000",
-          CLEANUP_INTERVAL: "5000"
+          CLEANUP_INTERVAL: "5000",
+          // The pool's generic names, set for some other program: not the gateway's variables, so not read.
+          RETRY: "perhaps",
+          MAX_PER_KEY: "0"
         })
         const url = yield* Effect.sync(
           () => /^listening on (http:\/\/127\.0\.0\.1:\d+)$/m.exec(gateway.output())?.[1]

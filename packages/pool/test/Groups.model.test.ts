@@ -9,6 +9,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, FastCheck as fc, Scope, TestClock } from "effect"
 import { KeyedPool } from "../src/index.js"
+import { advancing, completing, pick, picking } from "./utils/model.js"
 import { settle } from "./utils/resource.js"
 
 const keys = ["alice/db", "alice/llm", "bob/db", "bob/llm"] as const
@@ -26,13 +27,10 @@ type Command =
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ _tag: fc.constant("Get" as const), key: fc.nat(keys.length - 1) }) },
-  { weight: 3, arbitrary: fc.record({ _tag: fc.constant("Release" as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Interrupt" as const), pick: fc.nat() }) },
-  { weight: 3, arbitrary: fc.record({ _tag: fc.constant("Complete" as const), pick: fc.nat(), ok: fc.boolean() }) },
-  {
-    weight: 1,
-    arbitrary: fc.record({ _tag: fc.constant("Advance" as const), seconds: fc.integer({ min: 1, max: 40 }) })
-  }
+  { weight: 3, arbitrary: picking("Release") },
+  { weight: 1, arbitrary: picking("Interrupt") },
+  { weight: 3, arbitrary: completing },
+  { weight: 1, arbitrary: advancing }
 )
 
 interface Caller {
@@ -83,8 +81,6 @@ const runCommands = (commands: ReadonlyArray<Command>) =>
 
     const callers: Array<Caller> = []
     const live = () => callers.filter((c) => c.fiber.unsafePoll() === null)
-    const pick = <A>(xs: ReadonlyArray<A>, n: number): A | undefined =>
-      xs.length === 0 ? undefined : xs[n % xs.length]
 
     for (let step = 0; step < commands.length; step++) {
       const cmd = commands[step]

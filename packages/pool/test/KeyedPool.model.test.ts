@@ -7,6 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, FiberRef, FastCheck as fc, Scope, TestClock } from "effect"
 import { KeyedPool } from "../src/index.js"
+import { advancing, completing, pick, picking } from "./utils/model.js"
 import { settle } from "./utils/resource.js"
 
 const users = ["u0", "u1", "u2"] as const
@@ -24,17 +25,11 @@ type Command =
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ _tag: fc.constant("Get" as const), user: fc.nat(users.length - 1) }) },
-  { weight: 3, arbitrary: fc.record({ _tag: fc.constant("Release" as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Invalidate" as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Interrupt" as const), pick: fc.nat() }) },
-  {
-    weight: 3,
-    arbitrary: fc.record({ _tag: fc.constant("Complete" as const), pick: fc.nat(), ok: fc.boolean() })
-  },
-  {
-    weight: 2,
-    arbitrary: fc.record({ _tag: fc.constant("Advance" as const), seconds: fc.integer({ min: 1, max: 40 }) })
-  },
+  { weight: 3, arbitrary: picking("Release") },
+  { weight: 1, arbitrary: picking("Invalidate") },
+  { weight: 1, arbitrary: picking("Interrupt") },
+  { weight: 3, arbitrary: completing },
+  { weight: 2, arbitrary: advancing },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Rotate" as const), user: fc.nat(users.length - 1) }) }
 )
 
@@ -117,8 +112,6 @@ const runCommands = (commands: ReadonlyArray<Command>) =>
     const callers: Array<Caller> = []
     const live = () => callers.filter((c) => c.fiber.unsafePoll() === null)
     const holding = () => live().filter((c) => c.item !== undefined)
-    const pick = <A>(xs: ReadonlyArray<A>, n: number): A | undefined =>
-      xs.length === 0 ? undefined : xs[n % xs.length]
 
     const check = (step: number) =>
       Effect.gen(function* () {
