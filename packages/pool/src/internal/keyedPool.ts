@@ -13,18 +13,8 @@ import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool
 import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
-import {
-  type AnyFiber,
-  annotations,
-  bounded,
-  Item,
-  itemOf,
-  type Lease,
-  PoolState,
-  type Restore,
-  SharedLease,
-  Waiter
-} from "./poolState.js"
+import { Item, itemOf, type Lease, SharedLease, Waiter } from "./kernel/model.js"
+import { type AnyFiber, annotations, bounded, PoolState, type Restore } from "./poolState.js"
 import { type Labels, resolve } from "./settings.js"
 
 /** @internal */
@@ -169,7 +159,10 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     return Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Scope.Scope, (scope) =>
         Effect.flatMap(this.take(key, restore), (item) =>
-          Effect.as(Scope.addFinalizerExit(scope, item.release), item.value)
+          Effect.as(
+            Scope.addFinalizerExit(scope, (exit) => Effect.suspend(() => this.state.release(item, exit))),
+            item.value
+          )
         )
       )
     )
@@ -194,7 +187,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
 
   invalidate(value: A): Effect.Effect<void> {
     return Effect.withFiberRuntime((fiber) => {
-      const item = holding(this.state, value, fiber as AnyFiber)
+      const item = holding(this.state, value, fiber)
       if (item === undefined) return Effect.void
       if (item.state === "leased") return this.state.invalidateLeased(item)
       this.state.destroy(item, "invalidated")
@@ -225,7 +218,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
  * equal), the one `invalidate` means: the caller's own lease, else an idle
  * one, else any.
  */
-const holding = <K, A>(state: PoolState<K, A, unknown>, value: A, fiber: AnyFiber): Item<K, A> | undefined => {
+const holding = <K, A>(state: PoolState<K, A, unknown>, value: A, fiber: unknown): Item<K, A> | undefined => {
   const items = state.items.holding(value)
   if (items.length <= 1) return items[0]
   const own = (item: Item<K, A>): boolean => {
