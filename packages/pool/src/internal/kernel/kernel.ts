@@ -887,6 +887,17 @@ export class Kernel<K, A> {
       if (waiter.state === "waiting" && !interrupted && !this.closed) return START
       // Served, failed or gone before its creation started: the reservation goes to the next waiter.
       this.unpend(waiter)
+      if (waiter.state === "waiting") {
+        // Interrupted while still queued: it leaves the queue before the reservation is freed, or the
+        // freed reservation would be granted straight back to it and leak with it.
+        waiter.state = "settled"
+        waiter.wake = undefined
+        waiter.slot.breaker?.abandon(waiter.probe)
+        this.dequeue(waiter)
+        this.unreserve(waiter.slot)
+        this.dropIfEmpty(waiter.slot)
+        return GONE
+      }
       this.unreserve(waiter.slot)
     }
     const state = waiter.state
