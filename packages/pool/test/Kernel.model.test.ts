@@ -1,13 +1,14 @@
 /**
  * The kernel-level model test: drives the effect-free kernel directly, with
  * plain objects for fibers and a fake shell that does not perform what the
- * kernel asks at once. Wakes, creations, finalizers and refills wait in a
- * bag, and every command either feeds the kernel an event (a caller
- * arrives, ends a lease, is interrupted, time passes, cleanup, shutdown) or
- * delivers one pending thing chosen by the generator. So fast-check explores
- * the orders the shell may produce, including those the fiber-level model
- * cannot reach: "a waiter was granted a creation" → "it was interrupted" →
- * "its fiber would have started it".
+ * kernel asks at once. Wakes, creations, health checks, finalizers and
+ * refills wait in a bag, and every command either feeds the kernel an event
+ * (a caller arrives, ends a lease, is interrupted, time passes, a health
+ * check starts, cleanup, shutdown) or delivers one pending thing chosen by
+ * the generator (a wake, a creation's or a check's outcome, a finalizer, a
+ * refill). So fast-check explores the orders the shell may produce,
+ * including those the fiber-level model cannot reach: "a waiter was granted
+ * a creation" → "it was interrupted" → "its fiber would have started it".
  *
  * After every step the kernel is checked against a ledger kept outside it:
  * reservations (granted but not started, plus running creations) equal
@@ -62,6 +63,8 @@ type Command =
   | { readonly _tag: "Create"; readonly pick: number; readonly ok: boolean }
   | { readonly _tag: "Finalize"; readonly pick: number }
   | { readonly _tag: "Refill"; readonly pick: number }
+  | { readonly _tag: "Check"; readonly pick: number }
+  | { readonly _tag: "Checked"; readonly pick: number; readonly ok: boolean }
   | { readonly _tag: "Advance"; readonly millis: number }
   | { readonly _tag: "Cleanup" }
   | { readonly _tag: "Shutdown" }
@@ -87,6 +90,11 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   },
   { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Finalize" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Refill" as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Check" as const), pick: fc.nat() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ _tag: fc.constant("Checked" as const), pick: fc.nat(), ok: fc.boolean() })
+  },
   {
     weight: 2,
     arbitrary: fc.record({ _tag: fc.constant("Advance" as const), millis: fc.integer({ min: 1, max: 1500 }) })
@@ -115,6 +123,8 @@ class Harness {
   readonly running: Array<Running> = []
   readonly closing: Array<Item<K, A>> = []
   readonly refills: Array<KeySlot<K, A>> = []
+  /** Health checks running on items taken out of idle. */
+  readonly checks: Array<{ readonly item: Item<K, A>; readonly started: number; readonly idleSince: number }> = []
   /** Live items (created, not destroyed) and every item ever destroyed. */
   readonly alive = new Set<Item<K, A>>()
   readonly destroyed = new Set<Item<K, A>>()
@@ -317,6 +327,14 @@ class Harness {
     }
   }
 
+  /** A health check ends (the shell's `maintainOne`): the item goes back, or is destroyed as broken. */
+  checked(check: Harness["checks"][number], ok: boolean): void {
+    this.checks.splice(this.checks.indexOf(check), 1)
+    const failure = ok ? undefined : { interrupted: false, error: "unhealthy", cause: "unhealthy" }
+    this.kernel.checked(check.item, "check", check.started, check.idleSince, failure)
+    this.flush()
+  }
+
   finalize(item: Item<K, A>): void {
     this.closing.splice(this.closing.indexOf(item), 1)
     this.kernel.finalized()
@@ -404,6 +422,18 @@ class Harness {
         this.refillStep(slot)
         return
       }
+      case "Check": {
+        const item = pick(this.kernel.checkBatch(), cmd.pick)
+        if (item === undefined) return
+        const idleSince = item.idleSince
+        if (this.kernel.checkOut(item)) this.checks.push({ item, started: this.now, idleSince })
+        return
+      }
+      case "Checked": {
+        const check = pick(this.checks, cmd.pick)
+        if (check !== undefined) this.checked(check, cmd.ok)
+        return
+      }
       case "Advance":
         this.advance(cmd.millis)
         return
@@ -425,6 +455,8 @@ class Harness {
         this.resume(caller, caller.state === "parked")
       } else if (this.running.length > 0) {
         this.complete(this.running[0]!, true)
+      } else if (this.checks.length > 0) {
+        this.checked(this.checks[0]!, true)
       } else if (this.refills.length > 0) {
         this.refillStep(this.refills.shift()!)
       } else {
@@ -481,7 +513,7 @@ class Harness {
       // Each leased item is held by one caller, or handed to a waiter whose caller has not run yet.
       const held = this.callers.filter((c) => c.state === "holding" && (c.lease as Item<K, A>).state === "leased")
       const handed = waiting.filter((w) => w.state === "item")
-      assert.strictEqual(held.length + handed.length, leased, "leased items ≠ holders")
+      assert.strictEqual(held.length + handed.length + this.checks.length, leased, "leased items ≠ holders")
     }
     // A waiter is parked only while it waits; a woken one runs.
     for (const c of this.callers) {

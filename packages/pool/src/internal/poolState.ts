@@ -20,6 +20,7 @@ import {
 import * as PoolMetrics from "../PoolMetrics.js"
 import type { CheckResult, CleanupReport, KeyStats, PoolStats } from "../PoolStats.js"
 import type { Outcome } from "./kernel/breaker.js"
+import type { CheckFailure } from "./kernel/checks.js"
 import type { Log } from "./kernel/decisions.js"
 import { Kernel, type KernelIO, type Metric as KernelMetric } from "./kernel/kernel.js"
 import { type Item, KeySlot, type Lease, SharedLease, type Waiter } from "./kernel/model.js"
@@ -457,14 +458,12 @@ export class PoolState<K, A, E> extends Kernel<K, A> {
    * timeout is destroyed and its key refilled up to `minIdlePerKey`.
    */
   maintain(kind: "check" | "heartbeat", task: Maintenance): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const batch: Array<Item<K, A>> = []
-      for (const item of this.lru) if (item.slot.breaker?.state !== "open") batch.push(item)
-      return Effect.forEach(batch, (item) => this.maintainOne(kind, task, item), {
+    return Effect.suspend(() =>
+      Effect.forEach(this.checkBatch(), (item) => this.maintainOne(kind, task, item), {
         concurrency: maintenanceConcurrency,
         discard: true
       }).pipe(Effect.zipRight(this.refillAll()))
-    })
+    )
   }
 
   /** Refills every key below `minIdlePerKey` (a no-op, and no scan, when it is 0). */
@@ -478,38 +477,13 @@ export class PoolState<K, A, E> extends Kernel<K, A> {
   private maintainOne(kind: "check" | "heartbeat", task: Maintenance, item: Item<K, A>): Effect.Effect<void> {
     // Uninterruptible but for the check itself: whatever ends the check, the item is put back or destroyed.
     return Effect.uninterruptibleMask((restore) => {
-      if (item.state !== "idle" || this.closed) return Effect.void
-      const slot = item.slot
       const idleSince = item.idleSince
-      this.fromIdle(item)
-      item.state = "leased"
-      item.holder = undefined
-      slot.inUse++
-      this.inUse++
-      slot.checking++
+      if (!this.checkOut(item)) return Effect.void
       const started = this.now()
       const run = bounded(task.run(item.value), task.timeout, kind)
       return Effect.flatMap(Effect.exit(restore(run)), (exit) => {
-        slot.checking--
-        const now = this.now()
-        this.record(slot, kind, started, now, exit)
-        if (item.state !== "leased") return Effect.void // destroyed by a shutdown meanwhile
-        if (Exit.isFailure(exit)) {
-          this.decisions.push({
-            _tag: "Log",
-            level: "Warning",
-            message: `${kind} of an idle item of key ${slot.description} failed`,
-            cause: exit.cause
-          })
-          // The check's own verdict is the breaker's only one: putting the broken item away is none.
-          this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
-          return this.releaseBroken(item)
-        }
-        this.report(slot, "success", false, now)
-        // Back where it was: a check is not a use, so idle expiry still applies.
-        const back = this.giveBack(item)
-        if (isIdle(item)) item.idleSince = idleSince
-        return back
+        this.checked(item, kind, started, idleSince, Exit.isSuccess(exit) ? undefined : checkFailure(exit.cause))
+        return this.flush()
       })
     })
   }
@@ -522,13 +496,7 @@ export class PoolState<K, A, E> extends Kernel<K, A> {
     now: number,
     exit: Exit.Exit<unknown, unknown>
   ): void {
-    const limit = this.settings.checkHistory
-    if (limit === 0) return
-    const result: CheckResult = Exit.isSuccess(exit)
-      ? { kind, at: now, ok: true, millis: now - started }
-      : { kind, at: now, ok: false, millis: now - started, error: describeCause(exit.cause) }
-    slot.history ??= []
-    if (slot.history.push(result) > limit) slot.history.shift()
+    this.remember(slot, kind, started, now, Exit.isSuccess(exit) ? undefined : describeCause(exit.cause))
   }
 
   /**
@@ -740,11 +708,15 @@ export const bounded = (
     onTimeout: () => new CheckTimeout({ check: what, timeoutMillis: millis })
   })
 
-/** Reads an item's state afresh (past TypeScript's narrowing across a release). */
-const isIdle = (item: Item<any, any>): boolean => item.state === "idle"
-
 /** Health checks and heartbeats run this many items at a time. */
 const maintenanceConcurrency = 4
+
+/** A failed check, as the kernel takes it. */
+const checkFailure = (cause: Cause.Cause<unknown>): CheckFailure => ({
+  interrupted: Cause.isInterruptedOnly(cause),
+  error: describeCause(cause),
+  cause
+})
 
 const describeCause = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)

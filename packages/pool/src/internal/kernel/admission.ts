@@ -8,15 +8,15 @@
  */
 import type { KeyLimitExceeded, PoolError } from "../../PoolError.js"
 import { Breaker, PASS, PROBE } from "./breaker.js"
+import { Checks } from "./checks.js"
 import { needsItem } from "./leases.js"
 import { type Holder, type Item, KeySlot, type Lease, type SharedLease, type Waiter } from "./model.js"
-import { Release } from "./release.js"
 
 /** How many past fingerprints a key remembers (see `KeySlot.retired`). */
 const retiredFingerprints = 8
 
 /** Admission: deciding what a caller gets. */
-export abstract class Admission<K, A> extends Release<K, A> {
+export abstract class Admission<K, A> extends Checks<K, A> {
   /**
    * Decides, in one synchronous step, what a `get` gets: an idle item (leased
    * to `fiber`), a place in the queue, or an error. A caller granted a

@@ -4,7 +4,7 @@
  * small rules every behaviour shares (limits, counting an item in or out of
  * idle, fitness). Each behaviour is a layer over it, one module each, in
  * this order: `waiting` → `sharing` → `keys` → `creation` → `release` →
- * `admission` → `shutdown` → `kernel`. A layer calls the ones below it
+ * `checks` → `admission` → `shutdown` → `kernel`. A layer calls the ones below it
  * directly, and the few rules of a later layer that earlier ones need
  * through the abstract methods declared here, so modules import only
  * downwards (no cycle). Nothing here imports `effect` at run time.
