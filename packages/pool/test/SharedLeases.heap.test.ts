@@ -1,10 +1,10 @@
 /**
- * The plain, effect-free rules of shared leases (`internal/leases.ts`),
+ * The plain, effect-free rules of shared leases (`internal/kernel/leases.ts`),
  * driven directly: thousands of random operations a second, no fiber.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { afterLease, LeaseHeap, needsItem, type Shareable, withRoom } from "../src/internal/leases.js"
+import { afterLease, LeaseHeap, needsItem, type Shareable, withRoom } from "../src/internal/kernel/leases.js"
 
 interface Entry extends Shareable {
   readonly id: number

@@ -13,20 +13,8 @@ import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool
 import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
-import {
-  type AnyFiber,
-  annotations,
-  bounded,
-  type Creator,
-  Item,
-  itemOf,
-  KeySlot,
-  type Lease,
-  PoolState,
-  type Restore,
-  SharedLease,
-  Waiter
-} from "./poolState.js"
+import { Item, itemOf, type Lease, SharedLease, Waiter } from "./kernel/model.js"
+import { type AnyFiber, annotations, bounded, type Creator, PoolState, type Restore } from "./poolState.js"
 import { type Labels, resolve } from "./settings.js"
 
 /** @internal */
@@ -80,13 +68,14 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
         return closing === Effect.void ? admitted : Effect.as(closing, admitted)
       }
       next = this.validated(admitted, key, since, restore)
-    } else if (admitted instanceof Waiter || admitted instanceof KeySlot) {
+    } else if (admitted instanceof Waiter) {
       // A caller granted a creation waits for it like any waiter: `acquireTimeout` bounds its whole wait.
-      const waiter =
-        admitted instanceof Waiter ? admitted : state.enqueueCreator(admitted, key, fiber, since, state.probeAdmitted)
+      const waiter = admitted
+      // Read before waiting: its own fiber starts the creation it was granted (see `PoolState.settle`).
+      const queued = !waiter.reserved
       next = state.wait(waiter, restore)
       // A span for a wait in the queue; a creation of its own has its span (`KeyedPool.acquire`).
-      if (state.settings.spans && admitted instanceof Waiter) {
+      if (state.settings.spans && queued) {
         next = Effect.withSpan(next, "KeyedPool.get", {
           attributes: { "cistern.pool": state.settings.name, "cistern.key": waiter.slot.description }
         })
@@ -170,7 +159,10 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     return Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Scope.Scope, (scope) =>
         Effect.flatMap(this.take(key, restore), (item) =>
-          Effect.as(Scope.addFinalizerExit(scope, item.release), item.value)
+          Effect.as(
+            Scope.addFinalizerExit(scope, (exit) => Effect.suspend(() => this.state.release(item, exit))),
+            item.value
+          )
         )
       )
     )
@@ -195,7 +187,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
 
   invalidate(value: A): Effect.Effect<void> {
     return Effect.withFiberRuntime((fiber) => {
-      const item = holding(this.state, value, fiber as AnyFiber)
+      const item = holding(this.state, value, fiber)
       if (item === undefined) return Effect.void
       if (item.state === "leased") return this.state.invalidateLeased(item)
       this.state.destroy(item, "invalidated")
@@ -240,7 +232,7 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
  * equal), the one `invalidate` means: the caller's own lease, else an idle
  * one, else any.
  */
-const holding = <K, A>(state: PoolState<K, A, unknown>, value: A, fiber: AnyFiber): Item<K, A> | undefined => {
+const holding = <K, A>(state: PoolState<K, A, unknown>, value: A, fiber: unknown): Item<K, A> | undefined => {
   const items = state.items.holding(value)
   if (items.length <= 1) return items[0]
   const own = (item: Item<K, A>): boolean => {

@@ -6,6 +6,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
@@ -16,34 +17,27 @@ import {
   CircuitOpen,
   CreateTimeout,
   KeyLimitExceeded,
-  type Occupancy,
   PoolClosed,
   type PoolError,
   PoolTimeout
 } from "../PoolError.js"
 import * as PoolMetrics from "../PoolMetrics.js"
-import type {
-  CheckResult,
-  CleanupReport,
-  GroupStats,
-  ItemDetails,
-  KeyHealth,
-  KeyStats,
-  PoolStats
-} from "../PoolStats.js"
-import { Breaker, PASS, PROBE } from "./breaker.js"
-import { type Group, Groups } from "./groups.js"
-import { ItemIndex } from "./itemIndex.js"
+import type { CheckResult, CleanupReport, KeyStats, PoolStats } from "../PoolStats.js"
+import type { Outcome } from "./kernel/breaker.js"
+import type { CheckFailure } from "./kernel/checks.js"
+import type { Log } from "./kernel/decisions.js"
+import { Kernel, type KernelIO, type Metric as KernelMetric } from "./kernel/kernel.js"
+import { type Item, KeySlot, type Lease, SharedLease, type Waiter } from "./kernel/model.js"
+import * as snapshot from "./kernel/snapshot.js"
 import { KeyIndex } from "./keyIndex.js"
-import { afterLease, LeaseHeap, needsItem, withRoom } from "./leases.js"
-import { Link, LinkedList } from "./linkedList.js"
-import { PoolTags, sample, sampleGroup, type Tags } from "./metrics.js"
+import { PoolTags, sample, sampleGroup } from "./metrics.js"
 import { configInForce, type Maintenance, type Resolved } from "./settings.js"
 
 /**
- * The keyed pool's state machine: per-key slots, items, waiters, and every
- * rule of admission, dispatch, release, expiry, health and shutdown.
- * `keyedPool.ts` wraps it in the public object.
+ * The keyed pool's shell: runs what the kernel (`kernel/kernel.ts`) decides
+ * with fibers, `Deferred`, `Scope`, `Schedule`, metrics and logs, and feeds
+ * the outcomes of the user's effects (creations, finalizers, checks) back to
+ * it. `keyedPool.ts` wraps it in the public object.
  *
  * @internal
  */
@@ -61,250 +55,75 @@ export interface Creator<K, A, E> {
   readonly gate: ((context: GateContext<K>) => Effect.Effect<unknown, E>) | undefined
 }
 
-/**
- * One pooled resource. `scope` holds the finalizers its `acquire` added;
- * closing it destroys the resource.
- *
- * @internal
- */
-export class Item<K, A> {
-  state: "idle" | "leased" | "destroyed" = "leased"
-  /** Set on a leased item found broken: destroy it instead of returning it, for this reason. */
-  invalid: PoolMetrics.DestroyReason | undefined
-  /** The lease is a half-open circuit's probe: its outcome decides the circuit. */
-  probe = false
-  holder: AnyFiber | undefined
-  lastUsed: number
-  idleSince = 0
-  /** Callers' shared leases on it right now (only with `maxLeasesPerItem` above 1; see `leases.ts`). */
-  leases = 0
-  /** Its place in its key's `LeaseHeap` while it takes new shared leases, else -1. */
-  heapIndex = -1
-  /** Membership in its key's idle stack. */
-  readonly keyLink = new Link<Item<K, A>>(this)
-  /** Membership in the pool-wide idle list, least recently released first. */
-  readonly lruLink = new Link<Item<K, A>>(this)
-  /** Membership in its group's idle list (only in a pool with groups). */
-  readonly groupLink: Link<Item<K, A>> | undefined
-  /** Built once per item, so a lease allocates no closure for its release. */
-  readonly release: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
-
-  constructor(
-    readonly slot: KeySlot<K, A>,
-    readonly value: A,
-    readonly scope: Scope.CloseableScope,
-    readonly fingerprint: string | undefined,
-    readonly createdAt: number,
-    pool: PoolState<K, A, any>
-  ) {
-    this.lastUsed = createdAt
-    this.groupLink = slot.group === undefined ? undefined : new Link<Item<K, A>>(this)
-    this.release = (exit) => Effect.suspend(() => pool.release(this, exit))
-  }
-}
-
-/**
- * One caller's lease of an item that up to `maxLeasesPerItem` callers hold at
- * once. With exclusive leases the item is its own lease and none of these is
- * made. Ends exactly once (`done`), whatever ends it.
- *
- * @internal
- */
-export class SharedLease<K, A> {
-  done = false
-  /** Made while the item is validated (taken from idle): it takes no other lease until it passes. */
-  validating: boolean
-  readonly value: A
-  /** Built once per lease: the finalizer a scoped `get` adds. */
-  readonly release: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
-
-  constructor(
-    readonly item: Item<K, A>,
-    readonly holder: AnyFiber,
-    readonly since: number,
-    /** The lease is a half-open circuit's probe: its outcome decides the circuit. */
-    public probe: boolean,
-    validating: boolean,
-    pool: PoolState<K, A, any>
-  ) {
-    this.value = item.value
-    this.validating = validating
-    this.release = (exit) => Effect.suspend(() => pool.release(this, exit))
-  }
-}
-
-/**
- * What a caller holds: the item itself (exclusive leases) or one of its
- * shared leases.
- *
- * @internal
- */
-export type Lease<K, A> = Item<K, A> | SharedLease<K, A>
-
-/** The item a lease is of. */
-export const itemOf = <K, A>(lease: Lease<K, A>): Item<K, A> => (lease instanceof SharedLease ? lease.item : lease)
-
-/**
- * A caller waiting for its turn. Whoever serves it writes the outcome here
- * before waking it, so the caller's own fiber settles ownership whatever
- * happened meanwhile (interruption, timeout, shutdown): nothing is lost.
- *
- * @internal
- */
-export class Waiter<K, A> {
-  state: "waiting" | "item" | "failed" | "settled" = "waiting"
-  item: Lease<K, A> | undefined
-  /** Why it failed: built when it happened, while the waiter still counts in the snapshot. */
-  error: PoolError | undefined
-  /** Or the cause its own creation failed with (the resource's error, or a defect). */
-  cause: Cause.Cause<unknown> | undefined
-  /**
-   * A creation was granted to it and is not over: it stays in the queue, with
-   * its deadline, while the creation runs on a fiber of its own (see
-   * `PoolState.spawn`). It is not counted as waiting, and no other creation is
-   * granted to it meanwhile.
-   */
-  pending = false
-  /** The granted creation is not started yet: the waiter's own fiber starts it (see `PoolState.settle`). */
-  reserved = false
-  wake: ((effect: Effect.Effect<void>) => void) | undefined
-  readonly keyLink = new Link<Waiter<K, A>>(this)
-  readonly poolLink = new Link<Waiter<K, A>>(this)
-
-  constructor(
-    readonly slot: KeySlot<K, A>,
-    readonly key: K,
-    readonly fiber: AnyFiber,
-    /** Arrival order across the whole pool. */
-    readonly seq: number,
-    readonly since: number,
-    readonly deadline: number,
-    /** A half-open circuit's probe; a creation started for it takes the probe over. */
-    public probe: boolean
-  ) {}
-}
-
-/**
- * Everything the pool knows about one key (one `keyId` group).
- *
- * @internal
- */
-export class KeySlot<K, A> {
-  readonly idle = new LinkedList<Item<K, A>>()
-  readonly waiters = new LinkedList<Waiter<K, A>>()
-  /** Waiters of this key with a creation of their own in flight (see `Waiter.pending`). */
-  pending = 0
-  inUse = 0
-  creating = 0
-  created = 0
-  destroyed = 0
-  timeouts = 0
-  failures = 0
-  lastUsed: number
-  /** Fingerprints this key moved past: a late caller holding one does not move it back. */
-  retired: Array<string | undefined> | undefined
-  /** Items leased to a health check or heartbeat (a subset of `inUse`). */
-  checking = 0
-  /** Failed creations in a row, and when the next creation may start. */
-  createFailures = 0
-  backoffUntil = 0
-  /** When the breaker last counted a failure, and when an item last failed a check or validation. */
-  lastFailure = 0
-  lastBroken = Number.NEGATIVE_INFINITY
-  /** Recent check, heartbeat and failed validation results, oldest first (made on the first). */
-  history: Array<CheckResult> | undefined
-  /** A background refill of this key runs (see `PoolState.refill`): one at a time. */
-  refilling = false
-  /** Its tenant's group, in a pool with `group` (see `groups.ts`). */
-  group: Group<Item<K, A>> | undefined
-  /** Leased items that take more shared leases (made on the first shared lease; see `leases.ts`). */
-  shared: LeaseHeap<Item<K, A>> | undefined
-  /** Callers' shared leases on its items right now. */
-  leases = 0
-
-  constructor(
-    readonly id: unknown,
-    /** The latest key seen: background refills create with it. */
-    public key: K,
-    readonly description: string,
-    readonly max: number,
-    public fingerprint: string | undefined,
-    readonly createdAt: number,
-    readonly breaker: Breaker | undefined,
-    /** Metric labels: this key's own, or shared with other keys. */
-    readonly tags: Tags
-  ) {
-    this.lastUsed = createdAt
-  }
-
-  get size(): number {
-    return this.idle.size + this.inUse + this.creating
-  }
-}
-
-/** How many past fingerprints a key remembers (see `KeySlot.retired`). */
-const retiredFingerprints = 8
-
 /** @internal */
 export const annotations = { package: "@cistern/pool", module: "KeyedPool" } as const
 
+/** The kernel's metric names, as the pool's metrics. */
+const metrics: Record<KernelMetric, Metric.Metric<any, number, any>> = {
+  created: PoolMetrics.created,
+  destroyed: PoolMetrics.destroyed,
+  leaseDuration: PoolMetrics.leaseDuration,
+  acquireWait: PoolMetrics.acquireWait,
+  createDuration: PoolMetrics.createDuration,
+  acquireTimeouts: PoolMetrics.acquireTimeouts,
+  acquireFailures: PoolMetrics.acquireFailures,
+  breakerTransitions: PoolMetrics.breakerTransitions
+}
+
+/** Resumes a parked caller (its `Effect.async` callback is the waiter's `wake`), once. */
+const wake = (waiter: Waiter<any, any>): void => {
+  const resume = waiter.wake as ((effect: Effect.Effect<void>) => void) | undefined
+  if (resume !== undefined) {
+    waiter.wake = undefined
+    resume(Effect.void)
+  }
+}
+
+/** The effects the kernel's ports stand for; `onWaiting` is set once the pool exists. */
+const makeIO = (
+  clock: Clock.Clock,
+  drained: Deferred.Deferred<void>,
+  tags: PoolTags,
+  onWaiting: () => void
+): KernelIO => ({
+  now: () => clock.unsafeCurrentTimeMillis(),
+  wake,
+  waiting: onWaiting,
+  drained: () => {
+    Deferred.unsafeDone(drained, Exit.void)
+  },
+  update: (keyTags, metric, n, label, value) =>
+    keyTags.update(metrics[metric], n, label === undefined ? keyTags.labels : keyTags.with(label, value!)),
+  tagsFor: (description) => tags.forKey(description),
+  errors: {
+    closed: (key) => new PoolClosed({ key }),
+    circuitOpen: (key, retryAfterMillis, consecutiveFailures) =>
+      new CircuitOpen({ key, retryAfterMillis, consecutiveFailures }),
+    keyLimit: (key, maxKeys, poolSnapshot) => new KeyLimitExceeded({ key, maxKeys, poolSnapshot }),
+    timeout: (data) => new PoolTimeout(data)
+  }
+})
+
 /**
- * The engine. All bookkeeping is synchronous and runs inside a single
- * `Effect.sync`/`suspend` step, so each state change is atomic with respect to
- * other fibers without locks; only resource creation and destruction (the
- * user's effects) run asynchronously.
+ * The engine: the kernel's state and rules, and the effects that carry out
+ * its decisions. Bookkeeping runs inside a single `Effect.sync`/`suspend`
+ * step, so each state change is atomic with respect to other fibers without
+ * locks; only resource creation and destruction (the user's effects) run
+ * asynchronously.
  *
  * @internal
  */
-export class PoolState<K, A, E> {
-  readonly slots = new KeyIndex<unknown, KeySlot<K, A>>()
-  /** Idle items of every key, least recently released at the head. */
-  readonly lru = new LinkedList<Item<K, A>>()
-  /** Every waiter, oldest first: serves cross-key fairness and deadline expiry. */
-  readonly waiters = new LinkedList<Waiter<K, A>>()
-  /** Waiters with a creation of their own in flight (see `Waiter.pending`). */
-  pending = 0
-  /** Live items, each by its own identity (values may be equal), found by value for O(1) `invalidate`. */
-  readonly items = new ItemIndex<Item<K, A>, A>()
+export class PoolState<K, A, E> extends Kernel<K, A> {
   /** Fibers running a creation, interrupted if shutdown outlasts `drainTimeout`. */
   readonly creators = new Set<AnyFiber>()
-  /** Items taken out of the pool by the current step, to be closed when the step ends (see `flush`). */
-  private doomed: Array<Item<K, A>> = []
-  /** Keys that fell below `minIdlePerKey` in the current step, to be refilled when it ends. */
-  private short: Array<KeySlot<K, A>> = []
-  /** Items whose finalizers are running, each on a fiber of its own (see `closeAll`). */
-  closing = 0
-
-  inUse = 0
-  creating = 0
-  created = 0
-  destroyed = 0
-  timeouts = 0
-  failures = 0
-  keysDropped = 0
-  /** How many callers may hold one item at once (`maxLeasesPerItem`). */
-  readonly maxLeases: number
-  /** Whether leases are shared (`maxLeases` above 1): the exclusive path never looks at sharing. */
-  readonly shares: boolean
-  /** Callers' shared leases right now. */
-  leases = 0
-  /** Shared leases not yet ended: their holders are interrupted if shutdown outlasts `drainTimeout`. */
-  readonly live = new Set<SharedLease<K, A>>()
-  closed = false
-  /** Empty keys kept only because they remember recent failures (`remembersFailures`); cleanup drops them. */
-  readonly lingering = new Set<KeySlot<K, A>>()
   readonly tags: PoolTags
-  /** Log lines from synchronous steps, written by whoever runs the step (see `flush`). */
-  private logs: Array<Effect.Effect<void>> = []
-  private arrivals = 0
-  /** The key being admitted: kept even if it empties for a moment mid-step. */
-  private pinned: KeySlot<K, A> | undefined
-
+  /** Metric labels of tenant groups, capped like keys' (`metricsPerKey`). */
+  private readonly groupTags: PoolTags | undefined
   /** Wakes the deadline fiber when the first waiter arrives. */
   private wakeDeadlines: ((effect: Effect.Effect<void>) => void) | undefined
 
   constructor(
-    readonly settings: Resolved<K>,
+    settings: Resolved<K>,
     readonly creator: Creator<K, A, E>,
     readonly clock: Clock.Clock,
     readonly drained: Deferred.Deferred<void>,
@@ -313,154 +132,28 @@ export class PoolState<K, A, E> {
     /** Runs items' finalizers and callers' creations on fibers of their own (see `closeAll`, `spawn`). */
     readonly runtime: Runtime.Runtime<never>
   ) {
-    this.tags = new PoolTags(settings.name, settings.metricsPerKey)
-    this.maxLeases = settings.maxLeasesPerItem
-    this.shares = settings.maxLeasesPerItem > 1
-    this.groups = settings.group === undefined ? undefined : new Groups(settings.maxPerGroup)
+    const tags = new PoolTags(settings.name, settings.metricsPerKey)
+    const box: { self?: PoolState<K, A, E> } = {}
+    super(
+      settings,
+      new KeyIndex<unknown, KeySlot<K, A>>(),
+      makeIO(clock, drained, tags, () => box.self!.deadlineWanted())
+    )
+    box.self = this
+    this.tags = tags
     this.groupTags =
       settings.group === undefined || settings.metricsPerKey === 0
         ? undefined
         : new PoolTags(settings.name, settings.metricsPerKey, "group")
   }
 
-  /** Metric labels of tenant groups, capped like keys' (`metricsPerKey`). */
-  private readonly groupTags: PoolTags | undefined
-
-  /** Tenants' groups of keys, in a pool given `group`. */
-  readonly groups: Groups<Item<K, A>> | undefined
-
-  /** Idle items: exactly the members of the idle LRU. */
-  get idle(): number {
-    return this.lru.size
-  }
-
-  get size(): number {
-    return this.idle + this.inUse + this.creating
-  }
-
-  now(): number {
-    return this.clock.unsafeCurrentTimeMillis()
-  }
-
-  // ---------------------------------------------------------------------------
-  // admission
-  // ---------------------------------------------------------------------------
-
-  /**
-   * Decides, in one synchronous step, what a `get` gets: an idle item (leased
-   * to `fiber`), a reservation to create one (the slot, with `creating` bumped),
-   * a place in the queue, or an error.
-   */
-  admit(key: K, fiber: AnyFiber, since: number): Lease<K, A> | KeySlot<K, A> | Waiter<K, A> | PoolError {
-    if (this.closed) return new PoolClosed({ key: this.settings.describeKey(key) })
-    const now = this.now()
-    const slot = this.slotFor(key, now)
-    if (!(slot instanceof KeySlot)) return slot
-    let probe = false
-    if (slot.breaker !== undefined) {
-      const verdict = slot.breaker.admit(now)
-      if (verdict > PASS) return this.circuitOpen(slot, verdict)
-      probe = verdict === PROBE
+  /** The first waiter arrived: the deadline fiber, if parked, wakes. */
+  private deadlineWanted(): void {
+    const resume = this.wakeDeadlines
+    if (resume !== undefined) {
+      this.wakeDeadlines = undefined
+      resume(Effect.void)
     }
-    this.probeAdmitted = probe
-    this.pinned = slot
-    try {
-      if (this.shares) return this.admitShared(slot, key, fiber, since, now, probe)
-      const item = this.takeIdle(slot, now)
-      if (item !== undefined) {
-        this.lease(item, now, fiber)
-        item.probe = probe
-        return item
-      }
-      this.makeRoom(slot)
-      if (slot.waiters.size === slot.pending && this.canCreate(slot)) {
-        this.reserve(slot)
-        return slot
-      }
-      return this.enqueue(slot, key, fiber, since, probe)
-    } finally {
-      this.pinned = undefined
-    }
-  }
-
-  /**
-   * `admit` with shared leases: an idle item first (it has the fewest
-   * leases: none), else the open item with the fewest leases if it has room;
-   * else a creation when the key's waiters (the caller included) outnumber
-   * what the creations in flight will serve and the limits allow; else the
-   * queue. An idle item that is validated takes no other lease until it
-   * passes (see `open`).
-   */
-  private admitShared(
-    slot: KeySlot<K, A>,
-    key: K,
-    fiber: AnyFiber,
-    since: number,
-    now: number,
-    probe: boolean
-  ): SharedLease<K, A> | KeySlot<K, A> | Waiter<K, A> {
-    const idle = this.takeIdle(slot, now)
-    if (idle !== undefined) {
-      this.claim(idle)
-      const validate = this.settings.validate !== undefined && now - idle.idleSince >= this.settings.validateAfter
-      return this.lendShared(idle, now, fiber, probe, validate)
-    }
-    const room = this.roomIn(slot, now)
-    if (room !== undefined) return this.lendShared(room, now, fiber, probe, false)
-    if (needsItem(slot.waiters.size + 1, slot.creating, this.maxLeases)) {
-      this.makeRoom(slot)
-      if (this.canCreate(slot)) {
-        this.reserve(slot)
-        return slot
-      }
-    }
-    return this.enqueue(slot, key, fiber, since, probe)
-  }
-
-  /** The open item of `slot` with the fewest leases, if it has room; items found unfit take no more. */
-  private roomIn(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
-    const heap = slot.shared
-    if (heap === undefined) return undefined
-    let item: Item<K, A> | undefined
-    while ((item = withRoom(heap, this.maxLeases)) !== undefined) {
-      if (this.unfit(item, now) === undefined) return item
-      // Too old, or of old credentials: its current leases finish, then it is retired.
-      heap.remove(item)
-    }
-    return undefined
-  }
-
-  /** Counts an item taken out of idle as in use, held by no caller yet. */
-  private claim(item: Item<K, A>): void {
-    item.state = "leased"
-    item.holder = undefined
-    item.slot.inUse++
-    this.inUse++
-  }
-
-  /**
-   * Adds a shared lease of a leased `item` for `fiber`. Unless `closed` (it
-   * is being validated), the item takes more leases while it has room.
-   */
-  private lendShared(
-    item: Item<K, A>,
-    now: number,
-    fiber: AnyFiber,
-    probe: boolean,
-    closed: boolean
-  ): SharedLease<K, A> {
-    const slot = item.slot
-    item.leases++
-    slot.leases++
-    this.leases++
-    item.lastUsed = now
-    slot.lastUsed = now
-    const heap = (slot.shared ??= new LeaseHeap())
-    if (heap.has(item)) heap.update(item)
-    else if (!closed) heap.push(item)
-    const lease = new SharedLease(item, fiber, now, probe, closed, this)
-    this.live.add(lease)
-    return lease
   }
 
   /**
@@ -468,36 +161,8 @@ export class PoolState<K, A, E> {
    * serves the key's waiters while it has room.
    */
   open(lease: SharedLease<K, A>): Effect.Effect<void> {
-    if (!lease.validating) return Effect.void
-    lease.validating = false
-    const item = lease.item
-    if (lease.done || item.state !== "leased" || this.unfit(item, this.now()) !== undefined) return Effect.void
-    const heap = (item.slot.shared ??= new LeaseHeap())
-    if (!heap.has(item)) heap.push(item)
-    this.serveShared(item.slot, this.now())
+    this.openShared(lease)
     return this.flush()
-  }
-
-  /** Hands the key's first waiters (FIFO) leases of its open items while any has room. */
-  private serveShared(slot: KeySlot<K, A>, now: number): void {
-    let waiter: Waiter<K, A> | undefined
-    while ((waiter = slot.waiters.head?.value) !== undefined) {
-      const item = this.roomIn(slot, now)
-      if (item === undefined) return
-      this.dequeue(waiter)
-      waiter.item = this.lendShared(item, now, waiter.fiber, waiter.probe, false)
-      this.settleWaiter(waiter, "item")
-    }
-  }
-
-  /**
-   * An item stops taking new shared leases (invalidated, or broken by a
-   * connection failure): its current leases finish, then it is destroyed.
-   * The key's waiters may need another item now.
-   */
-  private closeShare(item: Item<K, A>): void {
-    item.slot.shared?.remove(item)
-    this.creationEnded(item.slot)
   }
 
   /**
@@ -505,418 +170,8 @@ export class PoolState<K, A, E> {
    * shared lease) ends, and with shared leases it takes no new one from now.
    */
   invalidateLeased(item: Item<K, A>): Effect.Effect<void> {
-    item.invalid = "invalidated"
-    if (!this.shares) return Effect.void
-    this.closeShare(item)
+    this.markInvalid(item)
     return this.flush()
-  }
-
-  /**
-   * Whether the last `admit` let its caller through as a half-open probe (read
-   * right after `admit`, in the same step, when it returned a reservation).
-   */
-  probeAdmitted = false
-
-  private circuitOpen(slot: KeySlot<K, A>, retryAfter: number): CircuitOpen {
-    return new CircuitOpen({
-      key: slot.description,
-      retryAfterMillis: retryAfter,
-      consecutiveFailures: slot.breaker?.consecutive ?? 0
-    })
-  }
-
-  private slotFor(key: K, now: number): KeySlot<K, A> | KeyLimitExceeded {
-    const s = this.settings
-    const id = s.keyId(key)
-    const fingerprint = s.fingerprint?.(key)
-    let slot = this.slots.get(id)
-    if (slot === undefined) {
-      // The user's functions of the key run before anything changes: one that throws leaves the pool as it was.
-      const description = s.describeKey(key)
-      const max = s.maxPerKey(key)
-      const groupId = s.group?.(key)
-      if (this.slots.size >= s.maxKeys && !this.evictIdleKey()) {
-        return new KeyLimitExceeded({ key: description, maxKeys: s.maxKeys, poolSnapshot: this.occupancy() })
-      }
-      const breaker = s.breaker === undefined ? undefined : new Breaker(s.breaker)
-      const tags = this.tags.forKey(description)
-      slot = new KeySlot<K, A>(id, key, description, max, fingerprint, now, breaker, tags)
-      if (this.groups !== undefined) slot.group = this.groups.join(groupId!)
-      this.slots.set(id, slot)
-    } else if (fingerprint !== slot.fingerprint && !slot.retired?.includes(fingerprint)) {
-      // Credentials changed: idle items of the old version go now, leased
-      // ones when they come back (see `release`).
-      slot.retired ??= []
-      if (slot.retired.push(slot.fingerprint) > retiredFingerprints) slot.retired.shift()
-      slot.fingerprint = fingerprint
-      let stale: Item<K, A> | undefined
-      while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale, "credentials")
-    }
-    slot.key = key
-    this.lingering.delete(slot)
-    return slot
-  }
-
-  /** Pops the most recently used idle item that is still fit to hand out. */
-  private takeIdle(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
-    let item: Item<K, A> | undefined
-    while ((item = slot.idle.tail?.value) !== undefined) {
-      const unfit = this.unfit(item, now)
-      if (unfit === undefined) {
-        this.fromIdle(item)
-        return item
-      }
-      this.destroy(item, unfit)
-    }
-    return undefined
-  }
-
-  /** Why an item may not be handed out (again), if it may not. */
-  private unfit(item: Item<K, A>, now: number): PoolMetrics.DestroyReason | undefined {
-    if (this.closed) return "shutdown"
-    if (item.invalid !== undefined) return item.invalid
-    if (item.fingerprint !== item.slot.fingerprint) return "credentials"
-    if (now - item.createdAt >= this.settings.maxLifetime) return "lifetime"
-    return undefined
-  }
-
-  /** Whether the key itself may start another creation (its limit and `createConcurrency`). */
-  private mayGrow(slot: KeySlot<K, A>): boolean {
-    return this.keyMayGrow(slot) && (slot.group === undefined || !slot.group.full)
-  }
-
-  /** Whether the key's own limit and `createConcurrency` allow another creation (its group's aside). */
-  private keyMayGrow(slot: KeySlot<K, A>): boolean {
-    return slot.size < slot.max && slot.creating < this.settings.createConcurrency
-  }
-
-  private canCreate(slot: KeySlot<K, A>): boolean {
-    return this.mayGrow(slot) && this.size < this.settings.maxTotal
-  }
-
-  /**
-   * When only the total stands between `slot` and a creation, makes room by
-   * destroying the least recently used idle item (of another key: a key with
-   * idle items has no waiters, and a caller takes its own key's idle item
-   * first). Runs wherever a creation may be granted: on admission and when a
-   * creation ends (a waiter held back by `createConcurrency`).
-   */
-  private makeRoom(slot: KeySlot<K, A>): void {
-    const group = slot.group
-    if (group?.full && this.keyMayGrow(slot)) {
-      // The tenant is at its limit: its own oldest idle item (of any of its keys) makes room.
-      const victim = group.idle.head?.value
-      if (victim !== undefined) this.destroy(victim, "evicted")
-    }
-    if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
-      const victim = this.lru.head?.value
-      if (victim !== undefined) this.destroy(victim, "evicted")
-    }
-  }
-
-  private lease(item: Item<K, A>, now: number, fiber: AnyFiber): void {
-    item.state = "leased"
-    item.holder = fiber
-    item.lastUsed = now
-    item.slot.lastUsed = now
-    item.slot.inUse++
-    this.inUse++
-  }
-
-  private reserve(slot: KeySlot<K, A>): void {
-    slot.creating++
-    this.creating++
-    if (slot.group !== undefined) slot.group.size++
-  }
-
-  private toIdle(item: Item<K, A>): void {
-    item.slot.idle.push(item.keyLink)
-    this.lru.push(item.lruLink)
-    if (item.groupLink !== undefined) item.slot.group!.idle.push(item.groupLink)
-  }
-
-  private fromIdle(item: Item<K, A>): void {
-    item.slot.idle.remove(item.keyLink)
-    this.lru.remove(item.lruLink)
-    if (item.groupLink !== undefined) item.slot.group!.idle.remove(item.groupLink)
-  }
-
-  private enqueue(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
-    // Deadlines never decrease along the queue, so one timer for the oldest
-    // serves all: a caller re-admitted after a failed validation (an earlier
-    // `since`) may time out later by at most that validation's time.
-    const deadline = Math.max(since + this.settings.acquireTimeout, this.waiters.tail?.value.deadline ?? 0)
-    const waiter = new Waiter(slot, key, fiber, this.arrivals++, since, deadline, probe)
-    slot.waiters.push(waiter.keyLink)
-    this.waiters.push(waiter.poolLink)
-    if (this.waiters.size === 1 && this.wakeDeadlines !== undefined) {
-      const wake = this.wakeDeadlines
-      this.wakeDeadlines = undefined
-      wake(Effect.void)
-    }
-    return waiter
-  }
-
-  private dequeue(waiter: Waiter<K, A>): void {
-    waiter.slot.waiters.remove(waiter.keyLink)
-    this.waiters.remove(waiter.poolLink)
-    this.unpend(waiter)
-  }
-
-  /**
-   * Makes an admitted caller wait for the creation it was granted: it queues
-   * (FIFO, with its deadline) and its own fiber starts the creation.
-   */
-  enqueueCreator(slot: KeySlot<K, A>, key: K, fiber: AnyFiber, since: number, probe: boolean): Waiter<K, A> {
-    const waiter = this.enqueue(slot, key, fiber, since, probe)
-    this.pend(waiter)
-    return waiter
-  }
-
-  /** Grants a creation (its reservation already counted) to a waiter that stays queued. */
-  private grant(waiter: Waiter<K, A>): void {
-    this.pend(waiter)
-    const wake = waiter.wake
-    if (wake !== undefined) {
-      waiter.wake = undefined
-      wake(Effect.void)
-    }
-  }
-
-  private pend(waiter: Waiter<K, A>): void {
-    waiter.pending = true
-    waiter.reserved = true
-    waiter.slot.pending++
-    this.pending++
-  }
-
-  private unpend(waiter: Waiter<K, A>): void {
-    if (!waiter.pending) return
-    waiter.pending = false
-    waiter.slot.pending--
-    this.pending--
-  }
-
-  /**
-   * Whether the waiters of `slot` need another item: always with exclusive
-   * leases (a waiter without a creation of its own needs one); with shared
-   * leases, only while they outnumber what the creations in flight will serve.
-   */
-  private wantsItem(slot: KeySlot<K, A>): boolean {
-    return !this.shares || needsItem(slot.waiters.size, slot.creating, this.maxLeases)
-  }
-
-  /** The first waiter of `slot` without a creation of its own. */
-  private firstBare(slot: KeySlot<K, A>): Waiter<K, A> | undefined {
-    let link = slot.waiters.head
-    if (slot.pending > 0) while (link?.value.pending) link = link.next
-    return link?.value
-  }
-
-  // ---------------------------------------------------------------------------
-  // dispatch: who gets a returned item or a freed slot
-  // ---------------------------------------------------------------------------
-
-  /**
-   * The oldest waiter (of any key but `except`) whose key may still grow: the
-   * one a freed total slot belongs to. Walks past waiters of keys at their own
-   * limit, which only exist while the total is also exhausted.
-   */
-  private oldestCreatable(except: KeySlot<K, A> | undefined): Waiter<K, A> | undefined {
-    for (let link = this.waiters.head; link !== undefined; link = link.next) {
-      const slot = link.value.slot
-      if (slot !== except && !link.value.pending && this.mayGrow(slot) && this.wantsItem(slot)) return link.value
-    }
-    return undefined
-  }
-
-  /**
-   * The oldest waiter of another key than `slot`'s that destroying an item of
-   * `slot` would let create: its key may grow, and its group (if any) has
-   * room once that item is gone. Walks waiters only while a total or group
-   * limit is exhausted.
-   */
-  private oldestUnblockedBy(slot: KeySlot<K, A>): Waiter<K, A> | undefined {
-    for (let link = this.waiters.head; link !== undefined; link = link.next) {
-      const other = link.value.slot
-      if (other === slot || link.value.pending || !this.keyMayGrow(other) || !this.wantsItem(other)) continue
-      const group = other.group
-      if (group === undefined || group.size - (group === slot.group ? 1 : 0) < group.max) return link.value
-    }
-    return undefined
-  }
-
-  /**
-   * A healthy leased item came back (still counted as in use): to its key's
-   * first waiter, to make room for an older waiter of another key, or to idle.
-   */
-  private returned(item: Item<K, A>, now: number): void {
-    const slot = item.slot
-    const mine = slot.waiters.head?.value
-    const full = this.size >= this.settings.maxTotal || slot.group?.full === true
-    if (full && this.waiters.size > slot.waiters.size) {
-      const other = this.oldestUnblockedBy(slot)
-      if (other !== undefined && (mine === undefined || other.seq < mine.seq)) {
-        // Fairness across keys: the total is exhausted and a waiter of another
-        // key came first; this item makes room for it.
-        this.destroy(item, "evicted")
-        return
-      }
-    }
-    if (mine !== undefined && this.shares) {
-      // Shared: the key's first waiters, up to `maxLeasesPerItem` of them, share it.
-      item.holder = undefined
-      item.probe = false
-      let waiter: Waiter<K, A> | undefined
-      while (item.leases < this.maxLeases && (waiter = slot.waiters.head?.value) !== undefined) {
-        this.dequeue(waiter)
-        waiter.item = this.lendShared(item, now, waiter.fiber, waiter.probe, false)
-        this.settleWaiter(waiter, "item")
-      }
-      // Those left over may need another item.
-      this.creationEnded(slot)
-      return
-    }
-    if (mine !== undefined) {
-      this.dequeue(mine)
-      item.holder = mine.fiber
-      item.probe = mine.probe
-      mine.item = item
-      this.settleWaiter(mine, "item")
-      return
-    }
-    slot.inUse--
-    this.inUse--
-    item.state = "idle"
-    item.idleSince = now
-    item.holder = undefined
-    this.toIdle(item)
-  }
-
-  /** A slot of `slot`'s key (and of the total) was freed. */
-  private freed(slot: KeySlot<K, A>): void {
-    if (!this.closed) {
-      const next =
-        Number.isFinite(this.settings.maxTotal) || slot.group !== undefined
-          ? this.oldestCreatable(undefined)
-          : this.mayGrow(slot) && this.wantsItem(slot)
-            ? this.firstBare(slot)
-            : undefined
-      if (next !== undefined) {
-        this.reserve(next.slot)
-        this.grant(next)
-      }
-    }
-    if (this.belowFloor(slot)) this.scheduleRefill(slot)
-    this.dropIfEmpty(slot)
-  }
-
-  /** A creation of `slot` ended (either way): its key may start the next one. */
-  private creationEnded(slot: KeySlot<K, A>): void {
-    if (this.closed || slot.waiters.size === slot.pending) return
-    if (this.shares) {
-      // Shared: as many creations as the waiters need (each new item serves `maxLeasesPerItem`), limits allowing.
-      while (this.wantsItem(slot)) {
-        this.makeRoom(slot)
-        const next = this.firstBare(slot)
-        if (next === undefined || !this.canCreate(slot)) return
-        this.reserve(slot)
-        this.grant(next)
-      }
-      return
-    }
-    this.makeRoom(slot)
-    const next = this.firstBare(slot)
-    if (next !== undefined && this.canCreate(slot)) {
-      this.reserve(slot)
-      this.grant(next)
-    }
-  }
-
-  /** Whether a key of the pool has fewer than `minIdlePerKey` items idle, being checked or being created. */
-  private belowFloor(slot: KeySlot<K, A>): boolean {
-    return (
-      slot.idle.size + slot.checking + slot.creating < this.settings.minIdlePerKey &&
-      !this.closed &&
-      this.slots.get(slot.id) === slot
-    )
-  }
-
-  /** Asks the end of the current step to start a refill of `slot` (one per key at a time). */
-  private scheduleRefill(slot: KeySlot<K, A>): void {
-    if (slot.refilling) return
-    slot.refilling = true
-    this.short.push(slot)
-  }
-
-  private fail(waiter: Waiter<K, A>, error: PoolError): void {
-    waiter.error = error
-    this.dequeue(waiter)
-    this.settleWaiter(waiter, "failed")
-  }
-
-  private settleWaiter(waiter: Waiter<K, A>, state: "item" | "failed"): void {
-    waiter.state = state
-    const wake = waiter.wake
-    if (wake !== undefined) {
-      waiter.wake = undefined
-      wake(Effect.void)
-    }
-  }
-
-  private dropIfEmpty(slot: KeySlot<K, A>): void {
-    if (slot.size === 0 && slot.waiters.size === 0 && slot !== this.pinned && this.slots.get(slot.id) === slot) {
-      // A key with a floor stays, and is refilled (see `minIdlePerKey`).
-      if (slot.refilling) return
-      // A key whose breaker or creation backoff remembers failures is kept
-      // until cleanup finds it quiet: forgetting would let callers hammer a
-      // server that is down.
-      if (this.remembersFailures(slot, this.now())) this.lingering.add(slot)
-      else this.drop(slot)
-    }
-  }
-
-  /**
-   * Whether an empty key must be kept: its creation backoff runs, an item of
-   * it failed a check or validation within the last `cleanupInterval`, its
-   * breaker failed within the last `reset`, or it is open (or half-open) and
-   * nobody came to probe it for a whole `reset` after it could be probed.
-   */
-  private remembersFailures(slot: KeySlot<K, A>, now: number): boolean {
-    const breaker = slot.breaker
-    if (now < slot.backoffUntil) return true
-    if (now - slot.lastBroken < this.settings.cleanupInterval) return true
-    if (breaker === undefined || breaker.pristine) return false
-    const reset = breaker.settings.reset
-    if (breaker.state !== "closed") return now < breaker.openedAt + 2 * reset
-    return now - slot.lastFailure < reset
-  }
-
-  private drop(slot: KeySlot<K, A>): void {
-    if (slot.group !== undefined) this.groups?.leave(slot.group)
-    this.slots.delete(slot.id)
-    this.lingering.delete(slot)
-    this.keysDropped++
-  }
-
-  /** Evicts a key kept only for its failures, or else one whose items are all idle, least recently used first. */
-  private evictIdleKey(): boolean {
-    for (const slot of this.lingering) {
-      this.drop(slot)
-      return true
-    }
-    for (let link = this.lru.head; link !== undefined; link = link.next) {
-      const slot = link.value.slot
-      if (slot.inUse === 0 && slot.creating === 0 && slot.waiters.size === 0) {
-        let item: Item<K, A> | undefined
-        while ((item = slot.idle.head?.value) !== undefined) this.destroy(item, "evicted")
-        // An evicted key goes even if it remembers failures or has a floor:
-        // otherwise it would linger, still counted, and `maxKeys` be exceeded.
-        if (this.slots.get(slot.id) === slot) this.drop(slot)
-        return true
-      }
-    }
-    return false
   }
 
   // ---------------------------------------------------------------------------
@@ -929,13 +184,9 @@ export class PoolState<K, A, E> {
    * breaker.
    */
   release(lease: Lease<K, A>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
-    if (lease instanceof SharedLease) {
-      return lease.done
-        ? Effect.void
-        : this.endShared(lease, Exit.isSuccess(exit) ? "success" : this.classify(exit.cause))
-    }
-    if (lease.state !== "leased") return Effect.void
-    return this.end(lease, Exit.isSuccess(exit) ? "success" : this.classify(exit.cause))
+    if (lease instanceof SharedLease ? lease.done : lease.state !== "leased") return Effect.void
+    this.endLease(lease, Exit.isSuccess(exit) ? "success" : this.classify(exit.cause))
+    return this.flush()
   }
 
   /**
@@ -944,7 +195,8 @@ export class PoolState<K, A, E> {
    * before using it. A probe's place is given up, so the next caller probes.
    */
   giveBack(lease: Lease<K, A>): Effect.Effect<void> {
-    return lease instanceof SharedLease ? this.endShared(lease, undefined) : this.end(lease, undefined)
+    this.endLease(lease, undefined)
+    return this.flush()
   }
 
   /**
@@ -956,80 +208,8 @@ export class PoolState<K, A, E> {
    * outcome counts).
    */
   releaseBroken(lease: Lease<K, A>): Effect.Effect<void> {
-    const item = itemOf(lease)
-    item.invalid = "failed_check"
-    item.slot.lastBroken = this.now()
+    this.markBroken(lease)
     return this.giveBack(lease)
-  }
-
-  /**
-   * Ends one shared lease. A connection failure marks the item broken for
-   * everyone: it takes no new lease, its other holders finish (or fail) on
-   * their own, and the last one out destroys it. An item with leases left
-   * takes new ones again (if fit) and serves the key's first waiter; after
-   * its last lease it goes back like an exclusive lease (to waiters or idle)
-   * or is destroyed (see `afterLease`).
-   */
-  private endShared(lease: SharedLease<K, A>, outcome: Outcome | undefined): Effect.Effect<void> {
-    if (lease.done) return Effect.void
-    lease.done = true
-    this.live.delete(lease)
-    const item = lease.item
-    // Destroyed meanwhile (shutdown's drain timeout): its counts went with it.
-    if (item.state !== "leased") return Effect.void
-    const now = this.now()
-    const slot = item.slot
-    slot.lastUsed = now
-    item.lastUsed = now
-    slot.tags.update(PoolMetrics.leaseDuration, (now - lease.since) / 1000)
-    item.leases--
-    slot.leases--
-    this.leases--
-    if (outcome === "connection") item.invalid ??= "invalidated"
-    if (slot.breaker !== undefined) {
-      if (outcome !== undefined) this.report(slot, outcome, lease.probe, now)
-      else slot.breaker.abandon(lease.probe)
-    }
-    const unfit = this.unfit(item, now)
-    switch (afterLease(item.leases, unfit === undefined)) {
-      case "shared":
-        if (unfit !== undefined) this.closeShare(item)
-        else {
-          slot.shared?.update(item)
-          this.serveShared(slot, now)
-        }
-        break
-      case "returned":
-        slot.shared?.remove(item)
-        this.returned(item, now)
-        break
-      case "retired":
-        this.destroy(item, unfit!)
-        break
-    }
-    this.checkDrained()
-    return this.flush()
-  }
-
-  /** Ends a lease with the breaker's verdict on it, if it gives one. */
-  private end(item: Item<K, A>, outcome: Outcome | undefined): Effect.Effect<void> {
-    if (item.state !== "leased") return Effect.void
-    const now = this.now()
-    const slot = item.slot
-    slot.lastUsed = now
-    if (item.holder !== undefined) slot.tags.update(PoolMetrics.leaseDuration, (now - item.lastUsed) / 1000)
-    item.lastUsed = now
-    if (outcome === "connection") item.invalid ??= "invalidated"
-    if (slot.breaker !== undefined) {
-      if (outcome !== undefined) this.report(slot, outcome, item.probe, now)
-      else slot.breaker.abandon(item.probe)
-    }
-    item.probe = false
-    const unfit = this.unfit(item, now)
-    if (unfit === undefined) this.returned(item, now)
-    else this.destroy(item, unfit)
-    this.checkDrained()
-    return this.flush()
   }
 
   /** Whether a failure is the connection's fault, the caller's, or an interruption. */
@@ -1040,71 +220,30 @@ export class PoolState<K, A, E> {
     return this.settings.isConnectionError(error) ? "connection" : "caller"
   }
 
-  /** Tells a key's breaker how a call went, failing the key's waiters if the circuit opens. */
-  report(slot: KeySlot<K, A>, outcome: Outcome, probe: boolean, now: number): void {
-    const breaker = slot.breaker
-    if (breaker === undefined) return
-    if (outcome === "connection") slot.lastFailure = now
-    const before = breaker.state
-    if (outcome === "success") breaker.success(now, probe)
-    else if (outcome === "connection") breaker.failure(now, probe)
-    else breaker.abandon(probe)
-    if (breaker.state !== before) {
-      slot.tags.update(PoolMetrics.breakerTransitions, 1, slot.tags.with("to", breaker.state))
-      const line = `circuit of key ${slot.description}: ${before} -> ${breaker.state}`
-      this.logs.push(breaker.state === "closed" ? Effect.logInfo(line) : Effect.logWarning(line))
-    }
-    if (breaker.state === "open" && slot.waiters.size > 0) {
-      const retryAfter = breaker.openedAt + breaker.settings.reset - now
-      let waiter: Waiter<K, A> | undefined
-      while ((waiter = slot.waiters.head?.value) !== undefined) this.fail(waiter, this.circuitOpen(slot, retryAfter))
-    }
-  }
-
   /**
-   * Takes an item out of the pool and frees its slot; its scope is closed by
-   * whoever runs the current step (see `flush`).
-   */
-  destroy(item: Item<K, A>, reason: PoolMetrics.DestroyReason): void {
-    const slot = item.slot
-    if (item.state === "destroyed") return
-    slot.tags.update(PoolMetrics.destroyed, 1, slot.tags.with("reason", reason))
-    if (reason === "evicted") this.logs.push(Effect.logDebug(`evicted an idle item of key ${slot.description}`))
-    if (slot.group !== undefined) slot.group.size--
-    if (item.state === "idle") {
-      this.fromIdle(item)
-    } else {
-      slot.inUse--
-      this.inUse--
-    }
-    if (this.shares) {
-      // Only shutdown destroys an item that still has shared leases: they end as no-ops.
-      slot.leases -= item.leases
-      this.leases -= item.leases
-      item.leases = 0
-      slot.shared?.remove(item)
-    }
-    item.state = "destroyed"
-    item.holder = undefined
-    slot.destroyed++
-    this.destroyed++
-    this.items.delete(item)
-    this.doomed.push(item)
-    this.freed(slot)
-  }
-
-  /**
-   * Finishes a step: writes its log lines, starts closing the items it
+   * Finishes a step: performs what it decided, in this order whatever order
+   * it decided it in: writes its log lines, starts closing the items it
    * destroyed and starts the refills it asked for.
    */
   flush(): Effect.Effect<void> {
-    if (this.doomed.length === 0 && this.logs.length === 0 && this.short.length === 0) return Effect.void
-    const doomed = this.doomed
-    const logs = this.logs
-    const short = this.short
-    this.doomed = []
-    this.logs = []
-    this.short = []
+    const decisions = this.takeDecisions()
+    if (decisions === undefined) return Effect.void
+    const logs: Array<Effect.Effect<void>> = []
+    const doomed: Array<Item<K, A>> = []
+    const short: Array<KeySlot<K, A>> = []
+    for (const decision of decisions) {
+      switch (decision._tag) {
+        case "Log":
+          logs.push(logLine(decision))
+          break
+        case "Destroy":
+          doomed.push(decision.item)
+          break
+        case "Refill":
+          short.push(decision.slot)
+          break
+      }
+    }
     let step: Effect.Effect<void> = Effect.void
     if (logs.length > 0) step = Effect.annotateLogs(Effect.all(logs, { discard: true }), annotations)
     if (doomed.length > 0)
@@ -1131,16 +270,7 @@ export class PoolState<K, A, E> {
     }
   }
 
-  private readonly closedOne = Effect.sync(() => {
-    this.closing--
-    this.checkDrained()
-  })
-
-  private checkDrained(): void {
-    if (this.closed && this.inUse === 0 && this.creating === 0 && this.closing === 0) {
-      Deferred.unsafeDone(this.drained, Exit.void)
-    }
-  }
+  private readonly closedOne = Effect.sync(() => this.finalized())
 
   // ---------------------------------------------------------------------------
   // waiting and creating (the caller's own fiber runs both)
@@ -1156,53 +286,43 @@ export class PoolState<K, A, E> {
 
   /** Waits (interruptibly) until the waiter is served, fails, or must start its creation. */
   wait(waiter: Waiter<K, A>, restore: Restore): Effect.Effect<Lease<K, A>, E | PoolError> {
-    return Effect.flatMap(Effect.exit(restore(this.park(waiter))), (exit) => this.settle(waiter, exit, restore))
+    return Effect.flatMap(Effect.exit(restore(this.park(waiter))), (exit) => this.resume(waiter, exit, restore))
   }
 
   /**
-   * After parking ended (served, timed out, closed or interrupted), settles
-   * what the waiter owns: an item or a reservation is used, or given back when
-   * the caller was interrupted.
+   * After parking ended (served, timed out, closed or interrupted), performs
+   * what the kernel settled (`Kernel.settle`): starts the granted creation and
+   * waits again, hands the lease over (or gives it back when the caller was
+   * interrupted), or fails.
    */
-  settle(waiter: Waiter<K, A>, exit: Exit.Exit<void>, restore: Restore): Effect.Effect<Lease<K, A>, E | PoolError> {
-    if (waiter.reserved) {
-      waiter.reserved = false
-      if (waiter.state === "waiting" && Exit.isSuccess(exit) && !this.closed) {
+  private resume(
+    waiter: Waiter<K, A>,
+    exit: Exit.Exit<void>,
+    restore: Restore
+  ): Effect.Effect<Lease<K, A>, E | PoolError> {
+    const settled = this.settle(waiter, Exit.isFailure(exit))
+    let next: Effect.Effect<Lease<K, A>, E | PoolError>
+    switch (settled._tag) {
+      case "start":
         // Still waiting: start the creation on a fiber of its own and keep waiting, deadline and all.
         return Effect.zipRight(this.spawn(waiter), this.wait(waiter, restore))
-      }
-      // Served, failed or gone before its creation started: the reservation goes to the next waiter.
-      this.unpend(waiter)
-      this.unreserve(waiter.slot)
-      const settled = this.settle(waiter, exit, restore)
-      const closing = this.flush()
-      return closing === Effect.void ? settled : Effect.zipRight(closing, settled)
-    }
-    const state = waiter.state
-    waiter.state = "settled"
-    waiter.wake = undefined
-    switch (state) {
-      case "item": {
-        const item = waiter.item!
-        waiter.item = undefined
-        waiter.slot.tags.update(PoolMetrics.acquireWait, (this.now() - waiter.since) / 1000)
-        return Exit.isSuccess(exit)
-          ? Effect.succeed(item)
-          : Effect.zipRight(this.release(item, exit), Effect.failCause(exit.cause))
-      }
+      case "lease":
+        next = Exit.isSuccess(exit)
+          ? Effect.succeed(settled.lease)
+          : Effect.zipRight(this.release(settled.lease, exit), Effect.failCause(exit.cause))
+        break
       case "failed":
-        waiter.slot.breaker?.abandon(waiter.probe)
-        return waiter.cause !== undefined
-          ? (Effect.failCause(waiter.cause) as Effect.Effect<never, E>)
-          : Effect.fail(waiter.error!)
-      default: {
-        // Still queued: the caller was interrupted while waiting (its creation, if any, goes on).
-        waiter.slot.breaker?.abandon(waiter.probe)
-        this.dequeue(waiter)
-        this.dropIfEmpty(waiter.slot)
-        return Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.dieMessage("a waiter woke unserved")
-      }
+        next =
+          settled.cause !== undefined
+            ? (Effect.failCause(settled.cause as Cause.Cause<unknown>) as Effect.Effect<never, E>)
+            : Effect.fail(settled.error!)
+        break
+      case "gone":
+        next = Exit.isFailure(exit) ? Effect.failCause(exit.cause) : Effect.dieMessage("a waiter woke unserved")
+        break
     }
+    const closing = this.flush()
+    return closing === Effect.void ? next : Effect.zipRight(closing, next)
   }
 
   /**
@@ -1245,11 +365,10 @@ export class PoolState<K, A, E> {
       Effect.matchCauseEffect(
         this.create(slot, waiter.key, fiber as AnyFiber, probe, -1, Effect.interruptible, waiter, itemScope),
         {
-          onSuccess: (item) => this.delivered(item, waiter),
+          onSuccess: (item) => this.deliver(item, waiter),
           onFailure: () =>
             Effect.suspend(() => {
-              this.creationOver(waiter)
-              this.dropIfEmpty(slot)
+              this.creationLost(waiter)
               return this.flush()
             })
         }
@@ -1257,50 +376,10 @@ export class PoolState<K, A, E> {
     )
   }
 
-  /**
-   * A waiter's creation made an item: a probe's goes to its caller if it
-   * still waits (else the connect itself is the probe's success); any other
-   * goes back like a returned lease, to the key's first waiter or to idle.
-   */
-  private delivered(item: Item<K, A>, waiter: Waiter<K, A>): Effect.Effect<void> {
-    item.holder = undefined
-    if (item.probe) {
-      if (waiter.state === "waiting" && !this.closed) {
-        this.dequeue(waiter)
-        if (this.shares) {
-          item.probe = false
-          waiter.item = this.lendShared(item, this.now(), waiter.fiber, true, false)
-          this.serveShared(item.slot, this.now())
-        } else {
-          item.holder = waiter.fiber
-          waiter.probe = true
-          waiter.item = item
-        }
-        this.settleWaiter(waiter, "item")
-        return this.flush()
-      }
-      this.report(item.slot, "success", true, this.now())
-      item.probe = false
-    }
-    // Handed on first (the caller itself, if it is the key's first waiter), then the caller may be granted anew.
-    const ended = this.end(item, undefined)
-    this.creationOver(waiter)
-    return Effect.zipRight(ended, this.flush())
-  }
-
-  /** A waiter's creation is over without serving it: it waits as any other, and may be granted another. */
-  private creationOver(waiter: Waiter<K, A>): void {
-    if (waiter.state !== "waiting" || !waiter.pending) return
-    this.unpend(waiter)
-    this.creationEnded(waiter.slot)
-  }
-
-  private unreserve(slot: KeySlot<K, A>): void {
-    slot.creating--
-    this.creating--
-    if (slot.group !== undefined) slot.group.size--
-    this.checkDrained()
-    this.freed(slot)
+  /** A waiter's creation made an item: the kernel hands it on (see `Kernel.delivered`). */
+  private deliver(item: Item<K, A>, waiter: Waiter<K, A>): Effect.Effect<void> {
+    this.delivered(item, waiter)
+    return this.flush()
   }
 
   /**
@@ -1368,54 +447,18 @@ export class PoolState<K, A, E> {
           }
         }
         if (Exit.isSuccess(exit)) {
-          slot.createFailures = 0
-          slot.backoffUntil = 0
-          const item = this.register(slot, exit.value, scope, fingerprint, fiber)
-          item.probe = probe
-          const now = this.now()
-          slot.tags.update(PoolMetrics.createDuration, (now - started) / 1000)
-          // A caller's wait is measured when it is served (see `settle`).
-          if (since >= 0) slot.tags.update(PoolMetrics.acquireWait, (now - since) / 1000)
-          // Shared: the new item serves waiters first (see `returned`), then more creations are granted if needed.
-          if (!this.shares) this.creationEnded(slot)
-          return Effect.succeed(item)
+          return Effect.succeed(
+            this.createSucceeded(slot, exit.value, scope, fingerprint, fiber, probe, started, since)
+          )
         }
-        const now = this.now()
-        if (Cause.isInterruptedOnly(exit.cause)) {
-          slot.breaker?.abandon(probe)
-        } else if (!permitted) {
-          // The gate refused (its limit stayed full): nothing is known of the resource, so
-          // no failure is counted, no backoff starts and the circuit gets no verdict.
-          slot.breaker?.abandon(probe)
-          this.failOwner(owner, exit.cause)
-          this.logs.push(Effect.logDebug(`the gate refused a creation of key ${slot.description}`, exit.cause))
-        } else {
-          // The caller it was started for gets its own error, before a circuit that opens now fails the rest.
-          this.failOwner(owner, exit.cause)
-          // A failed creation is a connection failure whatever its error says.
-          slot.failures++
-          this.failures++
-          slot.tags.update(PoolMetrics.acquireFailures, 1)
-          this.logs.push(Effect.logWarning(`creating an item of key ${slot.description} failed`, exit.cause))
-          this.backOff(slot, now)
-          this.report(slot, "connection", probe, now)
-        }
-        this.unreserve(slot)
-        this.creationEnded(slot)
+        const how = Cause.isInterruptedOnly(exit.cause) ? "interrupted" : permitted ? "failed" : "refused"
+        this.createFailed(slot, owner, probe, how, exit.cause)
         return this.flush().pipe(
           Effect.zipRight(closeScope(scope, exit)),
           Effect.zipRight(Effect.failCause(exit.cause))
         )
       })
     })
-  }
-
-  /** Fails the caller a creation was started for with the creation's error, if it still waits for it. */
-  private failOwner(owner: Waiter<K, A> | undefined, cause: Cause.Cause<unknown>): void {
-    if (owner === undefined || owner.state !== "waiting" || !owner.pending) return
-    owner.cause = cause
-    this.dequeue(owner)
-    this.settleWaiter(owner, "failed")
   }
 
   /** What a gate is given for a creation of `slot`: its group, and a way to make room in its limit. */
@@ -1428,75 +471,6 @@ export class PoolState<K, A, E> {
         return evicted ? Effect.as(this.flush(), true) : Effect.succeed(false)
       })
     }
-  }
-
-  /**
-   * Destroys the least recently used idle item of a key other than `slot`'s,
-   * of its group first (at a tenant's limit, only the tenant's own item makes
-   * room), for a gate whose limit is full.
-   */
-  private evictIdleFor(slot: KeySlot<K, A>): boolean {
-    const victim = firstOfOtherKey(slot.group?.idle, slot) ?? firstOfOtherKey(this.lru, slot)
-    if (victim === undefined) return false
-    this.destroy(victim, "evicted")
-    return true
-  }
-
-  /** Destroys up to `count` idle items, least recently used first (the caller flushes). */
-  evictIdle(count: number): number {
-    let evicted = 0
-    let victim: Item<K, A> | undefined
-    while (evicted < count && (victim = this.lru.head?.value) !== undefined) {
-      this.destroy(victim, "evicted")
-      evicted++
-    }
-    return evicted
-  }
-
-  /**
-   * Retires every live item: idle ones are destroyed now, leased ones when
-   * their lease ends (shared ones take no new lease). The caller flushes.
-   */
-  retireAll(): number {
-    const live = Array.from(this.items)
-    for (const item of live) {
-      if (item.state === "idle") {
-        this.destroy(item, "invalidated")
-      } else {
-        item.invalid ??= "invalidated"
-        if (this.shares) this.closeShare(item)
-      }
-    }
-    return live.length
-  }
-
-  /** After a failed creation, the key's next one waits: doubling per failure, capped, with jitter. */
-  private backOff(slot: KeySlot<K, A>, now: number): void {
-    const backoff = this.settings.createBackoff
-    if (backoff === undefined) return
-    const delay = Math.min(backoff.max, backoff.initial * 2 ** slot.createFailures)
-    slot.createFailures++
-    // Jitter spreads the retries of many keys; it needs no reproducible seed.
-    slot.backoffUntil = now + delay * (0.5 + Math.random() / 2)
-  }
-
-  private register(
-    slot: KeySlot<K, A>,
-    value: A,
-    scope: Scope.CloseableScope,
-    fingerprint: string | undefined,
-    fiber: AnyFiber
-  ): Item<K, A> {
-    const now = this.now()
-    const item = new Item(slot, value, scope, fingerprint, now, this)
-    slot.creating--
-    this.creating--
-    slot.created++
-    this.created++
-    slot.tags.update(PoolMetrics.created, 1)
-    this.items.add(item)
-    this.lease(item, now, fiber)
-    return item
   }
 
   // ---------------------------------------------------------------------------
@@ -1518,15 +492,8 @@ export class PoolState<K, A, E> {
       }
       const now = this.now()
       if (oldest.deadline > now) return Effect.sleep(Duration.millis(oldest.deadline - now))
-      let waiter: Waiter<K, A> | undefined
-      while ((waiter = this.waiters.head?.value) !== undefined && waiter.deadline <= now) {
-        waiter.slot.timeouts++
-        this.timeouts++
-        waiter.slot.tags.update(PoolMetrics.acquireTimeouts, 1)
-        this.fail(waiter, this.timeoutError(waiter.slot, waiter.key, waiter.since))
-        this.dropIfEmpty(waiter.slot)
-      }
-      return Effect.void
+      this.expire(now)
+      return this.flush()
     })
   )
 
@@ -1538,23 +505,7 @@ export class PoolState<K, A, E> {
    */
   cleanup(): Effect.Effect<CleanupReport> {
     return Effect.suspend(() => {
-      const { idleTimeout, maxLifetime, minIdlePerKey } = this.settings
-      const now = this.now()
-      const before = this.size
-      const dropped = this.keysDropped
-      let cleaned = 0
-      for (let link = this.lru.head; link !== undefined; ) {
-        const item = link.value
-        link = link.next
-        const tooOld = now - item.createdAt >= maxLifetime
-        const idleTooLong = now - item.idleSince >= idleTimeout
-        if (tooOld || (idleTooLong && item.slot.idle.size > minIdlePerKey)) {
-          this.destroy(item, tooOld ? "lifetime" : "idle")
-          cleaned++
-        }
-      }
-      for (const slot of this.lingering) if (!this.remembersFailures(slot, now)) this.drop(slot)
-      const report: CleanupReport = { before, after: this.size, cleaned, keysDropped: this.keysDropped - dropped }
+      const report = this.expireIdle(this.now())
       return this.flush().pipe(Effect.zipRight(this.refillAll()), Effect.as(report))
     })
   }
@@ -1566,21 +517,18 @@ export class PoolState<K, A, E> {
    * timeout is destroyed and its key refilled up to `minIdlePerKey`.
    */
   maintain(kind: "check" | "heartbeat", task: Maintenance): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const batch: Array<Item<K, A>> = []
-      for (const item of this.lru) if (item.slot.breaker?.state !== "open") batch.push(item)
-      return Effect.forEach(batch, (item) => this.maintainOne(kind, task, item), {
+    return Effect.suspend(() =>
+      Effect.forEach(this.checkBatch(), (item) => this.maintainOne(kind, task, item), {
         concurrency: maintenanceConcurrency,
         discard: true
       }).pipe(Effect.zipRight(this.refillAll()))
-    })
+    )
   }
 
   /** Refills every key below `minIdlePerKey` (a no-op, and no scan, when it is 0). */
   refillAll(): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.settings.minIdlePerKey === 0 || this.closed) return Effect.void
-      for (const slot of this.slots.values()) if (this.belowFloor(slot)) this.scheduleRefill(slot)
+      this.askRefills()
       return this.flush()
     })
   }
@@ -1588,33 +536,13 @@ export class PoolState<K, A, E> {
   private maintainOne(kind: "check" | "heartbeat", task: Maintenance, item: Item<K, A>): Effect.Effect<void> {
     // Uninterruptible but for the check itself: whatever ends the check, the item is put back or destroyed.
     return Effect.uninterruptibleMask((restore) => {
-      if (item.state !== "idle" || this.closed) return Effect.void
-      const slot = item.slot
       const idleSince = item.idleSince
-      this.fromIdle(item)
-      item.state = "leased"
-      item.holder = undefined
-      slot.inUse++
-      this.inUse++
-      slot.checking++
+      if (!this.checkOut(item)) return Effect.void
       const started = this.now()
       const run = bounded(task.run(item.value), task.timeout, kind)
       return Effect.flatMap(Effect.exit(restore(run)), (exit) => {
-        slot.checking--
-        const now = this.now()
-        this.record(slot, kind, started, now, exit)
-        if (item.state !== "leased") return Effect.void // destroyed by a shutdown meanwhile
-        if (Exit.isFailure(exit)) {
-          this.logs.push(Effect.logWarning(`${kind} of an idle item of key ${slot.description} failed`, exit.cause))
-          // The check's own verdict is the breaker's only one: putting the broken item away is none.
-          this.report(slot, Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "connection", false, now)
-          return this.releaseBroken(item)
-        }
-        this.report(slot, "success", false, now)
-        // Back where it was: a check is not a use, so idle expiry still applies.
-        const back = this.giveBack(item)
-        if (isIdle(item)) item.idleSince = idleSince
-        return back
+        this.checked(item, kind, started, idleSince, Exit.isSuccess(exit) ? undefined : checkFailure(exit.cause))
+        return this.flush()
       })
     })
   }
@@ -1627,28 +555,7 @@ export class PoolState<K, A, E> {
     now: number,
     exit: Exit.Exit<unknown, unknown>
   ): void {
-    const limit = this.settings.checkHistory
-    if (limit === 0) return
-    const result: CheckResult = Exit.isSuccess(exit)
-      ? { kind, at: now, ok: true, millis: now - started }
-      : { kind, at: now, ok: false, millis: now - started, error: describeCause(exit.cause) }
-    slot.history ??= []
-    if (slot.history.push(result) > limit) slot.history.shift()
-  }
-
-  /**
-   * Reserves a creation for the pool's own use (a refill or a pre-warm) if
-   * `slot` still lacks items (`missing`) and may create one now without
-   * waiting: pool open, key live, circuit closed, limits and
-   * `createConcurrency` allowing. It never evicts and never queues, so it
-   * never competes with callers.
-   */
-  private reserveFill(slot: KeySlot<K, A>, missing: (slot: KeySlot<K, A>) => number): boolean {
-    if (this.closed || this.slots.get(slot.id) !== slot) return false
-    if (slot.breaker !== undefined && slot.breaker.state !== "closed") return false
-    if (missing(slot) <= 0 || !this.canCreate(slot)) return false
-    this.reserve(slot)
-    return true
+    this.remember(slot, kind, started, now, Exit.isSuccess(exit) ? undefined : describeCause(exit.cause))
   }
 
   /**
@@ -1668,10 +575,6 @@ export class PoolState<K, A, E> {
       })
     )
   }
-
-  private readonly belowFloorBy = (slot: KeySlot<K, A>): number =>
-    this.settings.minIdlePerKey - slot.idle.size - slot.checking - slot.creating
-
   /**
    * Brings a key back to `minIdlePerKey` in the background, one creation at a
    * time. A failed creation is logged and retried after the key's creation
@@ -1688,8 +591,7 @@ export class PoolState<K, A, E> {
     const fills = Effect.repeat(one, { while: (more) => more }).pipe(
       Effect.ensuring(
         Effect.suspend(() => {
-          slot.refilling = false
-          this.dropIfEmpty(slot)
+          this.refilled(slot)
           return this.flush()
         })
       ),
@@ -1723,7 +625,7 @@ export class PoolState<K, A, E> {
   /** `prewarm` once its key is found: fails fast on an open circuit, else creates the missing items. */
   private prewarmSlot(slot: KeySlot<K, A>, now: number, count: number): Effect.Effect<void, E | PoolError> {
     if (slot.breaker !== undefined && slot.breaker.state === "open") {
-      const retryAfter = slot.breaker.openedAt + slot.breaker.settings.reset - now
+      const retryAfter = slot.breaker.retryAfter(now)
       if (retryAfter > 0) return Effect.fail(this.circuitOpen(slot, retryAfter))
     }
     const missing = (s: KeySlot<K, A>) => Math.min(count, s.max) - s.size
@@ -1756,14 +658,7 @@ export class PoolState<K, A, E> {
    */
   shutdown(self: AnyFiber): Effect.Effect<void> {
     return Effect.suspend(() => {
-      this.closed = true
-      let waiter: Waiter<K, A> | undefined
-      while ((waiter = this.waiters.head?.value) !== undefined) {
-        this.fail(waiter, new PoolClosed({ key: waiter.slot.description }))
-        this.dropIfEmpty(waiter.slot)
-      }
-      let idle: Item<K, A> | undefined
-      while ((idle = this.lru.head?.value) !== undefined) this.destroy(idle, "shutdown")
+      this.close()
       // Leases, creations and finalizers (started here or later) all count;
       // the wait must stay interruptible for the timeout to end it.
       const drain = Effect.timeoutTo(Effect.interruptible(Deferred.await(this.drained)), {
@@ -1774,7 +669,7 @@ export class PoolState<K, A, E> {
       return this.flush().pipe(
         Effect.zipRight(Effect.sync(() => this.checkDrained())),
         Effect.zipRight(drain),
-        Effect.flatMap((drained) => (drained ? Effect.void : this.forceClose(self)))
+        Effect.flatMap((drained) => (drained ? Effect.void : this.forceCloseAfterDrain(self)))
       )
     })
   }
@@ -1785,15 +680,10 @@ export class PoolState<K, A, E> {
    * returns. A finalizer still running then (one that hangs) is left to
    * finish on its own fiber, and a warning counts them.
    */
-  private forceClose(self: AnyFiber): Effect.Effect<void> {
+  private forceCloseAfterDrain(self: AnyFiber): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const holders = new Set<AnyFiber>(this.creators)
-      for (const lease of this.live) holders.add(lease.holder)
-      for (const item of Array.from(this.items)) {
-        if (item.state !== "leased") continue
-        if (item.holder !== undefined) holders.add(item.holder)
-        this.destroy(item, "shutdown")
-      }
+      const holders = this.takeBackLeased() as Set<AnyFiber>
+      for (const creator of this.creators) holders.add(creator)
       holders.delete(self)
       return Effect.logWarning(
         `drain timeout: interrupting ${holders.size} fiber(s) still holding or creating items`
@@ -1813,82 +703,6 @@ export class PoolState<K, A, E> {
     })
   }
 
-  // ---------------------------------------------------------------------------
-  // snapshots
-  // ---------------------------------------------------------------------------
-
-  occupancy(): Occupancy {
-    return {
-      size: this.size,
-      idle: this.idle,
-      inUse: this.inUse,
-      creating: this.creating,
-      waiting: this.waiters.size - this.pending
-    }
-  }
-
-  private keyOccupancy(slot: KeySlot<K, A>): Occupancy {
-    return {
-      size: slot.size,
-      idle: slot.idle.size,
-      inUse: slot.inUse,
-      creating: slot.creating,
-      waiting: slot.waiters.size - slot.pending
-    }
-  }
-
-  timeoutError(slot: KeySlot<K, A>, key: K, since: number): PoolTimeout {
-    const s = this.settings
-    return new PoolTimeout({
-      key: s.describeKey(key),
-      waitedMillis: this.now() - since,
-      limits: {
-        maxPerKey: slot.max,
-        maxTotal: Number.isFinite(s.maxTotal) ? s.maxTotal : null,
-        acquireTimeoutMillis: Number.isFinite(s.acquireTimeout) ? s.acquireTimeout : null
-      },
-      keySnapshot: this.keyOccupancy(slot),
-      poolSnapshot: this.occupancy()
-    })
-  }
-
-  itemDetails(): Array<ItemDetails> {
-    const now = this.now()
-    const details: Array<ItemDetails> = []
-    for (const item of this.items) {
-      const idle = item.state === "idle"
-      details.push({
-        key: item.slot.description,
-        state: idle ? "idle" : "leased",
-        createdAt: item.createdAt,
-        lastUsed: item.lastUsed,
-        ageMillis: now - item.createdAt,
-        idleMillis: idle ? now - item.idleSince : 0,
-        // A health check or a creation in progress holds an item without a caller's lease.
-        leases: this.shares ? item.leases : item.state === "leased" && item.holder !== undefined ? 1 : 0
-      })
-    }
-    return details
-  }
-
-  private health(slot: KeySlot<K, A>, now: number): KeyHealth {
-    const breaker = slot.breaker
-    const history = slot.history ?? []
-    const lastCheck = history.length === 0 ? null : history[history.length - 1]
-    const state = breaker === undefined ? "closed" : circuitAt(breaker, now)
-    const failing = (breaker?.consecutive ?? 0) > 0 || (lastCheck !== null && !lastCheck.ok)
-    return {
-      state: state === "open" ? "open" : state === "half-open" || failing ? "degraded" : "healthy",
-      breaker: state,
-      consecutiveFailures: breaker?.consecutive ?? 0,
-      retryAt:
-        breaker !== undefined && state === "open" ? Math.max(now, breaker.openedAt + breaker.settings.reset) : null,
-      lastCheck,
-      history: history.slice(),
-      transitions: breaker === undefined ? [] : breaker.transitions.slice()
-    }
-  }
-
   /** Sets the occupancy gauges: the pool's, and those of keys with labels of their own. */
   sampleGauges(): void {
     sample(this.tags.pool, this.occupancy(), this.slots.size)
@@ -1896,7 +710,7 @@ export class PoolState<K, A, E> {
     if (this.settings.metricsPerKey === 0) return
     for (const slot of this.slots.values()) {
       if (!this.tags.isOwn(slot.tags)) continue
-      sample(slot.tags, this.keyOccupancy(slot))
+      sample(slot.tags, snapshot.keyOccupancy(slot))
       if (this.shares) PoolMetrics.leases.unsafeUpdate(slot.leases, slot.tags.labels)
     }
     if (this.groupTags !== undefined) {
@@ -1914,49 +728,13 @@ export class PoolState<K, A, E> {
     }
   }
 
-  private groupStats(): Array<GroupStats> {
-    const out: Array<GroupStats> = []
-    for (const group of this.groups!.byId.values()) {
-      out.push({
-        group: group.id,
-        max: Number.isFinite(group.max) ? group.max : null,
-        size: group.size,
-        idle: group.idle.size,
-        keys: group.keys
-      })
-    }
-    return out
-  }
-
-  /** The most shared leases on one item, per key (O(items): for stats only). */
-  private busiest(): Map<KeySlot<K, A>, number> {
-    const most = new Map<KeySlot<K, A>, number>()
-    for (const item of this.items) {
-      if (item.leases > (most.get(item.slot) ?? 0)) most.set(item.slot, item.leases)
-    }
-    return most
-  }
-
   stats(): PoolStats {
     this.sampleGauges()
     const now = this.now()
     const perKey: Array<KeyStats> = []
-    const busiest = this.shares ? this.busiest() : undefined
+    const busiest = this.shares ? snapshot.busiest(this.items) : undefined
     for (const slot of this.slots.values()) {
-      perKey.push({
-        key: slot.description,
-        max: slot.max,
-        ...this.keyOccupancy(slot),
-        created: slot.created,
-        destroyed: slot.destroyed,
-        timeouts: slot.timeouts,
-        failures: slot.failures,
-        createdAt: slot.createdAt,
-        lastUsed: slot.lastUsed,
-        checking: slot.checking,
-        health: this.health(slot, now),
-        ...(busiest === undefined ? {} : { leases: slot.leases, maxLeases: busiest.get(slot) ?? 0 })
-      })
+      perKey.push(snapshot.keyStats(slot, now, busiest === undefined ? undefined : (busiest.get(slot) ?? 0)))
     }
     return {
       name: this.settings.name,
@@ -1969,13 +747,11 @@ export class PoolState<K, A, E> {
       timeouts: this.timeouts,
       failures: this.failures,
       perKey,
-      ...(this.groups === undefined ? {} : { perGroup: this.groupStats() }),
+      ...(this.groups === undefined ? {} : { perGroup: snapshot.groupStats(this.groups.byId.values()) }),
       config: configInForce(this.settings)
     }
   }
 }
-
-type Outcome = "success" | "connection" | "caller" | "interrupted"
 
 /** @internal */
 export type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>
@@ -1991,33 +767,32 @@ export const bounded = (
     onTimeout: () => new CheckTimeout({ check: what, timeoutMillis: millis })
   })
 
-/** The first item of `list` (an idle list, least recently used first) of a key other than `slot`'s. */
-const firstOfOtherKey = <K, A>(
-  list: LinkedList<Item<K, A>> | undefined,
-  slot: KeySlot<K, A>
-): Item<K, A> | undefined => {
-  if (list === undefined) return undefined
-  for (let link = list.head; link !== undefined; link = link.next) if (link.value.slot !== slot) return link.value
-  return undefined
-}
-
-/** Reads an item's state afresh (past TypeScript's narrowing across a release). */
-const isIdle = (item: Item<any, any>): boolean => item.state === "idle"
-
-/**
- * A circuit as a caller arriving at `now` meets it: an open circuit whose
- * reset time has passed admits a probe, so it is reported half-open although
- * the breaker only moves when that probe comes (see `Breaker.admit`).
- */
-const circuitAt = (breaker: Breaker, now: number): Breaker["state"] =>
-  breaker.state === "open" && now >= breaker.openedAt + breaker.settings.reset ? "half-open" : breaker.state
-
 /** Health checks and heartbeats run this many items at a time. */
 const maintenanceConcurrency = 4
+
+/** A failed check, as the kernel takes it. */
+const checkFailure = (cause: Cause.Cause<unknown>): CheckFailure => ({
+  interrupted: Cause.isInterruptedOnly(cause),
+  error: describeCause(cause),
+  cause
+})
 
 const describeCause = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
   return error instanceof Error ? error.message : String(error)
+}
+
+/** Writes a log line a step asked for, with its cause if it has one. */
+const logLine = (log: Log): Effect.Effect<void> => {
+  const message: ReadonlyArray<unknown> = log.cause === undefined ? [log.message] : [log.message, log.cause]
+  switch (log.level) {
+    case "Debug":
+      return Effect.logDebug(...message)
+    case "Info":
+      return Effect.logInfo(...message)
+    case "Warning":
+      return Effect.logWarning(...message)
+  }
 }
 
 const closeScope = (scope: Scope.CloseableScope, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
@@ -2025,4 +800,6 @@ const closeScope = (scope: Scope.CloseableScope, exit: Exit.Exit<unknown, unknow
     Effect.annotateLogs(Effect.logWarning("an item's finalizer failed", cause), annotations)
   )
 
-const closeItem = (item: Item<any, any>): Effect.Effect<void> => closeScope(item.scope, Exit.void)
+/** Closes an item's scope (its handle, see `create`). */
+const closeItem = (item: Item<any, any>): Effect.Effect<void> =>
+  closeScope(item.handle as Scope.CloseableScope, Exit.void)

@@ -8,7 +8,7 @@ import type { Options } from "../KeyedPool.js"
 import * as PoolConfig from "../PoolConfig.js"
 import { InvalidOption } from "../PoolError.js"
 import type { ConfigInForce } from "../PoolStats.js"
-import type { BreakerSettings } from "./breaker.js"
+import type { BreakerSettings } from "./kernel/breaker.js"
 
 /**
  * Options checked and turned into plain numbers (milliseconds; `Infinity` for

@@ -27,6 +27,15 @@ export interface Transition {
   readonly to: BreakerState
 }
 
+/**
+ * How one call on a key's item went, as the breaker counts it: a success, a
+ * connection failure (the upstream's fault), or no verdict (the caller's own
+ * error, or an interruption).
+ *
+ * @internal
+ */
+export type Outcome = "success" | "connection" | "caller" | "interrupted"
+
 /** What `admit` answers: pass, pass as a probe, or fail fast for this long. */
 export const PASS = 0
 /** @internal */
@@ -100,6 +109,25 @@ export class Breaker {
       this.calls >= s.minimumCalls &&
       this.failed / Math.min(this.calls, s.window) >= s.failureRate
     if (this.consecutive >= s.failures || rateTripped) this.open(now)
+  }
+
+  /**
+   * Counts one call's outcome: a success or a connection failure moves the
+   * counts (and maybe the circuit); the caller's own error or an interruption
+   * only gives a probe's place up. Returns the state the circuit left, if it
+   * moved, so the caller can log and count the transition.
+   */
+  tell(outcome: Outcome, now: number, probe: boolean): BreakerState | undefined {
+    const before = this.state
+    if (outcome === "success") this.success(now, probe)
+    else if (outcome === "connection") this.failure(now, probe)
+    else this.abandon(probe)
+    return this.state === before ? undefined : before
+  }
+
+  /** How long an open circuit still refuses callers (negative once it may be probed). */
+  retryAfter(now: number): number {
+    return this.openedAt + this.settings.reset - now
   }
 
   /** A probe ended without a verdict (interrupted, or a caller-fault error). */

@@ -1,0 +1,199 @@
+/**
+ * The kernel's records, as plain data: items, shared leases, waiters and
+ * per-key slots. Fields the shell owns (an item's scope, a parked caller's
+ * resume function, fibers) are opaque here (`unknown`): the kernel stores and
+ * compares them, never uses them. Nothing here imports `effect` at run time.
+ *
+ * @internal
+ */
+import type { PoolError } from "../../PoolError.js"
+import type * as PoolMetrics from "../../PoolMetrics.js"
+import type { CheckResult } from "../../PoolStats.js"
+import type { Tags } from "../metrics.js"
+import type { Breaker } from "./breaker.js"
+import type { Group } from "./groups.js"
+import type { LeaseHeap } from "./leases.js"
+import { Link, LinkedList } from "./linkedList.js"
+
+/** A fiber, as the kernel sees it: a token the shell hands in (a holder, a waiter's caller). */
+export type Holder = unknown
+
+/**
+ * One pooled resource. Its `handle` is the shell's (the scope holding the
+ * finalizers its `acquire` added: closing it destroys the resource).
+ *
+ * @internal
+ */
+export class Item<K, A> {
+  state: "idle" | "leased" | "destroyed" = "leased"
+  /** Set on a leased item found broken: destroy it instead of returning it, for this reason. */
+  invalid: PoolMetrics.DestroyReason | undefined
+  /** The lease is a half-open circuit's probe: its outcome decides the circuit. */
+  probe = false
+  /** The fiber holding its exclusive lease (a shell token the kernel only stores and compares). */
+  holder: Holder | undefined
+  lastUsed: number
+  idleSince = 0
+  /** Callers' shared leases on it right now (only with `maxLeasesPerItem` above 1; see `leases.ts`). */
+  leases = 0
+  /** Its place in its key's `LeaseHeap` while it takes new shared leases, else -1. */
+  heapIndex = -1
+  /** Membership in its key's idle stack. */
+  readonly keyLink = new Link<Item<K, A>>(this)
+  /** Membership in the pool-wide idle list, least recently released first. */
+  readonly lruLink = new Link<Item<K, A>>(this)
+  /** Membership in its group's idle list (only in a pool with groups). */
+  readonly groupLink: Link<Item<K, A>> | undefined
+
+  constructor(
+    readonly slot: KeySlot<K, A>,
+    readonly value: A,
+    /** The shell's handle on the resource (its scope): the kernel never looks inside. */
+    readonly handle: unknown,
+    readonly fingerprint: string | undefined,
+    readonly createdAt: number
+  ) {
+    this.lastUsed = createdAt
+    this.groupLink = slot.group === undefined ? undefined : new Link<Item<K, A>>(this)
+  }
+}
+
+/**
+ * One caller's lease of an item that up to `maxLeasesPerItem` callers hold at
+ * once. With exclusive leases the item is its own lease and none of these is
+ * made. Ends exactly once (`done`), whatever ends it.
+ *
+ * @internal
+ */
+export class SharedLease<K, A> {
+  done = false
+  /** Made while the item is validated (taken from idle): it takes no other lease until it passes. */
+  validating: boolean
+  readonly value: A
+
+  constructor(
+    readonly item: Item<K, A>,
+    readonly holder: Holder,
+    readonly since: number,
+    /** The lease is a half-open circuit's probe: its outcome decides the circuit. */
+    public probe: boolean,
+    validating: boolean
+  ) {
+    this.value = item.value
+    this.validating = validating
+  }
+}
+
+/**
+ * What a caller holds: the item itself (exclusive leases) or one of its
+ * shared leases.
+ *
+ * @internal
+ */
+export type Lease<K, A> = Item<K, A> | SharedLease<K, A>
+
+/** The item a lease is of. */
+export const itemOf = <K, A>(lease: Lease<K, A>): Item<K, A> => (lease instanceof SharedLease ? lease.item : lease)
+
+/**
+ * A caller waiting for its turn. Whoever serves it writes the outcome here
+ * before waking it, so the caller's own fiber settles ownership whatever
+ * happened meanwhile (interruption, timeout, shutdown): nothing is lost.
+ *
+ * @internal
+ */
+export class Waiter<K, A> {
+  state: "waiting" | "item" | "failed" | "settled" = "waiting"
+  item: Lease<K, A> | undefined
+  /** Why it failed: built when it happened, while the waiter still counts in the snapshot. */
+  error: PoolError | undefined
+  /** Or the cause its own creation failed with (the resource's error, or a defect): the shell's value, opaque here. */
+  cause: unknown
+  /**
+   * A creation was granted to it and is not over: it stays in the queue, with
+   * its deadline, while the creation runs on a fiber of its own (see
+   * the shell's `spawn`). It is not counted as waiting, and no other creation
+   * is granted to it meanwhile.
+   */
+  pending = false
+  /**
+   * The granted creation is reserved but not started yet: the waiter's own
+   * fiber starts it (`Kernel.settle`), or gives the reservation back if it
+   * was served, failed or interrupted first.
+   */
+  reserved = false
+  /** How the shell resumes the parked caller (shell-owned; the kernel asks for it through `KernelIO.wake`). */
+  wake: unknown
+  readonly keyLink = new Link<Waiter<K, A>>(this)
+  readonly poolLink = new Link<Waiter<K, A>>(this)
+
+  constructor(
+    readonly slot: KeySlot<K, A>,
+    readonly key: K,
+    readonly fiber: Holder,
+    /** Arrival order across the whole pool. */
+    readonly seq: number,
+    readonly since: number,
+    readonly deadline: number,
+    /** A half-open circuit's probe; a creation started for it takes the probe over. */
+    public probe: boolean
+  ) {}
+}
+
+/**
+ * Everything the pool knows about one key (one `keyId` group).
+ *
+ * @internal
+ */
+export class KeySlot<K, A> {
+  readonly idle = new LinkedList<Item<K, A>>()
+  readonly waiters = new LinkedList<Waiter<K, A>>()
+  /** Waiters of this key with a creation of their own in flight (see `Waiter.pending`). */
+  pending = 0
+  inUse = 0
+  creating = 0
+  created = 0
+  destroyed = 0
+  timeouts = 0
+  failures = 0
+  lastUsed: number
+  /** Fingerprints this key moved past: a late caller holding one does not move it back. */
+  retired: Array<string | undefined> | undefined
+  /** Items leased to a health check or heartbeat (a subset of `inUse`). */
+  checking = 0
+  /** Failed creations in a row, and when the next creation may start. */
+  createFailures = 0
+  backoffUntil = 0
+  /** When the breaker last counted a failure, and when an item last failed a check or validation. */
+  lastFailure = 0
+  lastBroken = Number.NEGATIVE_INFINITY
+  /** Recent check, heartbeat and failed validation results, oldest first (made on the first). */
+  history: Array<CheckResult> | undefined
+  /** A background refill of this key runs (see the shell's `refill`): one at a time. */
+  refilling = false
+  /** Its tenant's group, in a pool with `group` (see `groups.ts`). */
+  group: Group<Item<K, A>> | undefined
+  /** Leased items that take more shared leases (made on the first shared lease; see `leases.ts`). */
+  shared: LeaseHeap<Item<K, A>> | undefined
+  /** Callers' shared leases on its items right now. */
+  leases = 0
+
+  constructor(
+    readonly id: unknown,
+    /** The latest key seen: background refills create with it. */
+    public key: K,
+    readonly description: string,
+    readonly max: number,
+    public fingerprint: string | undefined,
+    readonly createdAt: number,
+    readonly breaker: Breaker | undefined,
+    /** Metric labels: this key's own, or shared with other keys (only passed to `Telemetry`). */
+    readonly tags: Tags
+  ) {
+    this.lastUsed = createdAt
+  }
+
+  get size(): number {
+    return this.idle.size + this.inUse + this.creating
+  }
+}

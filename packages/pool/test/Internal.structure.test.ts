@@ -1,0 +1,64 @@
+/**
+ * The engine's modules stay small and their imports point one way: no
+ * module of `src/internal/` over ~350 lines (but the shell, still to be split,
+ * see `KERNEL-PLAN.md`), and no import cycle among them, counting type-only
+ * imports too (a cycle of types is still a tangle for the reader).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+
+const internalDir = path.resolve(__dirname, "../src/internal")
+const maxLines = 350
+/** Modules allowed over the limit for now, each with its reason. */
+const oversized = new Map([["poolState.ts", "the shell: to become shell/engine, creator and maintenance"]])
+
+const modules = (dir: string): Array<string> =>
+  fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((entry) =>
+      entry.isDirectory()
+        ? modules(path.join(dir, entry.name))
+        : entry.name.endsWith(".ts")
+          ? [path.join(dir, entry.name)]
+          : []
+    )
+
+/** The modules of `src/internal/` a module imports (any kind of import). */
+const importsOf = (file: string): Array<string> => {
+  const source = fs.readFileSync(file, "utf8")
+  const out: Array<string> = []
+  for (const match of source.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?\sfrom\s+"(\.[^"]+)"/g)) {
+    const target = path.resolve(path.dirname(file), match[1]!.replace(/\.js$/, ".ts"))
+    if (target.startsWith(internalDir)) out.push(target)
+  }
+  return out
+}
+
+describe("src/internal structure", () => {
+  it(`no module over ${maxLines} lines (but the listed ones)`, () => {
+    const over = modules(internalDir)
+      .map((file) => [path.relative(internalDir, file), fs.readFileSync(file, "utf8").split("\n").length] as const)
+      .filter(([name, lines]) => lines > maxLines && !oversized.has(name))
+    assert.deepStrictEqual(over, [])
+  })
+
+  it("no import cycle", () => {
+    const files = modules(internalDir)
+    assert.isTrue(files.length > 10)
+    const state = new Map<string, "visiting" | "done">()
+    const cycles: Array<string> = []
+    const visit = (file: string, trail: Array<string>): void => {
+      if (state.get(file) === "done") return
+      if (state.get(file) === "visiting") {
+        cycles.push([...trail.slice(trail.indexOf(file)), file].map((f) => path.relative(internalDir, f)).join(" → "))
+        return
+      }
+      state.set(file, "visiting")
+      for (const next of importsOf(file)) visit(next, [...trail, file])
+      state.set(file, "done")
+    }
+    for (const file of files) visit(file, [])
+    assert.deepStrictEqual(cycles, [])
+  })
+})
