@@ -12,17 +12,21 @@
  * names the tenant and this instance) and, by `mode`:
  * - `hold`: holds it until the round ends, then starts again;
  * - `churn`: holds it for a random 5–30 ms, closes it, starts again;
- * - `idle`: leaves it idle until it is evicted, then stops (a pool after a burst).
+ * - `idle`: through a real `KeyedPool` under the budget (`gate`, one key per
+ *   worker), takes one lease and gives it back: the connection stays idle in
+ *   the pool (a pool after a burst) until the pool closes it.
  * A connection is closed before its permit is returned. When the lease is
  * lost the instance retires its connections (interrupts its workers) and
- * starts them again. With `fair`, after each heartbeat it closes idle
- * connections down to its fair share when the heartbeat reports it `over`
- * it (others wait): the policy a pool would apply.
+ * starts them again. With `fair`, an `idle` instance's pool is governed
+ * (`ClusterBudget.govern`): it closes idle connections while the budget says
+ * this instance is above its fair share and others wait; `hold` and `churn`
+ * workers keep theirs in use, so there is nothing for a pool to close.
  *
  * It prints one JSON line whenever its figures change, each lease-lost event,
  * and each eviction; it leaves the budget on SIGTERM.
  */
 import * as net from "node:net"
+import * as KeyedPool from "@cistern/pool/KeyedPool"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -32,7 +36,6 @@ import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as ClusterBudget from "../../src/ClusterBudget.js"
-import { decodeReply } from "../../src/internal/budgetModel.js"
 import * as RedisClient from "../../src/RedisClient.js"
 
 interface Settings {
@@ -70,9 +73,9 @@ const run = (settings: Settings, thisRound: number) =>
   Effect.gen(function* () {
     const mode = settings.mode ?? (settings.churn ? "churn" : "hold")
     let open = 0
-    /** Idle connections (mode `idle`), oldest first: completing one closes it. */
-    const idle = new Set<Deferred.Deferred<void>>()
+    /** Connections the pool closed while the round runs (mode `idle`): evicted for fairness. */
     let evicted = 0
+    let ending = false
 
     /** A connection the echo server counts until it has seen our goodbye (so it is gone before the permit is). */
     const connect = (tenant: string) =>
@@ -90,6 +93,7 @@ const run = (settings: Settings, thisRound: number) =>
           Effect.async<void>((resume) => {
             socket.once("close", () => {
               open--
+              if (mode === "idle" && !ending) evicted++
               resume(Effect.void)
             })
             socket.once("error", () => {})
@@ -97,42 +101,11 @@ const run = (settings: Settings, thisRound: number) =>
           })
       )
 
-    /** After a heartbeat that finds this instance above its fair share while others wait: close idle ones down to it. */
-    const onBeat = (raw: unknown) =>
-      Effect.sync(() => {
-        const reply = decodeReply(raw)
-        if (reply.status === "lost" || reply.over <= 0) return
-        // Redis's count of this instance's permits minus `over` is the fair share; closing down to it (rather
-        // than closing `over` more) stays right if this runs again before the last closes have landed.
-        const share = reply.held - reply.over
-        let excess = Math.min(reply.over, open - share)
-        let closed = 0
-        for (const evict of idle) {
-          if (excess <= 0) break
-          idle.delete(evict)
-          Deferred.unsafeDone(evict, Effect.void)
-          excess--
-          closed++
-        }
-        if (closed > 0) {
-          evicted += closed
-          out({ round: thisRound, evicted: closed, over: reply.over, share })
-        }
-      })
-
     const client = yield* RedisClient.make({
       url: settings.url,
       commandTimeout: Duration.millis(settings.commandTimeoutMillis ?? 500),
       ...(settings.reconnectMillis === undefined ? {} : { reconnectMax: Duration.millis(settings.reconnectMillis) })
     })
-    const instrumented: RedisClient.Service =
-      settings.fair === true
-        ? {
-            ...client,
-            run: (command, f) =>
-              command === "budget heartbeat" ? Effect.tap(client.run(command, f), onBeat) : client.run(command, f)
-          }
-        : client
     if (settings.waitForGo === true) yield* Deferred.await(goSignal)
     const budget = yield* ClusterBudget.make({
       name: settings.name,
@@ -144,11 +117,22 @@ const run = (settings: Settings, thisRound: number) =>
         ? {}
         : { heartbeatInterval: Duration.millis(settings.heartbeatMillis) }),
       acquireTimeout: "30 seconds"
-    }).pipe(Effect.provideService(RedisClient.RedisClient, instrumented))
+    }).pipe(Effect.provideService(RedisClient.RedisClient, client))
+    // Mode `idle`: the pool path of a service under the budget, one key (and connection) per worker.
+    const pool = yield* KeyedPool.make({
+      acquire: (key: { readonly tenant: string; readonly worker: number }) => connect(key.tenant),
+      keyId: (key) => `${key.tenant}#${key.worker}`,
+      group: (key) => key.tenant,
+      maxPerKey: 1,
+      gate: ClusterBudget.gate(budget)
+    })
+    if (mode === "idle" && settings.fair === true) yield* ClusterBudget.govern(budget, pool)
+    // Closing the round closes the pool's connections after this: they are not evictions.
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (ending = true)))
 
     const retrying = <A, E, R>(self: Effect.Effect<A, E, R>) =>
       self.pipe(Effect.catchAll(() => Effect.sleep("20 millis")))
-    const worker = (tenant: string): Effect.Effect<void> => {
+    const worker = (tenant: string, index: number): Effect.Effect<void> => {
       switch (mode) {
         case "hold":
           return Effect.forever(
@@ -169,19 +153,16 @@ const run = (settings: Settings, thisRound: number) =>
             )
           )
         case "idle":
-          return Effect.scoped(
-            Effect.gen(function* () {
-              yield* budget.permit(tenant)
-              yield* connect(tenant)
-              const evict = yield* Deferred.make<void>()
-              idle.add(evict)
-              yield* Deferred.await(evict).pipe(Effect.ensuring(Effect.sync(() => idle.delete(evict))))
-            })
-          ).pipe(Effect.retry(Schedule.spaced("20 millis")), Effect.ignore)
+          // One lease, given back at once: the connection stays idle in the pool.
+          return Effect.scoped(pool.get({ tenant, worker: index })).pipe(
+            Effect.retry(Schedule.spaced("20 millis")),
+            Effect.asVoid,
+            Effect.ignore
+          )
       }
     }
     const workers = Effect.all(
-      Array.from({ length: settings.wants }, (_, i) => worker(settings.tenants[i % settings.tenants.length]!)),
+      Array.from({ length: settings.wants }, (_, i) => worker(settings.tenants[i % settings.tenants.length]!, i)),
       { concurrency: "unbounded", discard: true }
     )
     let current = yield* Effect.forkScoped(workers)
