@@ -94,7 +94,7 @@ describe.skipIf(!available.run)("ClusterBudget across processes", () => {
   )
 
   it.scopedLive(
-    "three instances churning connections for 3 s never exceed the total or a tenant's limit",
+    "three instances churning connections for 20 s never exceed the total or a tenant's limit",
     () =>
       Effect.gen(function* () {
         const server = yield* RedisServer.make()
@@ -135,20 +135,20 @@ describe.skipIf(!available.run)("ClusterBudget across processes", () => {
         )
         yield* Effect.log(`churning after ${Math.round(since(booting))} ms`)
         const start = echo.opened()
-        yield* Effect.sleep("3 seconds")
+        yield* Effect.sleep("20 seconds")
         const opened = echo.opened() - start
         yield* Effect.log(
-          `churn: ${opened} connections in 3 s; worst live ${worst}, per tenant ${JSON.stringify(worstTenant)}`
+          `churn: ${opened} connections in 20 s; worst live ${worst}, per tenant ${JSON.stringify(worstTenant)}`
         )
         assert.isAtMost(worst, 10)
         for (const n of Object.values(worstTenant)) assert.isAtMost(n, 4)
-        assert.isAbove(opened, 20, "connections kept churning")
+        assert.isAbove(opened, 100, "connections kept churning")
         // A lease lost under load (a heartbeat later than the local deadline) is handled as designed:
         // the instance retires its connections; the bounds above hold regardless.
         const lost = holders.flatMap((h) => h.lost())
         if (lost.length > 0) yield* Effect.log(`leases lost during the churn: ${JSON.stringify(lost)}`)
       }),
-    90_000
+    120_000
   )
 })
 
