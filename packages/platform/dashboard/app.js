@@ -254,6 +254,8 @@
           text("td", b.name),
           text("td", b.instanceId),
           state,
+          // Older senders have no mode: the budget then fails closed, the default.
+          text("td", b.mode ?? "fail-closed"),
           text("td", `${b.used} / ${b.limit}`),
           text("td", String(b.held)),
           text("td", String(b.waiters), "waiting"),
@@ -263,6 +265,7 @@
           text("td", String(b.released)),
           text("td", String(b.exhausted)),
           text("td", String(b.unavailable)),
+          text("td", String(b.failOpen ?? 0)),
           text("td", String(b.reclaimed)),
           text("td", String(b.leasesLost)),
           text("td", String(b.pendingReleases))
