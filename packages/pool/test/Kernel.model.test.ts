@@ -52,6 +52,10 @@ interface Shape {
   readonly createConcurrency: number
   readonly maxLeases: number
   readonly minIdle: number
+  /** A circuit breaker per key (opens after 2 failures in a row, probes after 500 ms). */
+  readonly breaker: boolean
+  /** Creation backoff after failures (it delays the shell's creations; the kernel keeps the key meanwhile). */
+  readonly backoff: boolean
 }
 
 type Command =
@@ -108,7 +112,9 @@ const shape: fc.Arbitrary<Shape> = fc.record({
   maxTotal: fc.integer({ min: 1, max: 5 }),
   createConcurrency: fc.integer({ min: 1, max: 2 }),
   maxLeases: fc.constantFrom(1, 1, 2),
-  minIdle: fc.constantFrom(0, 0, 1)
+  minIdle: fc.constantFrom(0, 0, 1),
+  breaker: fc.boolean(),
+  backoff: fc.boolean()
 })
 
 const pick = <X>(xs: ReadonlyArray<X>, n: number): X | undefined => (xs.length === 0 ? undefined : xs[n % xs.length])
@@ -143,9 +149,11 @@ class Harness {
       acquireTimeout: 1000,
       idleTimeout: 2000,
       maxLifetime: Number.POSITIVE_INFINITY,
-      createBackoff: undefined,
+      createBackoff: s.backoff ? { initial: 100, max: 400 } : undefined,
       validate: undefined,
-      breaker: undefined
+      breaker: s.breaker
+        ? { failures: 2, failureRate: 1, minimumCalls: 100, window: 100, reset: 500, halfOpenProbes: 1 }
+        : undefined
     }
     this.maxTotal = s.maxTotal
     const io: KernelIO = {
@@ -492,6 +500,9 @@ class Harness {
       assert.isTrue(slot.size <= slot.max, `key ${slot.key} over its limit`)
       if (!k.closed && slot.idle.size > 0) {
         assert.strictEqual(slot.waiters.size, 0, `key ${slot.key} has waiters and an idle item`)
+      }
+      if (slot.breaker?.state === "open") {
+        assert.strictEqual(slot.waiters.size, 0, `key ${slot.key}: waiters behind an open circuit`)
       }
       if (slot.size === 0 && slot.waiters.size === 0 && !slot.refilling) {
         assert.isTrue(k.lingering.has(slot), `empty key ${slot.key} kept`)

@@ -33,7 +33,11 @@ export abstract class Admission<K, A> extends Checks<K, A> {
     let probe = false
     if (slot.breaker !== undefined) {
       const verdict = slot.breaker.admit(now)
-      if (verdict > PASS) return this.circuitOpen(slot, verdict)
+      if (verdict > PASS) {
+        // Refused: a key kept only for its failures goes back to waiting for cleanup (`slotFor` took it out).
+        this.dropIfEmpty(slot)
+        return this.circuitOpen(slot, verdict)
+      }
       probe = verdict === PROBE
     }
     this.pinned = slot
