@@ -56,6 +56,12 @@ interface Shape {
   readonly breaker: boolean
   /** Creation backoff after failures (it delays the shell's creations; the kernel keeps the key meanwhile). */
   readonly backoff: boolean
+  /** Tenant groups (keys a and b in one, c in another) with this limit each, or none. */
+  readonly maxPerGroup: number | undefined
+  /** At most this many keys (an idle key is evicted for a new one). */
+  readonly maxKeys: number
+  /** Shutdown's drain timeout expires before everything came back: leases are taken back. */
+  readonly forceClose: boolean
 }
 
 type Command =
@@ -114,7 +120,10 @@ const shape: fc.Arbitrary<Shape> = fc.record({
   maxLeases: fc.constantFrom(1, 1, 2),
   minIdle: fc.constantFrom(0, 0, 1),
   breaker: fc.boolean(),
-  backoff: fc.boolean()
+  backoff: fc.boolean(),
+  maxPerGroup: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
+  maxKeys: fc.constantFrom(2, 3, 3),
+  forceClose: fc.boolean()
 })
 
 const pick = <X>(xs: ReadonlyArray<X>, n: number): X | undefined => (xs.length === 0 ? undefined : xs[n % xs.length])
@@ -151,6 +160,9 @@ class Harness {
       maxLifetime: Number.POSITIVE_INFINITY,
       createBackoff: s.backoff ? { initial: 100, max: 400 } : undefined,
       validate: undefined,
+      maxKeys: s.maxKeys,
+      group: s.maxPerGroup === undefined ? undefined : (key: K) => (key === "c" ? "g2" : "g1"),
+      maxPerGroup: () => s.maxPerGroup ?? Number.POSITIVE_INFINITY,
       breaker: s.breaker
         ? { failures: 2, failureRate: 1, minimumCalls: 100, window: 100, reset: 500, halfOpenProbes: 1 }
         : undefined
@@ -273,7 +285,8 @@ class Harness {
   /**
    * Cross-key fairness, checked around an exclusive release while the total
    * is exhausted: the item may not go to a waiter of its own key when an older
-   * waiter of another key, whose key may grow, waits for room.
+   * waiter of another key, whose key (and group) could grow once it is gone,
+   * waits for room.
    */
   private fairnessBefore(lease: Lease<K, A>) {
     if (lease instanceof SharedLease || this.kernel.shares || this.kernel.closed) return undefined
@@ -285,7 +298,10 @@ class Harness {
     for (let link = this.kernel.waiters.head; link !== undefined; link = link.next) {
       const w = link.value
       if (w.slot === slot || w.pending) continue
-      if (w.slot.size < w.slot.max && w.slot.creating < this.s.createConcurrency) {
+      // Its key may grow, and its group (if any) has room once the returned item is gone.
+      const group = w.slot.group
+      const groupRoom = group === undefined || group.size - (group === slot.group ? 1 : 0) < group.max
+      if (w.slot.size < w.slot.max && w.slot.creating < this.s.createConcurrency && groupRoom) {
         older = w
         break
       }
@@ -454,9 +470,32 @@ class Harness {
     }
   }
 
+  /**
+   * The drain timeout: leased items are destroyed and their holders and the
+   * creators interrupted (the shell's `forceCloseAfterDrain`); a lease that
+   * ends afterwards is a no-op, a creation ends interrupted.
+   */
+  forceClose(): void {
+    const holders = this.kernel.takeBackLeased()
+    this.flush()
+    for (const caller of this.callers) {
+      if (!holders.has(caller)) continue
+      // Interrupted: a holder ends its lease (a no-op now), a caller handed an item but not yet run settles.
+      if (caller.state === "holding") this.release(caller, "interrupted")
+      else if (caller.state === "parked" || caller.state === "runnable") this.resume(caller, true)
+    }
+    for (const run of [...this.running]) {
+      this.running.splice(this.running.indexOf(run), 1)
+      this.kernel.createFailed(run.slot, run.owner, run.probe, true, "interrupted")
+      if (run.owner !== undefined) this.kernel.creationLost(run.owner)
+      this.flush()
+    }
+  }
+
   /** Shutdown, then everything pending is delivered and every lease ends: the pool drains. */
   finish(): void {
     this.shutdown()
+    if (this.s.forceClose) this.forceClose()
     for (let rounds = 0; rounds < 10_000; rounds++) {
       const caller = this.callers.find((c) => c.state === "runnable" || c.state === "parked")
       if (caller !== undefined) {
@@ -509,6 +548,15 @@ class Harness {
       }
     }
     assert.isTrue(k.size <= this.maxTotal, "over maxTotal")
+    assert.isTrue(k.slots.size <= this.s.maxKeys, "over maxKeys")
+    if (k.groups !== undefined) {
+      const sizes = new Map<string, number>()
+      for (const slot of k.slots.values()) sizes.set(slot.group!.id, (sizes.get(slot.group!.id) ?? 0) + slot.size)
+      for (const group of k.groups.byId.values()) {
+        assert.strictEqual(group.size, sizes.get(group.id) ?? 0, `group ${group.id}: size ≠ its keys' sizes`)
+        assert.isTrue(group.size <= group.max, `group ${group.id} over its limit`)
+      }
+    }
     // Live items: the kernel's and the ledger's agree, idle + leased.
     assert.strictEqual(k.items.size, this.alive.size, "live items")
     let idle = 0
@@ -524,7 +572,9 @@ class Harness {
       // Each leased item is held by one caller, or handed to a waiter whose caller has not run yet.
       const held = this.callers.filter((c) => c.state === "holding" && (c.lease as Item<K, A>).state === "leased")
       const handed = waiting.filter((w) => w.state === "item")
-      assert.strictEqual(held.length + handed.length + this.checks.length, leased, "leased items ≠ holders")
+      // (A check's item destroyed by a force-close meanwhile is no longer counted: its check ends as a no-op.)
+      const checking = this.checks.filter((c) => c.item.state === "leased")
+      assert.strictEqual(held.length + handed.length + checking.length, leased, "leased items ≠ holders")
     }
     // A waiter is parked only while it waits; a woken one runs.
     for (const c of this.callers) {
