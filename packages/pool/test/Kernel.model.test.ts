@@ -62,6 +62,10 @@ interface Shape {
   readonly maxKeys: number
   /** Shutdown's drain timeout expires before everything came back: leases are taken back. */
   readonly forceClose: boolean
+  /** Items live at most 2.5 s (`maxLifetime`). */
+  readonly lifetime: boolean
+  /** Keys carry a credential version (`fingerprint`) that `Rotate` moves on. */
+  readonly credentials: boolean
 }
 
 type Command =
@@ -73,6 +77,8 @@ type Command =
   | { readonly _tag: "Create"; readonly pick: number; readonly ok: boolean }
   | { readonly _tag: "Finalize"; readonly pick: number }
   | { readonly _tag: "Refill"; readonly pick: number }
+  | { readonly _tag: "Rotate"; readonly key: number }
+  | { readonly _tag: "InvalidateIdle"; readonly pick: number }
   | { readonly _tag: "Check"; readonly pick: number }
   | { readonly _tag: "Checked"; readonly pick: number; readonly ok: boolean }
   | { readonly _tag: "Advance"; readonly millis: number }
@@ -100,6 +106,8 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   },
   { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Finalize" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Refill" as const), pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Rotate" as const), key: fc.nat(2) }) },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("InvalidateIdle" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Check" as const), pick: fc.nat() }) },
   {
     weight: 1,
@@ -123,7 +131,9 @@ const shape: fc.Arbitrary<Shape> = fc.record({
   backoff: fc.boolean(),
   maxPerGroup: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
   maxKeys: fc.constantFrom(2, 3, 3),
-  forceClose: fc.boolean()
+  forceClose: fc.boolean(),
+  lifetime: fc.boolean(),
+  credentials: fc.boolean()
 })
 
 const pick = <X>(xs: ReadonlyArray<X>, n: number): X | undefined => (xs.length === 0 ? undefined : xs[n % xs.length])
@@ -144,6 +154,8 @@ class Harness {
   readonly alive = new Set<Item<K, A>>()
   readonly destroyed = new Set<Item<K, A>>()
   drained = false
+  /** Credential versions by key (see `Shape.credentials`). */
+  readonly versions = new Map<K, number>()
   private values = 0
   private readonly maxTotal: number
 
@@ -157,7 +169,8 @@ class Harness {
       minIdlePerKey: s.minIdle,
       acquireTimeout: 1000,
       idleTimeout: 2000,
-      maxLifetime: Number.POSITIVE_INFINITY,
+      maxLifetime: s.lifetime ? 2500 : Number.POSITIVE_INFINITY,
+      fingerprint: s.credentials ? (key: K) => `${key}@${this.versions.get(key) ?? 0}` : undefined,
       createBackoff: s.backoff ? { initial: 100, max: 400 } : undefined,
       validate: undefined,
       maxKeys: s.maxKeys,
@@ -320,11 +333,13 @@ class Harness {
   complete(run: Running, ok: boolean): void {
     this.running.splice(this.running.indexOf(run), 1)
     if (ok) {
+      // The shell reads the item's credential version when its creation ends.
+      const fingerprint = this.kernel.settings.fingerprint?.(run.owner?.key ?? run.slot.key)
       const item = this.kernel.createSucceeded(
         run.slot,
         this.values++,
         undefined,
-        undefined,
+        fingerprint,
         run.owner ?? "refill",
         run.probe,
         run.started,
@@ -458,6 +473,19 @@ class Harness {
         if (check !== undefined) this.checked(check, cmd.ok)
         return
       }
+      case "Rotate": {
+        const key = keys[cmd.key]!
+        this.versions.set(key, (this.versions.get(key) ?? 0) + 1)
+        return
+      }
+      case "InvalidateIdle": {
+        // `invalidate` of a value whose item is idle (the shell's `invalidate`).
+        const item = pick([...this.kernel.lru], cmd.pick)
+        if (item === undefined) return
+        this.kernel.destroy(item, "invalidated")
+        this.flush()
+        return
+      }
       case "Advance":
         this.advance(cmd.millis)
         return
@@ -562,6 +590,11 @@ class Harness {
     let idle = 0
     let leased = 0
     for (const item of this.alive) {
+      assert.strictEqual(
+        k.slots.get(item.slot.id),
+        item.slot,
+        `an item of key ${item.slot.key}, whose slot left the index`
+      )
       if (item.state === "idle") idle++
       else if (item.state === "leased") leased++
       else assert.fail("a live item is destroyed")

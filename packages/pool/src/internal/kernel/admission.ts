@@ -118,8 +118,13 @@ export abstract class Admission<K, A> extends Checks<K, A> {
       slot.retired ??= []
       if (slot.retired.push(slot.fingerprint) > retiredFingerprints) slot.retired.shift()
       slot.fingerprint = fingerprint
+      // Pinned meanwhile: a key left empty by its retired items is being asked for, so it must
+      // not be dropped (its caller would be served by a slot no longer in the index).
+      const pinned = this.pinned
+      this.pinned = slot
       let stale: Item<K, A> | undefined
       while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale, "credentials")
+      this.pinned = pinned
     }
     slot.key = key
     this.lingering.delete(slot)
