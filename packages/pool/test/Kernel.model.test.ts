@@ -22,7 +22,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import type { Outcome } from "../src/internal/kernel/breaker.js"
 import { Kernel, type KernelIO } from "../src/internal/kernel/kernel.js"
-import { type Item, type KeySlot, type Lease, SharedLease, type Waiter } from "../src/internal/kernel/model.js"
+import { type Item, KeySlot, type Lease, SharedLease, type Waiter } from "../src/internal/kernel/model.js"
 import type { Tags } from "../src/internal/metrics.js"
 import { resolve } from "../src/internal/settings.js"
 
@@ -44,6 +44,15 @@ interface Running {
   readonly owner: Waiter<K, A> | undefined
   readonly probe: boolean
   readonly started: number
+  /** A pre-warm's creation (else, without an owner, a refill's). */
+  readonly prewarm?: Prewarm
+}
+
+/** A `prewarm` in progress: its workers create one item after another while the key lacks some. */
+interface Prewarm {
+  readonly slot: KeySlot<K, A>
+  readonly missing: (slot: KeySlot<K, A>) => number
+  workers: number
 }
 
 interface Shape {
@@ -70,7 +79,7 @@ interface Shape {
 
 type Command =
   | { readonly _tag: "Get"; readonly key: number }
-  | { readonly _tag: "Release"; readonly pick: number; readonly outcome: Outcome | "none" }
+  | { readonly _tag: "Release"; readonly pick: number; readonly outcome: Outcome | "none" | "broken" }
   | { readonly _tag: "Invalidate"; readonly pick: number }
   | { readonly _tag: "Interrupt"; readonly pick: number }
   | { readonly _tag: "Run"; readonly pick: number }
@@ -78,6 +87,7 @@ type Command =
   | { readonly _tag: "Finalize"; readonly pick: number }
   | { readonly _tag: "Refill"; readonly pick: number }
   | { readonly _tag: "Rotate"; readonly key: number }
+  | { readonly _tag: "Prewarm"; readonly key: number; readonly count: number }
   | { readonly _tag: "InvalidateIdle"; readonly pick: number }
   | { readonly _tag: "Check"; readonly pick: number }
   | { readonly _tag: "Checked"; readonly pick: number; readonly ok: boolean }
@@ -94,7 +104,15 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     arbitrary: fc.record({
       _tag: fc.constant("Release" as const),
       pick: fc.nat(),
-      outcome: fc.constantFrom<Outcome | "none">("success", "success", "connection", "caller", "interrupted", "none")
+      outcome: fc.constantFrom<Outcome | "none" | "broken">(
+        "success",
+        "success",
+        "connection",
+        "caller",
+        "interrupted",
+        "none",
+        "broken"
+      )
     })
   },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Invalidate" as const), pick: fc.nat() }) },
@@ -107,6 +125,14 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Finalize" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Refill" as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Rotate" as const), key: fc.nat(2) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("Prewarm" as const),
+      key: fc.nat(2),
+      count: fc.integer({ min: 1, max: 2 })
+    })
+  },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("InvalidateIdle" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Check" as const), pick: fc.nat() }) },
   {
@@ -353,7 +379,43 @@ class Harness {
       if (run.owner !== undefined) this.kernel.creationLost(run.owner)
     }
     this.flush()
-    if (run.owner === undefined) this.refillStep(run.slot)
+    if (run.prewarm !== undefined) this.prewarmStep(run.prewarm, ok)
+    else if (run.owner === undefined) this.refillStep(run.slot)
+  }
+
+  /**
+   * The shell's `prewarm`: finds the key (retiring idle items of old
+   * credentials), fails fast on an open circuit, else starts up to
+   * `createConcurrency` workers that create the missing items one by one.
+   */
+  prewarm(key: K, count: number): void {
+    if (this.kernel.closed) return
+    const slot = this.kernel.slotFor(key, this.now)
+    this.flush()
+    if (!(slot instanceof KeySlot)) return
+    if (slot.breaker?.state === "open" && slot.breaker.retryAfter(this.now) > 0) {
+      this.kernel.dropIfEmpty(slot)
+      this.flush()
+      return
+    }
+    const missing = (s: KeySlot<K, A>) => Math.min(count, s.max) - s.size
+    const workers = Math.min(missing(slot), this.s.createConcurrency)
+    if (workers <= 0) return
+    const prewarm: Prewarm = { slot, missing, workers }
+    for (let i = 0; i < workers; i++) this.prewarmStep(prewarm, true)
+  }
+
+  /** One round of a pre-warm worker (the shell's `fill`); a failed creation ends the worker. */
+  prewarmStep(prewarm: Prewarm, more: boolean): void {
+    if (more && this.kernel.reserveFill(prewarm.slot, prewarm.missing)) {
+      this.running.push({ slot: prewarm.slot, owner: undefined, probe: false, started: this.now, prewarm })
+      return
+    }
+    if (--prewarm.workers === 0) {
+      // A key that got nothing (the total was full) is not kept empty.
+      this.kernel.dropIfEmpty(prewarm.slot)
+      this.flush()
+    }
   }
 
   /** One round of a refill (the shell's `fill`): reserve and start a creation, or end the refill. */
@@ -412,7 +474,21 @@ class Harness {
           live.filter((c) => c.state === "holding"),
           cmd.pick
         )
-        if (caller !== undefined) this.release(caller, cmd.outcome === "none" ? undefined : cmd.outcome)
+        if (caller === undefined) return
+        if (cmd.outcome === "broken") {
+          // A failed validation (the shell's `validated`): the item is destroyed as broken, no verdict,
+          // and the caller is admitted again.
+          const lease = caller.lease!
+          caller.lease = undefined
+          caller.state = "done"
+          if (lease instanceof SharedLease ? lease.done : lease.state !== "leased") return
+          this.kernel.markBroken(lease)
+          this.kernel.endLease(lease, undefined)
+          this.flush()
+          this.get(caller.key)
+          return
+        }
+        this.release(caller, cmd.outcome === "none" ? undefined : cmd.outcome)
         return
       }
       case "Invalidate": {
@@ -486,6 +562,9 @@ class Harness {
         this.flush()
         return
       }
+      case "Prewarm":
+        this.prewarm(keys[cmd.key]!, cmd.count)
+        return
       case "Advance":
         this.advance(cmd.millis)
         return
@@ -516,6 +595,10 @@ class Harness {
       this.running.splice(this.running.indexOf(run), 1)
       this.kernel.createFailed(run.slot, run.owner, run.probe, true, "interrupted")
       if (run.owner !== undefined) this.kernel.creationLost(run.owner)
+      this.flush()
+      // The interrupted refill or pre-warm worker ends too.
+      if (run.prewarm !== undefined) this.prewarmStep(run.prewarm, false)
+      else if (run.owner === undefined) this.kernel.refilled(run.slot)
       this.flush()
     }
   }
