@@ -22,7 +22,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import type { Outcome } from "../src/internal/kernel/breaker.js"
 import { Kernel, type KernelIO } from "../src/internal/kernel/kernel.js"
-import { type Item, type KeySlot, type Lease, SharedLease, type Waiter } from "../src/internal/kernel/model.js"
+import { type Item, KeySlot, type Lease, SharedLease, type Waiter } from "../src/internal/kernel/model.js"
 import type { Tags } from "../src/internal/metrics.js"
 import { resolve } from "../src/internal/settings.js"
 
@@ -44,6 +44,15 @@ interface Running {
   readonly owner: Waiter<K, A> | undefined
   readonly probe: boolean
   readonly started: number
+  /** A pre-warm's creation (else, without an owner, a refill's). */
+  readonly prewarm?: Prewarm
+}
+
+/** A `prewarm` in progress: its workers create one item after another while the key lacks some. */
+interface Prewarm {
+  readonly slot: KeySlot<K, A>
+  readonly missing: (slot: KeySlot<K, A>) => number
+  workers: number
 }
 
 interface Shape {
@@ -52,17 +61,34 @@ interface Shape {
   readonly createConcurrency: number
   readonly maxLeases: number
   readonly minIdle: number
+  /** A circuit breaker per key (opens after 2 failures in a row, probes after 500 ms). */
+  readonly breaker: boolean
+  /** Creation backoff after failures (it delays the shell's creations; the kernel keeps the key meanwhile). */
+  readonly backoff: boolean
+  /** Tenant groups (keys a and b in one, c in another) with this limit each, or none. */
+  readonly maxPerGroup: number | undefined
+  /** At most this many keys (an idle key is evicted for a new one). */
+  readonly maxKeys: number
+  /** Shutdown's drain timeout expires before everything came back: leases are taken back. */
+  readonly forceClose: boolean
+  /** Items live at most 2.5 s (`maxLifetime`). */
+  readonly lifetime: boolean
+  /** Keys carry a credential version (`fingerprint`) that `Rotate` moves on. */
+  readonly credentials: boolean
 }
 
 type Command =
   | { readonly _tag: "Get"; readonly key: number }
-  | { readonly _tag: "Release"; readonly pick: number; readonly outcome: Outcome | "none" }
+  | { readonly _tag: "Release"; readonly pick: number; readonly outcome: Outcome | "none" | "broken" }
   | { readonly _tag: "Invalidate"; readonly pick: number }
   | { readonly _tag: "Interrupt"; readonly pick: number }
   | { readonly _tag: "Run"; readonly pick: number }
   | { readonly _tag: "Create"; readonly pick: number; readonly ok: boolean }
   | { readonly _tag: "Finalize"; readonly pick: number }
   | { readonly _tag: "Refill"; readonly pick: number }
+  | { readonly _tag: "Rotate"; readonly key: number }
+  | { readonly _tag: "Prewarm"; readonly key: number; readonly count: number }
+  | { readonly _tag: "InvalidateIdle"; readonly pick: number }
   | { readonly _tag: "Check"; readonly pick: number }
   | { readonly _tag: "Checked"; readonly pick: number; readonly ok: boolean }
   | { readonly _tag: "Advance"; readonly millis: number }
@@ -78,7 +104,15 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     arbitrary: fc.record({
       _tag: fc.constant("Release" as const),
       pick: fc.nat(),
-      outcome: fc.constantFrom<Outcome | "none">("success", "success", "connection", "caller", "interrupted", "none")
+      outcome: fc.constantFrom<Outcome | "none" | "broken">(
+        "success",
+        "success",
+        "connection",
+        "caller",
+        "interrupted",
+        "none",
+        "broken"
+      )
     })
   },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Invalidate" as const), pick: fc.nat() }) },
@@ -90,6 +124,16 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   },
   { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Finalize" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Refill" as const), pick: fc.nat() }) },
+  { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Rotate" as const), key: fc.nat(2) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      _tag: fc.constant("Prewarm" as const),
+      key: fc.nat(2),
+      count: fc.integer({ min: 1, max: 2 })
+    })
+  },
+  { weight: 1, arbitrary: fc.record({ _tag: fc.constant("InvalidateIdle" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Check" as const), pick: fc.nat() }) },
   {
     weight: 1,
@@ -108,7 +152,14 @@ const shape: fc.Arbitrary<Shape> = fc.record({
   maxTotal: fc.integer({ min: 1, max: 5 }),
   createConcurrency: fc.integer({ min: 1, max: 2 }),
   maxLeases: fc.constantFrom(1, 1, 2),
-  minIdle: fc.constantFrom(0, 0, 1)
+  minIdle: fc.constantFrom(0, 0, 1),
+  breaker: fc.boolean(),
+  backoff: fc.boolean(),
+  maxPerGroup: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
+  maxKeys: fc.constantFrom(2, 3, 3),
+  forceClose: fc.boolean(),
+  lifetime: fc.boolean(),
+  credentials: fc.boolean()
 })
 
 const pick = <X>(xs: ReadonlyArray<X>, n: number): X | undefined => (xs.length === 0 ? undefined : xs[n % xs.length])
@@ -129,6 +180,8 @@ class Harness {
   readonly alive = new Set<Item<K, A>>()
   readonly destroyed = new Set<Item<K, A>>()
   drained = false
+  /** Credential versions by key (see `Shape.credentials`). */
+  readonly versions = new Map<K, number>()
   private values = 0
   private readonly maxTotal: number
 
@@ -142,10 +195,16 @@ class Harness {
       minIdlePerKey: s.minIdle,
       acquireTimeout: 1000,
       idleTimeout: 2000,
-      maxLifetime: Number.POSITIVE_INFINITY,
-      createBackoff: undefined,
+      maxLifetime: s.lifetime ? 2500 : Number.POSITIVE_INFINITY,
+      fingerprint: s.credentials ? (key: K) => `${key}@${this.versions.get(key) ?? 0}` : undefined,
+      createBackoff: s.backoff ? { initial: 100, max: 400 } : undefined,
       validate: undefined,
-      breaker: undefined
+      maxKeys: s.maxKeys,
+      group: s.maxPerGroup === undefined ? undefined : (key: K) => (key === "c" ? "g2" : "g1"),
+      maxPerGroup: () => s.maxPerGroup ?? Number.POSITIVE_INFINITY,
+      breaker: s.breaker
+        ? { failures: 2, failureRate: 1, minimumCalls: 100, window: 100, reset: 500, halfOpenProbes: 1 }
+        : undefined
     }
     this.maxTotal = s.maxTotal
     const io: KernelIO = {
@@ -265,7 +324,8 @@ class Harness {
   /**
    * Cross-key fairness, checked around an exclusive release while the total
    * is exhausted: the item may not go to a waiter of its own key when an older
-   * waiter of another key, whose key may grow, waits for room.
+   * waiter of another key, whose key (and group) could grow once it is gone,
+   * waits for room.
    */
   private fairnessBefore(lease: Lease<K, A>) {
     if (lease instanceof SharedLease || this.kernel.shares || this.kernel.closed) return undefined
@@ -277,7 +337,10 @@ class Harness {
     for (let link = this.kernel.waiters.head; link !== undefined; link = link.next) {
       const w = link.value
       if (w.slot === slot || w.pending) continue
-      if (w.slot.size < w.slot.max && w.slot.creating < this.s.createConcurrency) {
+      // Its key may grow, and its group (if any) has room once the returned item is gone.
+      const group = w.slot.group
+      const groupRoom = group === undefined || group.size - (group === slot.group ? 1 : 0) < group.max
+      if (w.slot.size < w.slot.max && w.slot.creating < this.s.createConcurrency && groupRoom) {
         older = w
         break
       }
@@ -296,11 +359,13 @@ class Harness {
   complete(run: Running, ok: boolean): void {
     this.running.splice(this.running.indexOf(run), 1)
     if (ok) {
+      // The shell reads the item's credential version when its creation ends.
+      const fingerprint = this.kernel.settings.fingerprint?.(run.owner?.key ?? run.slot.key)
       const item = this.kernel.createSucceeded(
         run.slot,
         this.values++,
         undefined,
-        undefined,
+        fingerprint,
         run.owner ?? "refill",
         run.probe,
         run.started,
@@ -314,7 +379,43 @@ class Harness {
       if (run.owner !== undefined) this.kernel.creationLost(run.owner)
     }
     this.flush()
-    if (run.owner === undefined) this.refillStep(run.slot)
+    if (run.prewarm !== undefined) this.prewarmStep(run.prewarm, ok)
+    else if (run.owner === undefined) this.refillStep(run.slot)
+  }
+
+  /**
+   * The shell's `prewarm`: finds the key (retiring idle items of old
+   * credentials), fails fast on an open circuit, else starts up to
+   * `createConcurrency` workers that create the missing items one by one.
+   */
+  prewarm(key: K, count: number): void {
+    if (this.kernel.closed) return
+    const slot = this.kernel.slotFor(key, this.now)
+    this.flush()
+    if (!(slot instanceof KeySlot)) return
+    if (slot.breaker?.state === "open" && slot.breaker.retryAfter(this.now) > 0) {
+      this.kernel.dropIfEmpty(slot)
+      this.flush()
+      return
+    }
+    const missing = (s: KeySlot<K, A>) => Math.min(count, s.max) - s.size
+    const workers = Math.min(missing(slot), this.s.createConcurrency)
+    if (workers <= 0) return
+    const prewarm: Prewarm = { slot, missing, workers }
+    for (let i = 0; i < workers; i++) this.prewarmStep(prewarm, true)
+  }
+
+  /** One round of a pre-warm worker (the shell's `fill`); a failed creation ends the worker. */
+  prewarmStep(prewarm: Prewarm, more: boolean): void {
+    if (more && this.kernel.reserveFill(prewarm.slot, prewarm.missing)) {
+      this.running.push({ slot: prewarm.slot, owner: undefined, probe: false, started: this.now, prewarm })
+      return
+    }
+    if (--prewarm.workers === 0) {
+      // A key that got nothing (the total was full) is not kept empty.
+      this.kernel.dropIfEmpty(prewarm.slot)
+      this.flush()
+    }
   }
 
   /** One round of a refill (the shell's `fill`): reserve and start a creation, or end the refill. */
@@ -373,7 +474,21 @@ class Harness {
           live.filter((c) => c.state === "holding"),
           cmd.pick
         )
-        if (caller !== undefined) this.release(caller, cmd.outcome === "none" ? undefined : cmd.outcome)
+        if (caller === undefined) return
+        if (cmd.outcome === "broken") {
+          // A failed validation (the shell's `validated`): the item is destroyed as broken, no verdict,
+          // and the caller is admitted again.
+          const lease = caller.lease!
+          caller.lease = undefined
+          caller.state = "done"
+          if (lease instanceof SharedLease ? lease.done : lease.state !== "leased") return
+          this.kernel.markBroken(lease)
+          this.kernel.endLease(lease, undefined)
+          this.flush()
+          this.get(caller.key)
+          return
+        }
+        this.release(caller, cmd.outcome === "none" ? undefined : cmd.outcome)
         return
       }
       case "Invalidate": {
@@ -434,6 +549,22 @@ class Harness {
         if (check !== undefined) this.checked(check, cmd.ok)
         return
       }
+      case "Rotate": {
+        const key = keys[cmd.key]!
+        this.versions.set(key, (this.versions.get(key) ?? 0) + 1)
+        return
+      }
+      case "InvalidateIdle": {
+        // `invalidate` of a value whose item is idle (the shell's `invalidate`).
+        const item = pick([...this.kernel.lru], cmd.pick)
+        if (item === undefined) return
+        this.kernel.destroy(item, "invalidated")
+        this.flush()
+        return
+      }
+      case "Prewarm":
+        this.prewarm(keys[cmd.key]!, cmd.count)
+        return
       case "Advance":
         this.advance(cmd.millis)
         return
@@ -446,9 +577,36 @@ class Harness {
     }
   }
 
+  /**
+   * The drain timeout: leased items are destroyed and their holders and the
+   * creators interrupted (the shell's `forceCloseAfterDrain`); a lease that
+   * ends afterwards is a no-op, a creation ends interrupted.
+   */
+  forceClose(): void {
+    const holders = this.kernel.takeBackLeased()
+    this.flush()
+    for (const caller of this.callers) {
+      if (!holders.has(caller)) continue
+      // Interrupted: a holder ends its lease (a no-op now), a caller handed an item but not yet run settles.
+      if (caller.state === "holding") this.release(caller, "interrupted")
+      else if (caller.state === "parked" || caller.state === "runnable") this.resume(caller, true)
+    }
+    for (const run of [...this.running]) {
+      this.running.splice(this.running.indexOf(run), 1)
+      this.kernel.createFailed(run.slot, run.owner, run.probe, true, "interrupted")
+      if (run.owner !== undefined) this.kernel.creationLost(run.owner)
+      this.flush()
+      // The interrupted refill or pre-warm worker ends too.
+      if (run.prewarm !== undefined) this.prewarmStep(run.prewarm, false)
+      else if (run.owner === undefined) this.kernel.refilled(run.slot)
+      this.flush()
+    }
+  }
+
   /** Shutdown, then everything pending is delivered and every lease ends: the pool drains. */
   finish(): void {
     this.shutdown()
+    if (this.s.forceClose) this.forceClose()
     for (let rounds = 0; rounds < 10_000; rounds++) {
       const caller = this.callers.find((c) => c.state === "runnable" || c.state === "parked")
       if (caller !== undefined) {
@@ -493,16 +651,33 @@ class Harness {
       if (!k.closed && slot.idle.size > 0) {
         assert.strictEqual(slot.waiters.size, 0, `key ${slot.key} has waiters and an idle item`)
       }
+      if (slot.breaker?.state === "open") {
+        assert.strictEqual(slot.waiters.size, 0, `key ${slot.key}: waiters behind an open circuit`)
+      }
       if (slot.size === 0 && slot.waiters.size === 0 && !slot.refilling) {
         assert.isTrue(k.lingering.has(slot), `empty key ${slot.key} kept`)
       }
     }
     assert.isTrue(k.size <= this.maxTotal, "over maxTotal")
+    assert.isTrue(k.slots.size <= this.s.maxKeys, "over maxKeys")
+    if (k.groups !== undefined) {
+      const sizes = new Map<string, number>()
+      for (const slot of k.slots.values()) sizes.set(slot.group!.id, (sizes.get(slot.group!.id) ?? 0) + slot.size)
+      for (const group of k.groups.byId.values()) {
+        assert.strictEqual(group.size, sizes.get(group.id) ?? 0, `group ${group.id}: size ≠ its keys' sizes`)
+        assert.isTrue(group.size <= group.max, `group ${group.id} over its limit`)
+      }
+    }
     // Live items: the kernel's and the ledger's agree, idle + leased.
     assert.strictEqual(k.items.size, this.alive.size, "live items")
     let idle = 0
     let leased = 0
     for (const item of this.alive) {
+      assert.strictEqual(
+        k.slots.get(item.slot.id),
+        item.slot,
+        `an item of key ${item.slot.key}, whose slot left the index`
+      )
       if (item.state === "idle") idle++
       else if (item.state === "leased") leased++
       else assert.fail("a live item is destroyed")
@@ -513,7 +688,9 @@ class Harness {
       // Each leased item is held by one caller, or handed to a waiter whose caller has not run yet.
       const held = this.callers.filter((c) => c.state === "holding" && (c.lease as Item<K, A>).state === "leased")
       const handed = waiting.filter((w) => w.state === "item")
-      assert.strictEqual(held.length + handed.length + this.checks.length, leased, "leased items ≠ holders")
+      // (A check's item destroyed by a force-close meanwhile is no longer counted: its check ends as a no-op.)
+      const checking = this.checks.filter((c) => c.item.state === "leased")
+      assert.strictEqual(held.length + handed.length + checking.length, leased, "leased items ≠ holders")
     }
     // A waiter is parked only while it waits; a woken one runs.
     for (const c of this.callers) {

@@ -626,7 +626,11 @@ export class PoolState<K, A, E> extends Kernel<K, A> {
   private prewarmSlot(slot: KeySlot<K, A>, now: number, count: number): Effect.Effect<void, E | PoolError> {
     if (slot.breaker !== undefined && slot.breaker.state === "open") {
       const retryAfter = slot.breaker.retryAfter(now)
-      if (retryAfter > 0) return Effect.fail(this.circuitOpen(slot, retryAfter))
+      if (retryAfter > 0) {
+        // As a refused caller: a key kept only for its failures waits for cleanup again.
+        this.dropIfEmpty(slot)
+        return Effect.fail(this.circuitOpen(slot, retryAfter))
+      }
     }
     const missing = (s: KeySlot<K, A>) => Math.min(count, s.max) - s.size
     const fills = Math.min(missing(slot), this.settings.createConcurrency)

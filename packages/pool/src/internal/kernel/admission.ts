@@ -33,7 +33,11 @@ export abstract class Admission<K, A> extends Eviction<K, A> {
     let probe = false
     if (slot.breaker !== undefined) {
       const verdict = slot.breaker.admit(now)
-      if (verdict > PASS) return this.circuitOpen(slot, verdict)
+      if (verdict > PASS) {
+        // Refused: a key kept only for its failures goes back to waiting for cleanup (`slotFor` took it out).
+        this.dropIfEmpty(slot)
+        return this.circuitOpen(slot, verdict)
+      }
       probe = verdict === PROBE
     }
     this.pinned = slot
@@ -114,8 +118,13 @@ export abstract class Admission<K, A> extends Eviction<K, A> {
       slot.retired ??= []
       if (slot.retired.push(slot.fingerprint) > retiredFingerprints) slot.retired.shift()
       slot.fingerprint = fingerprint
+      // Pinned meanwhile: a key left empty by its retired items is being asked for, so it must
+      // not be dropped (its caller would be served by a slot no longer in the index).
+      const pinned = this.pinned
+      this.pinned = slot
       let stale: Item<K, A> | undefined
       while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale, "credentials")
+      this.pinned = pinned
     }
     slot.key = key
     this.lingering.delete(slot)
