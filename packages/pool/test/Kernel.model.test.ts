@@ -83,7 +83,7 @@ type Command =
   | { readonly _tag: "Invalidate"; readonly pick: number }
   | { readonly _tag: "Interrupt"; readonly pick: number }
   | { readonly _tag: "Run"; readonly pick: number }
-  | { readonly _tag: "Create"; readonly pick: number; readonly ok: boolean }
+  | { readonly _tag: "Create"; readonly pick: number; readonly outcome: "ok" | "failed" | "refused" }
   | { readonly _tag: "Finalize"; readonly pick: number }
   | { readonly _tag: "Refill"; readonly pick: number }
   | { readonly _tag: "Rotate"; readonly key: number }
@@ -120,7 +120,12 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ _tag: fc.constant("Run" as const), pick: fc.nat() }) },
   {
     weight: 4,
-    arbitrary: fc.record({ _tag: fc.constant("Create" as const), pick: fc.nat(), ok: fc.boolean() })
+    arbitrary: fc.record({
+      _tag: fc.constant("Create" as const),
+      pick: fc.nat(),
+      // "refused": the creation gate refused the permit (no verdict on the resource)
+      outcome: fc.constantFrom("ok" as const, "failed" as const, "refused" as const)
+    })
   },
   { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Finalize" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Refill" as const), pick: fc.nat() }) },
@@ -355,8 +360,9 @@ class Harness {
     }
   }
 
-  /** A started creation ends: the shell's `create` (then `deliver`, or the failure path). */
-  complete(run: Running, ok: boolean): void {
+  /** A started creation ends: the shell's `create` (then `deliver`, or the failure path, a gate's refusal included). */
+  complete(run: Running, outcome: "ok" | "failed" | "refused"): void {
+    const ok = outcome === "ok"
     this.running.splice(this.running.indexOf(run), 1)
     if (ok) {
       // The shell reads the item's credential version when its creation ends.
@@ -375,7 +381,7 @@ class Harness {
       if (run.owner !== undefined) this.kernel.delivered(item, run.owner)
       else this.kernel.endLease(item, undefined)
     } else {
-      this.kernel.createFailed(run.slot, run.owner, run.probe, "failed", "boom")
+      this.kernel.createFailed(run.slot, run.owner, run.probe, outcome, "boom")
       if (run.owner !== undefined) this.kernel.creationLost(run.owner)
     }
     this.flush()
@@ -522,7 +528,7 @@ class Harness {
       }
       case "Create": {
         const run = pick(this.running, cmd.pick)
-        if (run !== undefined) this.complete(run, cmd.ok)
+        if (run !== undefined) this.complete(run, cmd.outcome)
         return
       }
       case "Finalize": {
@@ -593,7 +599,7 @@ class Harness {
     }
     for (const run of [...this.running]) {
       this.running.splice(this.running.indexOf(run), 1)
-      this.kernel.createFailed(run.slot, run.owner, run.probe, true, "interrupted")
+      this.kernel.createFailed(run.slot, run.owner, run.probe, "interrupted", "interrupted")
       if (run.owner !== undefined) this.kernel.creationLost(run.owner)
       this.flush()
       // The interrupted refill or pre-warm worker ends too.
@@ -612,7 +618,7 @@ class Harness {
       if (caller !== undefined) {
         this.resume(caller, caller.state === "parked")
       } else if (this.running.length > 0) {
-        this.complete(this.running[0]!, true)
+        this.complete(this.running[0]!, "ok")
       } else if (this.checks.length > 0) {
         this.checked(this.checks[0]!, true)
       } else if (this.refills.length > 0) {
