@@ -106,6 +106,19 @@ end
 local function count(field)
   return tonumber(redis.call("HGET", used, field) or "0")
 end
+-- Counts permit id of tenant as this instance's.
+local function hold(id, tenant)
+  redis.call("HSET", permits, id, me .. "|" .. tenant)
+  redis.call("HINCRBY", used, "*", 1)
+  redis.call("HINCRBY", used, "t:" .. tenant, 1)
+  redis.call("HINCRBY", used, "i:" .. me, 1)
+end
+-- Counts each (id, tenant) pair of ARGV from first on that is not counted yet: a re-assertion, an adoption.
+local function holdMissing(first)
+  for i = first, #ARGV, 2 do
+    if redis.call("HEXISTS", permits, ARGV[i]) == 0 then hold(ARGV[i], ARGV[i + 1]) end
+  end
+end
 
 local reclaimed = 0
 if not learning then
@@ -147,10 +160,7 @@ if op == "acquire" then
       setWants(waiting)
     else
       status = "granted"
-      redis.call("HSET", permits, id, me .. "|" .. tenant)
-      redis.call("HINCRBY", used, "*", 1)
-      redis.call("HINCRBY", used, "t:" .. tenant, 1)
-      redis.call("HINCRBY", used, "i:" .. me, 1)
+      hold(id, tenant)
       tenantUsed = tenantUsed + 1
       setWants(waiting - 1)
     end
@@ -172,14 +182,7 @@ elseif op == "heartbeat" then
   local waiting, limit = tonumber(ARGV[7]), tonumber(ARGV[8])
   if stale and learning then
     status = "reasserted"
-    for i = 9, #ARGV, 2 do
-      if redis.call("HEXISTS", permits, ARGV[i]) == 0 then
-        redis.call("HSET", permits, ARGV[i], me .. "|" .. ARGV[i + 1])
-        redis.call("HINCRBY", used, "*", 1)
-        redis.call("HINCRBY", used, "t:" .. ARGV[i + 1], 1)
-        redis.call("HINCRBY", used, "i:" .. me, 1)
-      end
-    end
+    holdMissing(9)
   elseif stale or (#ARGV > 8 and not registered) then
     status = "lost"
   end
@@ -213,14 +216,7 @@ elseif op == "leave" then
 elseif op == "adopt" then
   status = "adopted"
   redis.call("ZADD", inst, now + lease, me)
-  for i = 7, #ARGV, 2 do
-    if redis.call("HEXISTS", permits, ARGV[i]) == 0 then
-      redis.call("HSET", permits, ARGV[i], me .. "|" .. ARGV[i + 1])
-      redis.call("HINCRBY", used, "*", 1)
-      redis.call("HINCRBY", used, "t:" .. ARGV[i + 1], 1)
-      redis.call("HINCRBY", used, "i:" .. me, 1)
-    end
-  end
+  holdMissing(7)
 end
 
 if freed > 0 and wantsElsewhere() > 0 then redis.call("PUBLISH", channel, "freed") end
