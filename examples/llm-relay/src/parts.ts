@@ -12,11 +12,12 @@
 import * as Http from "node:http"
 import { ConcurrencyLimit, StreamLease } from "@cistern/platform"
 import { UpstreamPool, UpstreamRelay } from "@cistern/platform-node"
-import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServer, NodeRuntime, NodeStream } from "@effect/platform-node"
+import { HttpRouter, HttpServer, HttpServerRequest, type HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import autocannon from "autocannon"
 import { Config, ConfigProvider, Console, Context, Effect, Layer, Logger, LogLevel, Redacted, type Scope } from "effect"
 import { Pool } from "undici"
+import { bodyStream, sseResponse } from "./bench/sse.js"
 import { listen, relayConfig } from "./Relay.js"
 import * as Upstream from "./Upstream.js"
 
@@ -119,27 +120,13 @@ const main = Effect.gen(function* () {
     Effect.gen(function* () {
       const text = yield* requestText
       const response = yield* Effect.promise((signal) => undiciPool.request({ ...upstreamRequest, body: text, signal }))
-      return piped
-        ? HttpServerResponse.raw(response.body, { contentType: "text/event-stream" })
-        : HttpServerResponse.stream(
-            NodeStream.fromReadable(
-              () => response.body,
-              (e) => e
-            ),
-            { contentType: "text/event-stream" }
-          )
+      return sseResponse(response.body, piped)
     }).pipe(Effect.orDie)
   const viaPoolGet = Effect.gen(function* () {
     const text = yield* requestText
     const connection = yield* pool.get(key)
     const response = yield* UpstreamPool.request(connection, { ...upstreamRequest, body: text })
-    return HttpServerResponse.stream(
-      NodeStream.fromReadable(
-        () => response.body,
-        (e) => e
-      ),
-      { contentType: "text/event-stream" }
-    )
+    return sseResponse(response.body)
   }).pipe(Effect.orDie)
   const viaStreamLease = (
     leases: StreamLease.StreamLease<UpstreamPool.UpstreamKey, UpstreamPool.Connection, unknown>
@@ -148,10 +135,7 @@ const main = Effect.gen(function* () {
       const text = yield* requestText
       return yield* leases.respond(key, (connection) =>
         Effect.map(UpstreamPool.request(connection, { ...upstreamRequest, body: text }), (response) =>
-          NodeStream.fromReadable(
-            () => response.body,
-            (e) => e
-          )
+          bodyStream(response.body)
         )
       )
     }).pipe(Effect.orDie)

@@ -16,12 +16,13 @@ import * as Fs from "node:fs"
 import * as Http from "node:http"
 import * as Inspector from "node:inspector"
 import * as Path from "node:path"
-import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServer, NodeRuntime, NodeStream } from "@effect/platform-node"
+import { HttpRouter, HttpServer, HttpServerRequest } from "@effect/platform"
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import { ConfigProvider, Context, Effect, Layer, Logger, LogLevel, Redacted } from "effect"
 import { Pool } from "undici"
 import { listen, relayConfig } from "../Relay.js"
 import { cpuMicros, serve } from "./processes.js"
+import { sseResponse } from "./sse.js"
 
 /** The relays this process can run. */
 export type Kind = "cistern" | "effect" | "effect-piped" | "undici"
@@ -116,14 +117,7 @@ const effectRelay = (upstream: string, connections: number, piped: boolean) =>
               signal
             })
           )
-          if (piped) return HttpServerResponse.raw(response.body, { contentType: "text/event-stream" })
-          return HttpServerResponse.stream(
-            NodeStream.fromReadable(
-              () => response.body,
-              (e) => e
-            ),
-            { contentType: "text/event-stream" }
-          )
+          return sseResponse(response.body, piped)
         }).pipe(Effect.orDie)
       )
     )
