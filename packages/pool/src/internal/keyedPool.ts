@@ -14,8 +14,10 @@ import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
 import { Item, itemOf, type Lease, SharedLease, Waiter } from "./kernel/model.js"
-import { type AnyFiber, annotations, bounded, type Creator, PoolState, type Restore } from "./poolState.js"
 import { type Labels, resolve } from "./settings.js"
+import { type AnyFiber, annotations, type Creator, type Restore } from "./shell/engine.js"
+import { bounded } from "./shell/maintenance.js"
+import { PoolState } from "./shell/poolState.js"
 
 /** @internal */
 export const TypeId: KeyedPoolTypeId = Symbol.for("@cistern/pool/KeyedPool") as KeyedPoolTypeId
