@@ -13,12 +13,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import type { GateContext } from "../../KeyedPool.js"
 import { CreateTimeout, type PoolError } from "../../PoolError.js"
 import type { Item, KeySlot, Lease, Waiter } from "../kernel/model.js"
 import { type AnyFiber, closeScope, Engine, type Restore } from "./engine.js"
+import { makeItemScope } from "./itemScope.js"
 
 /**
  * Waiting and creating: the caller's own fiber waits; a creation granted to
@@ -88,7 +89,7 @@ export abstract class Creating<K, A, E> extends Engine<K, A, E> {
   private spawn(waiter: Waiter<K, A>): Effect.Effect<void> {
     const probe = waiter.probe
     waiter.probe = false
-    return Effect.flatMap(Scope.make(), (itemScope) =>
+    return Effect.flatMap(makeItemScope, (itemScope) =>
       Effect.withFiberRuntime<void>((caller) => {
         // The item may serve another caller, so the creation is the pool's work: on the pool's
         // fiber refs, already in the item's context (no `provide`), with the caller's span as
@@ -152,7 +153,7 @@ export abstract class Creating<K, A, E> extends Engine<K, A, E> {
     owner?: Waiter<K, A>,
     itemScope?: Scope.CloseableScope
   ): Effect.Effect<Item<K, A>, E | PoolError> {
-    return Effect.flatMap(itemScope === undefined ? Scope.make() : Effect.succeed(itemScope), (scope) => {
+    return Effect.flatMap(itemScope === undefined ? makeItemScope : Effect.succeed(itemScope), (scope) => {
       const started = this.now()
       const { createTimeout } = this.settings
       const { gate } = this.creator
