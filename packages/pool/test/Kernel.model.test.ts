@@ -705,7 +705,7 @@ class Harness {
   }
 }
 
-const isItem = (u: unknown): u is Item<K, A> => typeof u === "object" && u !== null && "keyLink" in u && "lruLink" in u
+const isItem = (u: unknown): u is Item<K, A> => typeof u === "object" && u !== null && "lruNext" in u && "keyNext" in u
 const isWaiter = (u: unknown): u is Waiter<K, A> =>
   typeof u === "object" && u !== null && "keyLink" in u && "poolLink" in u
 

@@ -12,7 +12,7 @@ import { Eviction } from "./eviction.js"
 import { needsItem } from "./leases.js"
 import { type Holder, type Item, KeySlot, type Lease, type SharedLease, type Waiter } from "./model.js"
 
-/** How many past fingerprints a key remembers (see `KeySlot.retired`). */
+/** How many past fingerprints a key remembers (see `KeyExtras.retired`). */
 const retiredFingerprints = 8
 
 /** Admission: deciding what a caller gets. */
@@ -107,23 +107,23 @@ export abstract class Admission<K, A> extends Eviction<K, A> {
       if (this.slots.size >= s.maxKeys && !this.evictIdleKey()) {
         return this.io.errors.keyLimit(description, s.maxKeys, this.occupancy())
       }
-      const breaker = s.breaker === undefined ? undefined : new Breaker(s.breaker)
+      const breaker = s.breaker === undefined ? undefined : new Breaker(s.breaker, this.origin)
       const tags = this.io.tagsFor(description)
       slot = new KeySlot<K, A>(id, key, description, max, fingerprint, now, breaker, tags)
       if (this.groups !== undefined) slot.group = this.groups.join(groupId!)
       this.slots.set(id, slot)
-    } else if (fingerprint !== slot.fingerprint && !slot.retired?.includes(fingerprint)) {
+    } else if (fingerprint !== slot.fingerprint && !slot.rare?.retired?.includes(fingerprint)) {
       // Credentials changed: idle items of the old version go now, leased
       // ones when they come back (see `release`).
-      slot.retired ??= []
-      if (slot.retired.push(slot.fingerprint) > retiredFingerprints) slot.retired.shift()
+      const retired = (slot.extras().retired ??= [])
+      if (retired.push(slot.fingerprint) > retiredFingerprints) retired.shift()
       slot.fingerprint = fingerprint
       // Pinned meanwhile: a key left empty by its retired items is being asked for, so it must
       // not be dropped (its caller would be served by a slot no longer in the index).
       const pinned = this.pinned
       this.pinned = slot
       let stale: Item<K, A> | undefined
-      while ((stale = slot.idle.head?.value) !== undefined) this.destroy(stale, "credentials")
+      while ((stale = slot.idle.head) !== undefined) this.destroy(stale, "credentials")
       this.pinned = pinned
     }
     slot.key = key
@@ -134,7 +134,7 @@ export abstract class Admission<K, A> extends Eviction<K, A> {
   /** Pops the most recently used idle item that is still fit to hand out. */
   takeIdle(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
     let item: Item<K, A> | undefined
-    while ((item = slot.idle.tail?.value) !== undefined) {
+    while ((item = slot.idle.tail) !== undefined) {
       const unfit = this.unfit(item, now)
       if (unfit === undefined) {
         this.fromIdle(item)

@@ -22,6 +22,7 @@ export type BreakerState = "closed" | "open" | "half-open"
 
 /** @internal */
 export interface Transition {
+  /** Epoch milliseconds. */
   readonly at: number
   readonly from: BreakerState
   readonly to: BreakerState
@@ -57,7 +58,11 @@ export class Breaker {
   private failed = 0
   readonly transitions: Array<Transition> = []
 
-  constructor(readonly settings: BreakerSettings) {
+  constructor(
+    readonly settings: BreakerSettings,
+    /** Added to the breaker's times (the kernel's clock) where they leave it as epoch milliseconds. */
+    readonly origin = 0
+  ) {
     this.outcomes = new Uint8Array(Number.isFinite(settings.failureRate) ? settings.window : 0)
   }
 
@@ -158,7 +163,9 @@ export class Breaker {
   }
 
   private move(to: BreakerState, at: number): void {
-    if (this.transitions.push({ at, from: this.state, to }) > transitionsKept) this.transitions.shift()
+    if (this.transitions.push({ at: at + this.origin, from: this.state, to }) > transitionsKept) {
+      this.transitions.shift()
+    }
     this.state = to
   }
 }

@@ -41,7 +41,7 @@ export abstract class Checks<K, A> extends Release<K, A> {
     item.holder = undefined
     item.slot.inUse++
     this.inUse++
-    item.slot.checking++
+    item.slot.extras().checking++
     return true
   }
 
@@ -59,7 +59,7 @@ export abstract class Checks<K, A> extends Release<K, A> {
     failure: CheckFailure | undefined
   ): void {
     const slot = item.slot
-    slot.checking--
+    slot.extras().checking--
     const now = this.now()
     this.remember(slot, kind, started, now, failure?.error)
     if (item.state !== "leased") return // destroyed by a shutdown meanwhile
@@ -88,10 +88,10 @@ export abstract class Checks<K, A> extends Release<K, A> {
     if (limit === 0) return
     const result: CheckResult =
       error === undefined
-        ? { kind, at: now, ok: true, millis: now - started }
-        : { kind, at: now, ok: false, millis: now - started, error }
-    slot.history ??= []
-    if (slot.history.push(result) > limit) slot.history.shift()
+        ? { kind, at: now + this.origin, ok: true, millis: now - started }
+        : { kind, at: now + this.origin, ok: false, millis: now - started, error }
+    const history = (slot.extras().history ??= [])
+    if (history.push(result) > limit) history.shift()
   }
 }
 

@@ -13,7 +13,7 @@
  */
 import type { KeyLimitExceeded, Occupancy, PoolError, PoolTimeout } from "../../PoolError.js"
 import type * as PoolMetrics from "../../PoolMetrics.js"
-import type { ItemDetails } from "../../PoolStats.js"
+import type { ItemDetails, KeyStats } from "../../PoolStats.js"
 import type { Tags } from "../metrics.js"
 import type { Resolved } from "../settings.js"
 import type { Outcome } from "./breaker.js"
@@ -23,7 +23,7 @@ import { Groups } from "./groups.js"
 import { ItemIndex } from "./itemIndex.js"
 import { needsItem } from "./leases.js"
 import { LinkedList } from "./linkedList.js"
-import type { Holder, Item, KeySlot, SharedLease, Waiter } from "./model.js"
+import { type Holder, type Item, type KeySlot, Lru, type SharedLease, type Waiter } from "./model.js"
 import * as snapshot from "./snapshot.js"
 
 /**
@@ -103,7 +103,17 @@ export abstract class Core<K, A> {
     this.maxLeases = settings.maxLeasesPerItem
     this.shares = settings.maxLeasesPerItem > 1
     this.groups = settings.group === undefined ? undefined : new Groups(settings.maxPerGroup)
+    this.origin = io.now()
   }
+
+  /**
+   * The time the kernel's clock counts from (the port's time when the pool
+   * started): the kernel's times are milliseconds since then, small integers
+   * V8 stores in a field without a heap number for each (for 24 days; then
+   * they are heap numbers, and still right). Times that leave the kernel
+   * (stats, history, item details) add it back.
+   */
+  readonly origin: number
 
   /** Tenants' groups of keys, in a pool given `group`. */
   readonly groups: Groups<Item<K, A>> | undefined
@@ -120,7 +130,7 @@ export abstract class Core<K, A> {
   }
 
   /** Idle items of every key, least recently released at the head. */
-  readonly lru = new LinkedList<Item<K, A>>()
+  readonly lru = new Lru<K, A>()
   /** Every waiter, oldest first: serves cross-key fairness and deadline expiry. */
   readonly waiters = new LinkedList<Waiter<K, A>>()
   /** Waiters with a creation of their own in flight (see `Waiter.pending`). */
@@ -167,8 +177,9 @@ export abstract class Core<K, A> {
     return this.idle + this.inUse + this.creating
   }
 
+  /** The time, in milliseconds since `origin` (the kernel's clock, which the shell reads too). */
   now(): number {
-    return this.io.now()
+    return this.io.now() - this.origin
   }
 
   circuitOpen(slot: KeySlot<K, A>, retryAfter: number): PoolError {
@@ -210,14 +221,14 @@ export abstract class Core<K, A> {
   }
 
   toIdle(item: Item<K, A>): void {
-    item.slot.idle.push(item.keyLink)
-    this.lru.push(item.lruLink)
+    item.slot.idle.push(item)
+    this.lru.push(item)
     if (item.groupLink !== undefined) item.slot.group!.idle.push(item.groupLink)
   }
 
   fromIdle(item: Item<K, A>): void {
-    item.slot.idle.remove(item.keyLink)
-    this.lru.remove(item.lruLink)
+    item.slot.idle.remove(item)
+    this.lru.remove(item)
     if (item.groupLink !== undefined) item.slot.group!.idle.remove(item.groupLink)
   }
 
@@ -250,7 +261,7 @@ export abstract class Core<K, A> {
   /** Asks the end of the current step to start a refill of `slot` (one per key at a time). */
   scheduleRefill(slot: KeySlot<K, A>): void {
     if (slot.refilling) return
-    slot.refilling = true
+    slot.extras().refilling = true
     this.decisions.push({ _tag: "Refill", slot })
   }
 
@@ -283,7 +294,12 @@ export abstract class Core<K, A> {
     })
   }
 
+  /** One key's stats at `now` (the kernel's clock), its times as epoch milliseconds. */
+  keyStats(slot: KeySlot<K, A>, now: number, maxLeases: number | undefined): KeyStats {
+    return snapshot.keyStats(slot, now, maxLeases, this.origin)
+  }
+
   itemDetails(): Array<ItemDetails> {
-    return snapshot.itemDetails(this.items, this.now(), this.shares)
+    return snapshot.itemDetails(this.items, this.now(), this.shares, this.origin)
   }
 }

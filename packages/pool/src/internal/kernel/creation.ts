@@ -63,7 +63,7 @@ export abstract class Creation<K, A> extends Keys<K, A> {
       if (victim !== undefined) this.destroy(victim, "evicted")
     }
     if (this.mayGrow(slot) && this.size >= this.settings.maxTotal) {
-      const victim = this.lru.head?.value
+      const victim = this.lru.head
       if (victim !== undefined) this.destroy(victim, "evicted")
     }
   }
@@ -210,8 +210,11 @@ export abstract class Creation<K, A> extends Keys<K, A> {
     started: number,
     since: number
   ): Item<K, A> {
-    slot.createFailures = 0
-    slot.backoffUntil = 0
+    const rare = slot.rare
+    if (rare !== undefined) {
+      rare.createFailures = 0
+      rare.backoffUntil = 0
+    }
     const item = this.register(slot, value, handle, fingerprint, holder)
     item.probe = probe
     const now = this.now()
@@ -251,7 +254,7 @@ export abstract class Creation<K, A> extends Keys<K, A> {
       }
     } else {
       this.failOwner(owner, cause)
-      slot.failures++
+      slot.extras().failures++
       this.failures++
       this.io.update(slot.tags, "acquireFailures", 1)
       this.decisions.push({
@@ -292,9 +295,10 @@ export abstract class Creation<K, A> extends Keys<K, A> {
   backOff(slot: KeySlot<K, A>, now: number): void {
     const backoff = this.settings.createBackoff
     if (backoff === undefined) return
-    const delay = backoffDelay(backoff, slot.createFailures, this.random())
-    slot.createFailures++
-    slot.backoffUntil = now + delay
+    const rare = slot.extras()
+    const delay = backoffDelay(backoff, rare.createFailures, this.random())
+    rare.createFailures++
+    rare.backoffUntil = now + delay
   }
 
   /**

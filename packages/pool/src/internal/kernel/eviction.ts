@@ -7,7 +7,6 @@
  * @internal
  */
 import { Checks } from "./checks.js"
-import type { LinkedList } from "./linkedList.js"
 import type { Item, KeySlot } from "./model.js"
 
 /** Eviction: idle items and whole pools given back on demand. */
@@ -28,7 +27,7 @@ export abstract class Eviction<K, A> extends Checks<K, A> {
   evictIdle(count: number): number {
     let evicted = 0
     let victim: Item<K, A> | undefined
-    while (evicted < count && (victim = this.lru.head?.value) !== undefined) {
+    while (evicted < count && (victim = this.lru.head) !== undefined) {
       this.destroy(victim, "evicted")
       evicted++
     }
@@ -54,11 +53,8 @@ export abstract class Eviction<K, A> extends Checks<K, A> {
 }
 
 /** The first item of `list` (an idle list, least recently used first) of a key other than `slot`'s. */
-const firstOfOtherKey = <K, A>(
-  list: LinkedList<Item<K, A>> | undefined,
-  slot: KeySlot<K, A>
-): Item<K, A> | undefined => {
+const firstOfOtherKey = <K, A>(list: Iterable<Item<K, A>> | undefined, slot: KeySlot<K, A>): Item<K, A> | undefined => {
   if (list === undefined) return undefined
-  for (let link = list.head; link !== undefined; link = link.next) if (link.value.slot !== slot) return link.value
+  for (const item of list) if (item.slot !== slot) return item
   return undefined
 }

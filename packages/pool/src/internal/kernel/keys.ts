@@ -42,11 +42,11 @@ export abstract class Keys<K, A> extends Sharing<K, A> {
       this.drop(slot)
       return true
     }
-    for (let link = this.lru.head; link !== undefined; link = link.next) {
-      const slot = link.value.slot
+    for (let idle = this.lru.head; idle !== undefined; idle = idle.lruNext) {
+      const slot = idle.slot
       if (slot.inUse === 0 && slot.creating === 0 && slot.waiters.size === 0) {
         let item: Item<K, A> | undefined
-        while ((item = slot.idle.head?.value) !== undefined) this.destroy(item, "evicted")
+        while ((item = slot.idle.head) !== undefined) this.destroy(item, "evicted")
         // An evicted key goes even if it remembers failures or has a floor:
         // otherwise it would linger, still counted, and `maxKeys` be exceeded.
         if (this.slots.get(slot.id) === slot) this.drop(slot)
@@ -66,9 +66,8 @@ export abstract class Keys<K, A> extends Sharing<K, A> {
     const before = this.size
     const dropped = this.keysDropped
     let cleaned = 0
-    for (let link = this.lru.head; link !== undefined; ) {
-      const item = link.value
-      link = link.next
+    for (let item = this.lru.head, next: Item<K, A> | undefined; item !== undefined; item = next) {
+      next = item.lruNext
       const verdict = expiry.expired(item, now, this.settings)
       if (verdict !== undefined) {
         this.destroy(item, verdict)

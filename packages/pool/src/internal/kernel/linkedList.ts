@@ -64,3 +64,56 @@ export class LinkedList<T> {
     }
   }
 }
+
+/**
+ * An intrusive doubly-linked list whose members are their own nodes: a
+ * subclass names the two fields of a member that link it here, so one
+ * member can be in several lists with no node object per membership (an
+ * idle item is in its key's list and the pool's LRU: two `Link`s would cost
+ * it ~100 B). It keeps no record of membership: only members are removed.
+ *
+ * @internal
+ */
+export abstract class Chain<T> {
+  head: T | undefined = undefined
+  tail: T | undefined = undefined
+  size = 0
+
+  abstract prev(member: T): T | undefined
+  abstract next(member: T): T | undefined
+  protected abstract setPrev(member: T, prev: T | undefined): void
+  protected abstract setNext(member: T, next: T | undefined): void
+
+  /** Appends at the tail. */
+  push(member: T): void {
+    const tail = this.tail
+    this.setPrev(member, tail)
+    this.setNext(member, undefined)
+    if (tail === undefined) this.head = member
+    else this.setNext(tail, member)
+    this.tail = member
+    this.size++
+  }
+
+  /** Removes a member, wherever it is (it must be one: nothing tells it from a stranger). */
+  remove(member: T): void {
+    const prev = this.prev(member)
+    const next = this.next(member)
+    if (prev === undefined) this.head = next
+    else this.setNext(prev, next)
+    if (next === undefined) this.tail = prev
+    else this.setPrev(next, prev)
+    this.setPrev(member, undefined)
+    this.setNext(member, undefined)
+    this.size--
+  }
+
+  *[Symbol.iterator](): IterableIterator<T> {
+    let member = this.head
+    while (member !== undefined) {
+      const next = this.next(member)
+      yield member
+      member = next
+    }
+  }
+}

@@ -13,7 +13,7 @@ import type { Tags } from "../metrics.js"
 import type { Breaker } from "./breaker.js"
 import type { Group } from "./groups.js"
 import type { LeaseHeap } from "./leases.js"
-import { Link, LinkedList } from "./linkedList.js"
+import { Chain, Link, LinkedList } from "./linkedList.js"
 
 /** A fiber, as the kernel sees it: a token the shell hands in (a holder, a waiter's caller). */
 export type Holder = unknown
@@ -38,10 +38,11 @@ export class Item<K, A> {
   leases = 0
   /** Its place in its key's `LeaseHeap` while it takes new shared leases, else -1. */
   heapIndex = -1
-  /** Membership in its key's idle stack. */
-  readonly keyLink = new Link<Item<K, A>>(this)
-  /** Membership in the pool-wide idle list, least recently released first. */
-  readonly lruLink = new Link<Item<K, A>>(this)
+  // Its links in its key's idle stack and in the pool-wide idle list (see `Chain`): fields, not node objects.
+  keyPrev: Item<K, A> | undefined = undefined
+  keyNext: Item<K, A> | undefined = undefined
+  lruPrev: Item<K, A> | undefined = undefined
+  lruNext: Item<K, A> | undefined = undefined
   /** Membership in its group's idle list (only in a pool with groups). */
   readonly groupLink: Link<Item<K, A>> | undefined
 
@@ -55,6 +56,38 @@ export class Item<K, A> {
   ) {
     this.lastUsed = createdAt
     this.groupLink = slot.group === undefined ? undefined : new Link<Item<K, A>>(this)
+  }
+}
+
+/** A key's idle items, most recently released at the tail (linked through `Item.keyPrev`/`keyNext`). */
+export class KeyIdle<K, A> extends Chain<Item<K, A>> {
+  prev(item: Item<K, A>) {
+    return item.keyPrev
+  }
+  next(item: Item<K, A>) {
+    return item.keyNext
+  }
+  protected setPrev(item: Item<K, A>, prev: Item<K, A> | undefined) {
+    item.keyPrev = prev
+  }
+  protected setNext(item: Item<K, A>, next: Item<K, A> | undefined) {
+    item.keyNext = next
+  }
+}
+
+/** Every key's idle items, least recently released at the head (linked through `Item.lruPrev`/`lruNext`). */
+export class Lru<K, A> extends Chain<Item<K, A>> {
+  prev(item: Item<K, A>) {
+    return item.lruPrev
+  }
+  next(item: Item<K, A>) {
+    return item.lruNext
+  }
+  protected setPrev(item: Item<K, A>, prev: Item<K, A> | undefined) {
+    item.lruPrev = prev
+  }
+  protected setNext(item: Item<K, A>, next: Item<K, A> | undefined) {
+    item.lruNext = next
   }
 }
 
@@ -141,42 +174,34 @@ export class Waiter<K, A> {
 }
 
 /**
- * Everything the pool knows about one key (one `keyId` group).
+ * The waiters of a key that has none: one shared empty list, so a key
+ * carries no list of its own until its first caller waits (`Waiting.enqueue`
+ * makes one and drops it when it empties). Only `enqueue` may push.
+ */
+const noWaiters = new LinkedList<any>()
+
+/**
+ * Everything the pool knows about one key (one `keyId` group). What a
+ * healthy key never touches lives in `rare`, made on first use (`extras()`):
+ * thousands of keys each carry one field for it.
  *
  * @internal
  */
 export class KeySlot<K, A> {
-  readonly idle = new LinkedList<Item<K, A>>()
-  readonly waiters = new LinkedList<Waiter<K, A>>()
+  readonly idle = new KeyIdle<K, A>()
+  /** Its callers waiting, oldest first (the shared empty list while there are none). */
+  waiters: LinkedList<Waiter<K, A>> = noWaiters
   /** Waiters of this key with a creation of their own in flight (see `Waiter.pending`). */
   pending = 0
   inUse = 0
   creating = 0
   created = 0
   destroyed = 0
-  timeouts = 0
-  failures = 0
   lastUsed: number
-  /** Fingerprints this key moved past: a late caller holding one does not move it back. */
-  retired: Array<string | undefined> | undefined
-  /** Items leased to a health check or heartbeat (a subset of `inUse`). */
-  checking = 0
-  /** Failed creations in a row, and when the next creation may start. */
-  createFailures = 0
-  backoffUntil = 0
-  /** When the breaker last counted a failure, and when an item last failed a check or validation. */
-  lastFailure = 0
-  lastBroken = Number.NEGATIVE_INFINITY
-  /** Recent check, heartbeat and failed validation results, oldest first (made on the first). */
-  history: Array<CheckResult> | undefined
-  /** A background refill of this key runs (see the shell's `refill`): one at a time. */
-  refilling = false
   /** Its tenant's group, in a pool with `group` (see `groups.ts`). */
-  group: Group<Item<K, A>> | undefined
-  /** Leased items that take more shared leases (made on the first shared lease; see `leases.ts`). */
-  shared: LeaseHeap<Item<K, A>> | undefined
-  /** Callers' shared leases on its items right now. */
-  leases = 0
+  group: Group<Item<K, A>> | undefined = undefined
+  /** Failures, checks, refills, shared leases: made by `extras()` on first use. */
+  rare: KeyExtras<K, A> | undefined = undefined
 
   constructor(
     readonly id: unknown,
@@ -196,4 +221,83 @@ export class KeySlot<K, A> {
   get size(): number {
     return this.idle.size + this.inUse + this.creating
   }
+
+  /** The key's rarely used state, made now if it has none yet. */
+  extras(): KeyExtras<K, A> {
+    return (this.rare ??= new KeyExtras<K, A>())
+  }
+
+  /** Makes the key's own waiter list on the first wait (see `noWaiters`). */
+  ownWaiters(): LinkedList<Waiter<K, A>> {
+    if (this.waiters === noWaiters) this.waiters = new LinkedList<Waiter<K, A>>()
+    return this.waiters
+  }
+
+  /** Gives the waiter list back once it emptied (see `noWaiters`). */
+  shedWaiters(): void {
+    if (this.waiters.size === 0) this.waiters = noWaiters
+  }
+
+  // Read-only views of `rare` (its defaults when the key has none), for the stats and the shell.
+  get timeouts(): number {
+    return this.rare?.timeouts ?? 0
+  }
+  get failures(): number {
+    return this.rare?.failures ?? 0
+  }
+  get checking(): number {
+    return this.rare?.checking ?? 0
+  }
+  get leases(): number {
+    return this.rare?.leases ?? 0
+  }
+  get history(): Array<CheckResult> | undefined {
+    return this.rare?.history
+  }
+  get backoffUntil(): number {
+    return this.rare?.backoffUntil ?? 0
+  }
+  get lastFailure(): number {
+    return this.rare?.lastFailure ?? 0
+  }
+  get lastBroken(): number {
+    return this.rare?.lastBroken ?? Number.NEGATIVE_INFINITY
+  }
+  /** A background refill of this key runs (see the shell's `refill`): one at a time. */
+  get refilling(): boolean {
+    return this.rare?.refilling ?? false
+  }
+  set refilling(on: boolean) {
+    if (on || this.rare !== undefined) this.extras().refilling = on
+  }
+}
+
+/**
+ * The part of a key's state a healthy key with exclusive leases never
+ * touches: failure counts and memory, check history, retired credentials,
+ * refills and checks, shared leases.
+ *
+ * @internal
+ */
+export class KeyExtras<K, A> {
+  timeouts = 0
+  failures = 0
+  /** Fingerprints this key moved past: a late caller holding one does not move it back. */
+  retired: Array<string | undefined> | undefined = undefined
+  /** Items leased to a health check or heartbeat (a subset of `inUse`). */
+  checking = 0
+  /** Failed creations in a row, and when the next creation may start. */
+  createFailures = 0
+  backoffUntil = 0
+  /** When the breaker last counted a failure, and when an item last failed a check or validation. */
+  lastFailure = 0
+  lastBroken = Number.NEGATIVE_INFINITY
+  /** Recent check, heartbeat and failed validation results, oldest first (made on the first). */
+  history: Array<CheckResult> | undefined = undefined
+  /** A background refill of this key runs (see the shell's `refill`): one at a time. */
+  refilling = false
+  /** Leased items that take more shared leases (made on the first shared lease; see `leases.ts`). */
+  shared: LeaseHeap<Item<K, A>> | undefined = undefined
+  /** Callers' shared leases on its items right now. */
+  leases = 0
 }

@@ -99,10 +99,11 @@ export abstract class Release<K, A> extends Creation<K, A> {
     }
     if (this.shares) {
       // Only shutdown destroys an item that still has shared leases: they end as no-ops.
-      slot.leases -= item.leases
+      const rare = slot.extras()
+      rare.leases -= item.leases
       this.leases -= item.leases
       item.leases = 0
-      slot.shared?.remove(item)
+      rare.shared?.remove(item)
     }
     item.state = "destroyed"
     item.holder = undefined
@@ -139,8 +140,9 @@ export abstract class Release<K, A> extends Creation<K, A> {
     slot.lastUsed = now
     item.lastUsed = now
     this.io.update(slot.tags, "leaseDuration", (now - lease.since) / 1000)
+    const rare = slot.extras()
     item.leases--
-    slot.leases--
+    rare.leases--
     this.leases--
     if (outcome === "connection") item.invalid ??= "invalidated"
     if (slot.breaker !== undefined) {
@@ -152,12 +154,12 @@ export abstract class Release<K, A> extends Creation<K, A> {
       case "shared":
         if (unfit !== undefined) this.closeShare(item)
         else {
-          slot.shared?.update(item)
+          rare.shared?.update(item)
           this.serveShared(slot, now)
         }
         break
       case "returned":
-        slot.shared?.remove(item)
+        rare.shared?.remove(item)
         this.returned(item, now)
         break
       case "retired":
@@ -198,7 +200,7 @@ export abstract class Release<K, A> extends Creation<K, A> {
   markBroken(lease: Lease<K, A>): void {
     const item = itemOf(lease)
     item.invalid = "failed_check"
-    item.slot.lastBroken = this.now()
+    item.slot.extras().lastBroken = this.now()
   }
 
   /**
@@ -214,7 +216,7 @@ export abstract class Release<K, A> extends Creation<K, A> {
   report(slot: KeySlot<K, A>, outcome: Outcome, probe: boolean, now: number): void {
     const breaker = slot.breaker
     if (breaker === undefined) return
-    if (outcome === "connection") slot.lastFailure = now
+    if (outcome === "connection") slot.extras().lastFailure = now
     const before = breaker.tell(outcome, now, probe)
     if (before !== undefined) {
       this.io.update(slot.tags, "breakerTransitions", 1, "to", breaker.state)

@@ -13,7 +13,7 @@ import { Waiting } from "./waiting.js"
 export abstract class Sharing<K, A> extends Waiting<K, A> {
   /** The open item of `slot` with the fewest leases, if it has room; items found unfit take no more. */
   roomIn(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
-    const heap = slot.shared
+    const heap = slot.rare?.shared
     if (heap === undefined) return undefined
     let item: Item<K, A> | undefined
     while ((item = withRoom(heap, this.maxLeases)) !== undefined) {
@@ -30,12 +30,13 @@ export abstract class Sharing<K, A> extends Waiting<K, A> {
    */
   lendShared(item: Item<K, A>, now: number, fiber: Holder, probe: boolean, closed: boolean): SharedLease<K, A> {
     const slot = item.slot
+    const rare = slot.extras()
     item.leases++
-    slot.leases++
+    rare.leases++
     this.leases++
     item.lastUsed = now
     slot.lastUsed = now
-    const heap = (slot.shared ??= new LeaseHeap())
+    const heap = (rare.shared ??= new LeaseHeap())
     if (heap.has(item)) heap.update(item)
     else if (!closed) heap.push(item)
     const lease = new SharedLease(item, fiber, now, probe, closed)
@@ -52,7 +53,7 @@ export abstract class Sharing<K, A> extends Waiting<K, A> {
     lease.validating = false
     const item = lease.item
     if (lease.done || item.state !== "leased" || this.unfit(item, this.now()) !== undefined) return
-    const heap = (item.slot.shared ??= new LeaseHeap())
+    const heap = (item.slot.extras().shared ??= new LeaseHeap())
     if (!heap.has(item)) heap.push(item)
     this.serveShared(item.slot, this.now())
   }
@@ -75,7 +76,7 @@ export abstract class Sharing<K, A> extends Waiting<K, A> {
    * The key's waiters may need another item now.
    */
   closeShare(item: Item<K, A>): void {
-    item.slot.shared?.remove(item)
+    item.slot.rare?.shared?.remove(item)
     this.creationEnded(item.slot)
   }
 }

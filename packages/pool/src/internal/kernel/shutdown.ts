@@ -18,7 +18,7 @@ export abstract class Shutdown<K, A> extends Admission<K, A> {
       this.dropIfEmpty(waiter.slot)
     }
     let idle: Item<K, A> | undefined
-    while ((idle = this.lru.head?.value) !== undefined) this.destroy(idle, "shutdown")
+    while ((idle = this.lru.head) !== undefined) this.destroy(idle, "shutdown")
   }
 
   /**

@@ -88,7 +88,11 @@ export const keyOccupancy = (slot: SlotView): Occupancy => ({
 export const circuitAt = (breaker: Breaker, now: number): Breaker["state"] =>
   breaker.state === "open" && now >= breaker.openedAt + breaker.settings.reset ? "half-open" : breaker.state
 
-/** A key's health: its circuit as met at `now`, its last check, and bounded histories. */
+/**
+ * A key's health: its circuit as met at `now` (the kernel's clock), its last
+ * check, and bounded histories. Times come out as epoch milliseconds: results
+ * and transitions are stored so, `retryAt` adds the breaker's `origin`.
+ */
 export const health = (slot: SlotView, now: number): KeyHealth => {
   const breaker = slot.breaker
   const history = slot.history ?? []
@@ -100,7 +104,9 @@ export const health = (slot: SlotView, now: number): KeyHealth => {
     breaker: state,
     consecutiveFailures: breaker?.consecutive ?? 0,
     retryAt:
-      breaker !== undefined && state === "open" ? Math.max(now, breaker.openedAt + breaker.settings.reset) : null,
+      breaker !== undefined && state === "open"
+        ? Math.max(now, breaker.openedAt + breaker.settings.reset) + breaker.origin
+        : null,
     lastCheck,
     history: history.slice(),
     transitions: breaker === undefined ? [] : breaker.transitions.slice()
@@ -109,9 +115,10 @@ export const health = (slot: SlotView, now: number): KeyHealth => {
 
 /**
  * One key's stats; `maxLeases` (the most shared leases on one of its items)
- * is given only in a pool with shared leases.
+ * is given only in a pool with shared leases. `now` and the slot's times are
+ * the kernel's clock; `origin` (`Core.origin`) makes them epoch milliseconds.
  */
-export const keyStats = (slot: SlotView, now: number, maxLeases: number | undefined): KeyStats => ({
+export const keyStats = (slot: SlotView, now: number, maxLeases: number | undefined, origin = 0): KeyStats => ({
   key: slot.description,
   max: slot.max,
   ...keyOccupancy(slot),
@@ -119,8 +126,8 @@ export const keyStats = (slot: SlotView, now: number, maxLeases: number | undefi
   destroyed: slot.destroyed,
   timeouts: slot.timeouts,
   failures: slot.failures,
-  createdAt: slot.createdAt,
-  lastUsed: slot.lastUsed,
+  createdAt: slot.createdAt + origin,
+  lastUsed: slot.lastUsed + origin,
   checking: slot.checking,
   health: health(slot, now),
   ...(maxLeases === undefined ? {} : { leases: slot.leases, maxLeases })
@@ -130,7 +137,8 @@ export const keyStats = (slot: SlotView, now: number, maxLeases: number | undefi
 export const itemDetails = <S extends { readonly description: string }>(
   items: Iterable<ItemView<S>>,
   now: number,
-  shares: boolean
+  shares: boolean,
+  origin: number
 ): Array<ItemDetails> => {
   const details: Array<ItemDetails> = []
   for (const item of items) {
@@ -138,8 +146,8 @@ export const itemDetails = <S extends { readonly description: string }>(
     details.push({
       key: item.slot.description,
       state: idle ? "idle" : "leased",
-      createdAt: item.createdAt,
-      lastUsed: item.lastUsed,
+      createdAt: item.createdAt + origin,
+      lastUsed: item.lastUsed + origin,
       ageMillis: now - item.createdAt,
       idleMillis: idle ? now - item.idleSince : 0,
       // A health check or a creation in progress holds an item without a caller's lease.

@@ -18,7 +18,7 @@ export abstract class Waiting<K, A> extends Core<K, A> {
     // `since`) may time out later by at most that validation's time.
     const deadline = Math.max(since + this.settings.acquireTimeout, this.waiters.tail?.value.deadline ?? 0)
     const waiter = new Waiter(slot, key, fiber, this.arrivals++, since, deadline, probe)
-    slot.waiters.push(waiter.keyLink)
+    slot.ownWaiters().push(waiter.keyLink)
     this.waiters.push(waiter.poolLink)
     if (this.waiters.size === 1) this.io.waiting()
     return waiter
@@ -26,6 +26,7 @@ export abstract class Waiting<K, A> extends Core<K, A> {
 
   dequeue(waiter: Waiter<K, A>): void {
     waiter.slot.waiters.remove(waiter.keyLink)
+    waiter.slot.shedWaiters()
     this.waiters.remove(waiter.poolLink)
     this.unpend(waiter)
   }
@@ -111,7 +112,7 @@ export abstract class Waiting<K, A> extends Core<K, A> {
   expire(now: number): void {
     let waiter: Waiter<K, A> | undefined
     while ((waiter = this.waiters.head?.value) !== undefined && waiter.deadline <= now) {
-      waiter.slot.timeouts++
+      waiter.slot.extras().timeouts++
       this.timeouts++
       this.io.update(waiter.slot.tags, "acquireTimeouts", 1)
       this.fail(waiter, this.timeoutError(waiter.slot, waiter.key, waiter.since))
