@@ -15,7 +15,7 @@ import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
 import { Item, itemOf, type Lease, SharedLease, Waiter } from "./kernel/model.js"
 import { type Labels, resolve } from "./settings.js"
-import { type AnyFiber, annotations, type Creator, type Restore } from "./shell/engine.js"
+import { type AnyFiber, annotations, type Creator, poolRuntime, type Restore } from "./shell/engine.js"
 import { bounded } from "./shell/maintenance.js"
 import { PoolState } from "./shell/poolState.js"
 
@@ -277,7 +277,7 @@ export const make = <K, A, E, R, EG = never, RG = never>(
     const clock = yield* Effect.clock
     const drained = yield* Deferred.make<void>()
     const scope = yield* Effect.scope
-    const runtime = yield* Effect.runtime<never>()
+    const runtime = yield* poolRuntime
     const userGate = options.gate
     // The user's functions run where the context is the pool's plus the item's own scope (see `Creator`).
     // Lazily: an `acquire` that throws (a bad URL) fails its creation with the defect, which frees the reservation.

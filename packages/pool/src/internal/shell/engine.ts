@@ -10,6 +10,7 @@
  *
  * @internal
  */
+import type * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
@@ -17,6 +18,9 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import type * as FiberId from "effect/FiberId"
+import type * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import type * as Metric from "effect/Metric"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
@@ -263,6 +267,33 @@ export abstract class Engine<K, A, E> extends Kernel<K, A> {
   /** Brings a key back to `minIdlePerKey` in the background (see `maintenance.ts`). */
   abstract readonly refill: (slot: KeySlot<K, A>) => Effect.Effect<void>
 }
+
+/**
+ * The runtime the pool starts its fibers on (creations, finalizers): the
+ * making fiber's, with each fiber ref's current value only. A fiber keeps,
+ * per fiber ref, the stack of values its ancestors set; a fiber forked from
+ * it copies each stack it changes (a creation changes two: its context and
+ * runtime flags), and an `acquireRelease` item keeps its creating fiber's
+ * refs until its release. The pool's fibers are joined by nobody, so that
+ * history (as deep as the fibers that built the pool's layer) serves nothing
+ * and cost ~140 B an item.
+ *
+ * @internal
+ */
+export const poolRuntime: Effect.Effect<Runtime.Runtime<never>> = Effect.withFiberRuntime((fiber) =>
+  Effect.map(Effect.runtime<never>(), (runtime) => {
+    const id = fiber.id()
+    const current = new Map<FiberRef.FiberRef<any>, Arr.NonEmptyReadonlyArray<readonly [FiberId.Single, any]>>()
+    for (const ref of FiberRefs.fiberRefs(runtime.fiberRefs)) {
+      current.set(ref, [[id, FiberRefs.getOrDefault(runtime.fiberRefs, ref)]])
+    }
+    return Runtime.make({
+      context: runtime.context,
+      fiberRefs: FiberRefs.unsafeMake(current),
+      runtimeFlags: runtime.runtimeFlags
+    })
+  })
+)
 
 /** @internal */
 export type Restore = <X, EX, RX>(effect: Effect.Effect<X, EX, RX>) => Effect.Effect<X, EX, RX>
