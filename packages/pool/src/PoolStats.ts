@@ -187,6 +187,12 @@ export const PoolStats = Schema.Struct({
   waiting: Schema.Number,
   /** Callers' leases across all items (with shared leases only; `inUse` counts items). */
   leases: Schema.optional(Schema.Number),
+  /**
+   * Creations waiting for the creation gate's permit right now (a pool given
+   * `gate`, such as a cluster-wide budget; absent otherwise). They count in
+   * `creating` too.
+   */
+  awaitingPermit: Schema.optional(Schema.Number),
   created: Schema.Number,
   destroyed: Schema.Number,
   timeouts: Schema.Number,

@@ -88,7 +88,8 @@ describe("KeyedPool gate", () => {
       })
       const caller = yield* Effect.fork(Effect.scoped(pool.get("a")))
       yield* settle
-      assert.strictEqual((yield* pool.stats).creating, 1)
+      const waiting = yield* pool.stats
+      assert.deepStrictEqual([waiting.creating, waiting.awaitingPermit], [1, 1])
       yield* TestClock.adjust("1 second")
       const exit = yield* Fiber.await(caller)
       assert.isTrue(failedWith(exit, "PoolTimeout"))
@@ -97,8 +98,34 @@ describe("KeyedPool gate", () => {
       yield* Deferred.succeed(open, undefined)
       yield* settle
       const stats = yield* pool.stats
-      assert.deepStrictEqual([stats.creating, stats.idle], [0, 1])
+      assert.deepStrictEqual([stats.creating, stats.awaitingPermit, stats.idle], [0, 0, 1])
       assert.strictEqual(yield* Ref.get(resources.created), 1)
+    })
+  )
+
+  it.scoped("a creation interrupted while it waits for its permit gives its place back once", () =>
+    Effect.gen(function* () {
+      const resources = yield* makeResources
+      const scope = yield* Scope.make()
+      const pool = yield* KeyedPool.make({
+        acquire: resources.acquire,
+        gate: () => Effect.never,
+        maxPerKey: 1,
+        drainTimeout: "1 second"
+      }).pipe(Scope.extend(scope))
+      const caller = yield* Effect.fork(Effect.scoped(pool.get("a")))
+      yield* settle
+      const before = yield* pool.stats
+      assert.deepStrictEqual([before.creating, before.awaitingPermit], [1, 1])
+      // Closing waits for the creation until drainTimeout, then interrupts it in its wait for a permit.
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      assert.isTrue(failedWith(yield* Fiber.await(caller), "PoolClosed"))
+      const after = yield* pool.stats
+      assert.deepStrictEqual([after.creating, after.awaitingPermit, after.size], [0, 0, 0])
+      assert.strictEqual(yield* Ref.get(resources.created), 0)
     })
   )
 

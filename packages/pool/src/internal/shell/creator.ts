@@ -28,6 +28,9 @@ import { makeItemScope } from "./itemScope.js"
  * @internal
  */
 export abstract class Creating<K, A, E> extends Engine<K, A, E> {
+  /** Creations waiting for the creation gate's permit right now (counted in `creating` too). */
+  awaitingPermit = 0
+
   /** Parks until served; returns at once if it already was. */
   park(waiter: Waiter<K, A>): Effect.Effect<void> {
     return Effect.async<void>((resume) => {
@@ -168,8 +171,14 @@ export abstract class Creating<K, A, E> extends Engine<K, A, E> {
       let permitted = gate === undefined
       if (gate !== undefined) {
         const acquiring = attempt
+        // Counted while it waits for its permit (stats' `awaitingPermit`), whatever ends the wait.
+        const asking = Effect.acquireUseRelease(
+          Effect.sync(() => this.awaitingPermit++),
+          () => gate(this.gateContext(slot, key)),
+          () => Effect.sync(() => this.awaitingPermit--)
+        )
         attempt = Effect.zipRight(
-          gate(this.gateContext(slot, key)),
+          asking,
           Effect.suspend(() => {
             permitted = true
             return acquiring

@@ -108,6 +108,7 @@ export class PoolState<K, A, E> extends Maintaining<K, A, E> {
       keys: this.slots.size,
       ...this.occupancy(),
       ...(this.shares ? { leases: this.leases } : {}),
+      ...(this.creator.gate === undefined ? {} : { awaitingPermit: this.awaitingPermit }),
       created: this.created,
       destroyed: this.destroyed,
       timeouts: this.timeouts,
