@@ -177,9 +177,14 @@ export abstract class Core<K, A> {
     return this.idle + this.inUse + this.creating
   }
 
-  /** The time, in milliseconds since `origin` (the kernel's clock, which the shell reads too). */
+  /**
+   * The time, in whole milliseconds since `origin` (the kernel's clock, which
+   * the shell reads too). Whole: a difference of two epoch times is a heap
+   * number even when it is an integer, and one stored in a field makes V8
+   * box that field in every item; `Math.floor` hands back a small integer.
+   */
   now(): number {
-    return this.io.now() - this.origin
+    return Math.floor(this.io.now() - this.origin)
   }
 
   circuitOpen(slot: KeySlot<K, A>, retryAfter: number): PoolError {
@@ -223,13 +228,15 @@ export abstract class Core<K, A> {
   toIdle(item: Item<K, A>): void {
     item.slot.idle.push(item)
     this.lru.push(item)
-    if (item.groupLink !== undefined) item.slot.group!.idle.push(item.groupLink)
+    const group = item.rare?.groupLink
+    if (group !== undefined) item.slot.group!.idle.push(group)
   }
 
   fromIdle(item: Item<K, A>): void {
     item.slot.idle.remove(item)
     this.lru.remove(item)
-    if (item.groupLink !== undefined) item.slot.group!.idle.remove(item.groupLink)
+    const group = item.rare?.groupLink
+    if (group !== undefined) item.slot.group!.idle.remove(group)
   }
 
   /** Counts an item taken out of idle as in use, held by no caller yet. */

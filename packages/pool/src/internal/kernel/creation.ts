@@ -280,7 +280,7 @@ export abstract class Creation<K, A> extends Keys<K, A> {
 
   register(slot: KeySlot<K, A>, value: A, handle: unknown, fingerprint: string | undefined, fiber: Holder): Item<K, A> {
     const now = this.now()
-    const item = new Item(slot, value, handle, fingerprint, now)
+    const item = new Item(slot, value, handle, fingerprint, now, this.shares)
     slot.creating--
     this.creating--
     slot.created++

@@ -12,7 +12,7 @@ import type { CheckResult } from "../../PoolStats.js"
 import type { Tags } from "../metrics.js"
 import type { Breaker } from "./breaker.js"
 import type { Group } from "./groups.js"
-import type { LeaseHeap } from "./leases.js"
+import type { LeaseHeap, Shareable } from "./leases.js"
 import { Chain, Link, LinkedList } from "./linkedList.js"
 
 /** A fiber, as the kernel sees it: a token the shell hands in (a holder, a waiter's caller). */
@@ -34,17 +34,13 @@ export class Item<K, A> {
   holder: Holder | undefined
   lastUsed: number
   idleSince = 0
-  /** Callers' shared leases on it right now (only with `maxLeasesPerItem` above 1; see `leases.ts`). */
-  leases = 0
-  /** Its place in its key's `LeaseHeap` while it takes new shared leases, else -1. */
-  heapIndex = -1
   // Its links in its key's idle stack and in the pool-wide idle list (see `Chain`): fields, not node objects.
   keyPrev: Item<K, A> | undefined = undefined
   keyNext: Item<K, A> | undefined = undefined
   lruPrev: Item<K, A> | undefined = undefined
   lruNext: Item<K, A> | undefined = undefined
-  /** Membership in its group's idle list (only in a pool with groups). */
-  readonly groupLink: Link<Item<K, A>> | undefined
+  /** Its shared leases and group membership, in a pool with either (see `ItemExtras`). */
+  readonly rare: ItemExtras<K, A> | undefined
 
   constructor(
     readonly slot: KeySlot<K, A>,
@@ -52,10 +48,39 @@ export class Item<K, A> {
     /** The shell's handle on the resource (its scope): the kernel never looks inside. */
     readonly handle: unknown,
     readonly fingerprint: string | undefined,
-    readonly createdAt: number
+    readonly createdAt: number,
+    /** The pool shares leases (`maxLeasesPerItem` above 1). */
+    shares: boolean
   ) {
     this.lastUsed = createdAt
-    this.groupLink = slot.group === undefined ? undefined : new Link<Item<K, A>>(this)
+    this.rare = shares || slot.group !== undefined ? new ItemExtras(this, slot.group !== undefined) : undefined
+  }
+
+  /** Callers' shared leases on it right now (0 in a pool without shared leases). */
+  get leases(): number {
+    return this.rare?.leases ?? 0
+  }
+}
+
+/**
+ * What only some pools' items carry: shared leases (`maxLeasesPerItem`
+ * above 1) and a place in the tenant group's idle list (`group`).
+ *
+ * @internal
+ */
+export class ItemExtras<K, A> implements Shareable {
+  /** Callers' shared leases on the item right now (see `leases.ts`). */
+  leases = 0
+  /** Its place in its key's `LeaseHeap` while it takes new shared leases, else -1. */
+  heapIndex = -1
+  /** Membership in its group's idle list (only in a pool with groups). */
+  readonly groupLink: Link<Item<K, A>> | undefined
+
+  constructor(
+    readonly item: Item<K, A>,
+    grouped: boolean
+  ) {
+    this.groupLink = grouped ? new Link<Item<K, A>>(item) : undefined
   }
 }
 
@@ -173,12 +198,18 @@ export class Waiter<K, A> {
   ) {}
 }
 
+/** A key's waiters, oldest first, and how many of them have a creation of their own in flight. */
+export class KeyWaiters<K, A> extends LinkedList<Waiter<K, A>> {
+  /** Waiters with a creation of their own in flight (see `Waiter.pending`; only queued waiters are). */
+  pending = 0
+}
+
 /**
  * The waiters of a key that has none: one shared empty list, so a key
  * carries no list of its own until its first caller waits (`Waiting.enqueue`
  * makes one and drops it when it empties). Only `enqueue` may push.
  */
-const noWaiters = new LinkedList<any>()
+const noWaiters = new KeyWaiters<any, any>()
 
 /**
  * Everything the pool knows about one key (one `keyId` group). What a
@@ -190,9 +221,7 @@ const noWaiters = new LinkedList<any>()
 export class KeySlot<K, A> {
   readonly idle = new KeyIdle<K, A>()
   /** Its callers waiting, oldest first (the shared empty list while there are none). */
-  waiters: LinkedList<Waiter<K, A>> = noWaiters
-  /** Waiters of this key with a creation of their own in flight (see `Waiter.pending`). */
-  pending = 0
+  waiters: KeyWaiters<K, A> = noWaiters
   inUse = 0
   creating = 0
   created = 0
@@ -228,14 +257,19 @@ export class KeySlot<K, A> {
   }
 
   /** Makes the key's own waiter list on the first wait (see `noWaiters`). */
-  ownWaiters(): LinkedList<Waiter<K, A>> {
-    if (this.waiters === noWaiters) this.waiters = new LinkedList<Waiter<K, A>>()
+  ownWaiters(): KeyWaiters<K, A> {
+    if (this.waiters === noWaiters) this.waiters = new KeyWaiters<K, A>()
     return this.waiters
   }
 
   /** Gives the waiter list back once it emptied (see `noWaiters`). */
   shedWaiters(): void {
     if (this.waiters.size === 0) this.waiters = noWaiters
+  }
+
+  /** Waiters of this key with a creation of their own in flight (see `Waiter.pending`). */
+  get pending(): number {
+    return this.waiters.pending
   }
 
   // Read-only views of `rare` (its defaults when the key has none), for the stats and the shell.
@@ -297,7 +331,7 @@ export class KeyExtras<K, A> {
   /** A background refill of this key runs (see the shell's `refill`): one at a time. */
   refilling = false
   /** Leased items that take more shared leases (made on the first shared lease; see `leases.ts`). */
-  shared: LeaseHeap<Item<K, A>> | undefined = undefined
+  shared: LeaseHeap<ItemExtras<K, A>> | undefined = undefined
   /** Callers' shared leases on its items right now. */
   leases = 0
 }

@@ -100,10 +100,11 @@ export abstract class Release<K, A> extends Creation<K, A> {
     if (this.shares) {
       // Only shutdown destroys an item that still has shared leases: they end as no-ops.
       const rare = slot.extras()
-      rare.leases -= item.leases
-      this.leases -= item.leases
-      item.leases = 0
-      rare.shared?.remove(item)
+      const share = item.rare!
+      rare.leases -= share.leases
+      this.leases -= share.leases
+      share.leases = 0
+      rare.shared?.remove(share)
     }
     item.state = "destroyed"
     item.holder = undefined
@@ -141,7 +142,8 @@ export abstract class Release<K, A> extends Creation<K, A> {
     item.lastUsed = now
     this.io.update(slot.tags, "leaseDuration", (now - lease.since) / 1000)
     const rare = slot.extras()
-    item.leases--
+    const share = item.rare!
+    share.leases--
     rare.leases--
     this.leases--
     if (outcome === "connection") item.invalid ??= "invalidated"
@@ -150,16 +152,16 @@ export abstract class Release<K, A> extends Creation<K, A> {
       else slot.breaker.abandon(lease.probe)
     }
     const unfit = this.unfit(item, now)
-    switch (afterLease(item.leases, unfit === undefined)) {
+    switch (afterLease(share.leases, unfit === undefined)) {
       case "shared":
         if (unfit !== undefined) this.closeShare(item)
         else {
-          rare.shared?.update(item)
+          rare.shared?.update(share)
           this.serveShared(slot, now)
         }
         break
       case "returned":
-        rare.shared?.remove(item)
+        rare.shared?.remove(share)
         this.returned(item, now)
         break
       case "retired":

@@ -6,7 +6,7 @@
  * @internal
  */
 import { LeaseHeap, withRoom } from "./leases.js"
-import { type Holder, type Item, type KeySlot, SharedLease, type Waiter } from "./model.js"
+import { type Holder, type Item, type ItemExtras, type KeySlot, SharedLease, type Waiter } from "./model.js"
 import { Waiting } from "./waiting.js"
 
 /** Sharing: leases of one item by several callers at once. */
@@ -15,11 +15,11 @@ export abstract class Sharing<K, A> extends Waiting<K, A> {
   roomIn(slot: KeySlot<K, A>, now: number): Item<K, A> | undefined {
     const heap = slot.rare?.shared
     if (heap === undefined) return undefined
-    let item: Item<K, A> | undefined
-    while ((item = withRoom(heap, this.maxLeases)) !== undefined) {
-      if (this.unfit(item, now) === undefined) return item
+    let open: ItemExtras<K, A> | undefined
+    while ((open = withRoom(heap, this.maxLeases)) !== undefined) {
+      if (this.unfit(open.item, now) === undefined) return open.item
       // Too old, or of old credentials: its current leases finish, then it is retired.
-      heap.remove(item)
+      heap.remove(open)
     }
     return undefined
   }
@@ -31,14 +31,15 @@ export abstract class Sharing<K, A> extends Waiting<K, A> {
   lendShared(item: Item<K, A>, now: number, fiber: Holder, probe: boolean, closed: boolean): SharedLease<K, A> {
     const slot = item.slot
     const rare = slot.extras()
-    item.leases++
+    const share = item.rare!
+    share.leases++
     rare.leases++
     this.leases++
     item.lastUsed = now
     slot.lastUsed = now
     const heap = (rare.shared ??= new LeaseHeap())
-    if (heap.has(item)) heap.update(item)
-    else if (!closed) heap.push(item)
+    if (heap.has(share)) heap.update(share)
+    else if (!closed) heap.push(share)
     const lease = new SharedLease(item, fiber, now, probe, closed)
     this.live.add(lease)
     return lease
@@ -54,7 +55,7 @@ export abstract class Sharing<K, A> extends Waiting<K, A> {
     const item = lease.item
     if (lease.done || item.state !== "leased" || this.unfit(item, this.now()) !== undefined) return
     const heap = (item.slot.extras().shared ??= new LeaseHeap())
-    if (!heap.has(item)) heap.push(item)
+    if (!heap.has(item.rare!)) heap.push(item.rare!)
     this.serveShared(item.slot, this.now())
   }
 
@@ -76,7 +77,7 @@ export abstract class Sharing<K, A> extends Waiting<K, A> {
    * The key's waiters may need another item now.
    */
   closeShare(item: Item<K, A>): void {
-    item.slot.rare?.shared?.remove(item)
+    item.slot.rare?.shared?.remove(item.rare!)
     this.creationEnded(item.slot)
   }
 }

@@ -26,9 +26,9 @@ export abstract class Waiting<K, A> extends Core<K, A> {
 
   dequeue(waiter: Waiter<K, A>): void {
     waiter.slot.waiters.remove(waiter.keyLink)
-    waiter.slot.shedWaiters()
     this.waiters.remove(waiter.poolLink)
     this.unpend(waiter)
+    waiter.slot.shedWaiters()
   }
 
   /**
@@ -50,14 +50,14 @@ export abstract class Waiting<K, A> extends Core<K, A> {
   pend(waiter: Waiter<K, A>): void {
     waiter.pending = true
     waiter.reserved = true
-    waiter.slot.pending++
+    waiter.slot.waiters.pending++
     this.pending++
   }
 
   unpend(waiter: Waiter<K, A>): void {
     if (!waiter.pending) return
     waiter.pending = false
-    waiter.slot.pending--
+    waiter.slot.waiters.pending--
     this.pending--
   }
 
