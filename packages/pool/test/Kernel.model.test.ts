@@ -169,8 +169,12 @@ const shape: fc.Arbitrary<Shape> = fc.record({
 
 const pick = <X>(xs: ReadonlyArray<X>, n: number): X | undefined => (xs.length === 0 ? undefined : xs[n % xs.length])
 
+/** When the pool starts, as the time port reads it. */
+const epoch = 1_764_000_000_000
+
 /** One run: a kernel, its fake shell and the ledger. Throws (an assertion) on the first broken invariant. */
 class Harness {
+  /** The kernel's clock (milliseconds since the pool started): what its events take. */
   now = 0
   readonly kernel: Kernel<K, A>
   readonly callers: Array<Caller> = []
@@ -213,7 +217,8 @@ class Harness {
     }
     this.maxTotal = s.maxTotal
     const io: KernelIO = {
-      now: () => this.now,
+      // The port reads a real epoch: the kernel counts from it, so its clock is the harness's.
+      now: () => epoch + this.now,
       wake: (waiter) => {
         // As the shell's: resumes a parked caller, once; one not parked sees its outcome when it runs.
         const caller = this.byWaiter.get(waiter)
