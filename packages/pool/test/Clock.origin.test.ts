@@ -33,6 +33,8 @@ describe("a pool started at a real epoch", () => {
         [item.createdAt, item.lastUsed, item.ageMillis, item.idleMillis],
         [epoch + 2000, epoch + 2000, 3000, 3000]
       )
+      const key = (yield* pool.stats).perKey[0]
+      assert.deepStrictEqual([key.createdAt, key.lastUsed], [epoch + 2000, epoch + 2000])
 
       // A failed validation goes into the key's history, at the epoch time it happened.
       yield* Effect.exit(pool.use("a", Effect.succeed))

@@ -100,7 +100,7 @@ export class PoolState<K, A, E> extends Maintaining<K, A, E> {
     const perKey: Array<KeyStats> = []
     const busiest = this.shares ? snapshot.busiest(this.items) : undefined
     for (const slot of this.slots.values()) {
-      perKey.push(snapshot.keyStats(slot, now, busiest === undefined ? undefined : (busiest.get(slot) ?? 0)))
+      perKey.push(this.keyStats(slot, now, busiest === undefined ? undefined : (busiest.get(slot) ?? 0)))
     }
     return {
       name: this.settings.name,
