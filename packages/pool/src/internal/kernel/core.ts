@@ -122,7 +122,7 @@ export abstract class Core<K, A> {
   random: () => number = Math.random
 
   /** What the steps since the last call decided, for the shell to perform (see `Decision`). */
-  takeDecisions(): Array<Decision<KeySlot<K, A>, Item<K, A>, Waiter<K, A>>> | undefined {
+  takeDecisions(): Array<Decision<KeySlot<K, A>, Item<K, A>>> | undefined {
     if (this.decisions.length === 0) return undefined
     const decisions = this.decisions
     this.decisions = []
@@ -140,9 +140,9 @@ export abstract class Core<K, A> {
   /**
    * What the current step decided that whoever runs the step performs when it
    * ends (see `takeDecisions`): items to close, refills to start, log lines.
-   * (Wakes go through `KernelIO.wake` in the step: see `KERNEL-PLAN.md`.)
+   * (Wakes go through `KernelIO.wake` in the step: see `decisions.ts`.)
    */
-  decisions: Array<Decision<KeySlot<K, A>, Item<K, A>, Waiter<K, A>>> = []
+  decisions: Array<Decision<KeySlot<K, A>, Item<K, A>>> = []
   /** Items whose finalizers are running, each on a fiber of its own (the shell's `closeAll`; see `finalized`). */
   closing = 0
 

@@ -5,8 +5,15 @@
  * `Scope`, metrics, logs) carries them out. Nothing here imports `effect`
  * at run time, so a test can drive the kernel with a plain loop.
  *
- * The types are generic over the kernel's own records (items, waiters, key
- * slots), which the shell treats as opaque handles.
+ * The types are generic over the kernel's own records (items, key slots),
+ * which the shell treats as opaque handles.
+ *
+ * What must happen within the step goes through the kernel's ports instead
+ * (`KernelIO`): waking a parked caller whose outcome the kernel wrote on its
+ * waiter, waking the deadline timer, telling that the pool drained. Effect's
+ * resume only schedules the fiber, so a wake in the middle of a step is the
+ * same as one at its end, and it costs the contended hand-off no allocation;
+ * the kernel's model test delays wakes in any order, as it would decisions.
  *
  * @internal
  */
@@ -14,32 +21,6 @@ import type { DestroyReason } from "../../PoolMetrics.js"
 
 /** The level of a log line the kernel asks for. */
 export type LogLevel = "Debug" | "Info" | "Warning"
-
-/**
- * A waiter's outcome was written on it (an item, a failure, or a creation
- * granted to it): wake its fiber so it settles what it owns.
- *
- * @internal
- */
-export interface Wake<W> {
-  readonly _tag: "Wake"
-  readonly waiter: W
-}
-
-/**
- * A reservation was counted for `slot` (limits already see it): start a
- * creation, for `waiter` if one was granted it (its fiber starts it), or
- * for the pool itself (a refill or pre-warm).
- *
- * @internal
- */
-export interface Create<S, W> {
-  readonly _tag: "Create"
-  readonly slot: S
-  readonly waiter: W | undefined
-  /** The creation is a half-open circuit's probe: its outcome decides the circuit. */
-  readonly probe: boolean
-}
 
 /**
  * An item left the pool (its counts are gone): close its scope, on a fiber of
@@ -65,27 +46,6 @@ export interface Refill<S> {
 }
 
 /**
- * The oldest waiter's deadline changed: the deadline timer sleeps until `at`
- * (milliseconds, the kernel's clock), or parks when `at` is `undefined`.
- *
- * @internal
- */
-export interface Arm {
-  readonly _tag: "Arm"
-  readonly at: number | undefined
-}
-
-/**
- * The pool is closed and nothing is leased, being created or being closed:
- * shutdown may return.
- *
- * @internal
- */
-export interface Drained {
-  readonly _tag: "Drained"
-}
-
-/**
  * A line for the pool's log (breaker transitions, evictions, failed
  * creations); `cause` is the shell's failure value, passed through untouched.
  *
@@ -103,4 +63,4 @@ export interface Log {
  *
  * @internal
  */
-export type Decision<S, I, W> = Wake<W> | Create<S, W> | Destroy<I> | Refill<S> | Arm | Drained | Log
+export type Decision<S, I> = Destroy<I> | Refill<S> | Log

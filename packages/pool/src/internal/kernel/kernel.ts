@@ -6,7 +6,7 @@
  * time, the key index, errors and metrics come through ports (`KernelIO`,
  * `SlotIndex`), items to close, refills and log lines are `Decision`s the
  * shell performs when the step ends (`takeDecisions`), and a parked caller
- * is woken through `KernelIO.wake`. The shell (`poolState.ts`) runs the
+ * is woken through `KernelIO.wake`. The shell (`../shell/`) runs the
  * user's effects (creations, finalizers, checks) and feeds their outcomes
  * back as events (`settle`, `createSucceeded`, `createFailed`, `delivered`,
  * `endLease`, ...).

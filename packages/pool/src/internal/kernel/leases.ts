@@ -1,8 +1,8 @@
 /**
  * Shared (multiplexed) leases, as plain synchronous state: which item a new
  * lease goes to, when a key needs another item, and what happens to an item
- * when one of its leases ends. Nothing here runs an effect; `poolState.ts`
- * asks and acts (wakes waiters, starts creations, closes items).
+ * when one of its leases ends. Nothing here runs an effect; the kernel
+ * (`sharing.ts`) asks and the shell acts (wakes waiters, starts creations, closes items).
  *
  * With `maxLeasesPerItem` at 1 (exclusive leases) none of this runs: the
  * engine's own idle stack and `inUse` counter already say everything.
