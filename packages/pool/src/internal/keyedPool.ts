@@ -1,4 +1,3 @@
-import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -13,10 +12,9 @@ import type { KeyedPool, TypeId as KeyedPoolTypeId, Options } from "../KeyedPool
 import type { PoolError } from "../PoolError.js"
 import { PoolRegistry } from "../PoolRegistry.js"
 import type { CleanupReport, ItemDetails, PoolStats } from "../PoolStats.js"
-import { Item, itemOf, type Lease, SharedLease, Waiter } from "./kernel/model.js"
+import { Item, type Lease, SharedLease, Waiter } from "./kernel/model.js"
 import { type Labels, resolve } from "./settings.js"
 import { type AnyFiber, annotations, type Creator, poolRuntime, type Restore } from "./shell/engine.js"
-import { bounded } from "./shell/maintenance.js"
 import { PoolState } from "./shell/poolState.js"
 
 /** @internal */
@@ -90,8 +88,8 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
   }
 
   /**
-   * Validates an item taken from idle (unless it was idle less than
-   * `validateAfter`); a failing one is destroyed and the caller tries again,
+   * Validates an item taken from idle when one is due (see the shell's
+   * `validate`); a failing one is destroyed and the caller tries again,
    * keeping its first deadline.
    */
   private validated(
@@ -100,25 +98,9 @@ class KeyedPoolImpl<K, A, E> implements KeyedPool<K, A, E> {
     since: number,
     restore: Restore
   ): Effect.Effect<Lease<K, A>, E | PoolError> {
-    const state = this.state
-    const settings = state.settings
-    const started = state.now()
-    const item = itemOf(lease)
-    // (A shared lease comes here only when its item must be validated.)
-    if (lease instanceof Item && started - item.idleSince < settings.validateAfter) return Effect.succeed(lease)
-    const check = bounded(settings.validate!(item.value), settings.validateTimeout, "validation")
-    return Effect.flatMap(Effect.exit(restore(check)), (exit) => {
-      if (Exit.isSuccess(exit)) {
-        // Shared: the item passed, so it takes other callers' leases now.
-        return lease instanceof SharedLease ? Effect.as(state.open(lease), lease) : Effect.succeed(lease)
-      }
-      // Interrupted before using it: no verdict, and a probe gives up its place.
-      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(state.giveBack(lease), Effect.interrupt)
-      // Only failed validations go into the history: successes would crowd out the checks.
-      state.record(item.slot, "validate", started, state.now(), exit)
-      // Destroying it refills the key if it falls below its floor; a probe tries again on a fresh item.
-      return Effect.zipRight(state.releaseBroken(lease), this.take(key, restore, since))
-    })
+    const check = this.state.validate(lease, restore)
+    if (check === undefined) return Effect.succeed(lease)
+    return Effect.flatMap(check, (passed) => (passed ? Effect.succeed(lease) : this.take(key, restore, since)))
   }
 
   private useOnce<B, E2, R2>(key: K, f: (a: A) => Effect.Effect<B, E2, R2>): Effect.Effect<B, E | E2 | PoolError, R2> {

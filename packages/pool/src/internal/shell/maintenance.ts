@@ -1,7 +1,8 @@
 /**
  * The keyed pool's shell, third layer: background work — the deadline fiber,
  * idle expiry, health checks and heartbeats, refills up to `minIdlePerKey`,
- * and `prewarm`.
+ * and `prewarm` — and validation of an item taken from idle, next to the
+ * checks it shares its timeout and history with.
  *
  * @internal
  */
@@ -12,10 +13,10 @@ import * as Exit from "effect/Exit"
 import { CheckTimeout, PoolClosed, type PoolError } from "../../PoolError.js"
 import type { CheckResult, CleanupReport } from "../../PoolStats.js"
 import type { CheckFailure } from "../kernel/checks.js"
-import { type Item, KeySlot } from "../kernel/model.js"
+import { Item, itemOf, KeySlot, type Lease, SharedLease } from "../kernel/model.js"
 import type { Maintenance } from "../settings.js"
 import { Creating } from "./creator.js"
-import { type AnyFiber, annotations } from "./engine.js"
+import { type AnyFiber, annotations, type Restore } from "./engine.js"
 
 /**
  * Deadlines, idle expiry, checks, heartbeats, refills and pre-warming, over
@@ -77,6 +78,32 @@ export abstract class Maintaining<K, A, E> extends Creating<K, A, E> {
     return Effect.suspend(() => {
       this.askRefills()
       return this.flush()
+    })
+  }
+
+  /**
+   * Validates an item taken from idle before a caller gets it, when due (it
+   * was idle at least `validateAfter`; `undefined` when not). `true`: it
+   * passed (a shared lease's item then takes other callers' leases). `false`:
+   * it failed or outlived `validateTimeout`, was destroyed as broken and went
+   * into its key's history, and the caller must try again. Interrupted, the
+   * item goes back with no verdict (a probe gives up its place).
+   */
+  validate(lease: Lease<K, A>, restore: Restore): Effect.Effect<boolean> | undefined {
+    const started = this.now()
+    const item = itemOf(lease)
+    // (A shared lease comes here only when its item must be validated.)
+    if (lease instanceof Item && started - item.idleSince < this.settings.validateAfter) return undefined
+    const check = bounded(this.settings.validate!(item.value), this.settings.validateTimeout, "validation")
+    return Effect.flatMap(Effect.exit(restore(check)), (exit) => {
+      if (Exit.isSuccess(exit)) {
+        return lease instanceof SharedLease ? Effect.as(this.open(lease), true) : Effect.succeed(true)
+      }
+      if (Cause.isInterruptedOnly(exit.cause)) return Effect.zipRight(this.giveBack(lease), Effect.interrupt)
+      // Only failed validations go into the history: successes would crowd out the checks.
+      this.record(item.slot, "validate", started, this.now(), exit)
+      // Destroying it refills the key if it falls below its floor.
+      return Effect.as(this.releaseBroken(lease), false)
     })
   }
 
@@ -199,7 +226,7 @@ export abstract class Maintaining<K, A, E> extends Creating<K, A, E> {
 }
 
 /** Bounds a check of an item (health check, heartbeat, validation): a timeout is its failure. */
-export const bounded = (
+const bounded = (
   check: Effect.Effect<unknown, unknown>,
   millis: number,
   what: CheckTimeout["check"]
