@@ -96,6 +96,7 @@ const makeIO = (
     timeout: (data) => new PoolTimeout(data)
   }
 })
+
 /**
  * The shell's base: the kernel's state and rules, and the effects that carry
  * out its decisions. Bookkeeping runs inside a single `Effect.sync`/`suspend`
@@ -276,7 +277,7 @@ export abstract class Engine<K, A, E> extends Kernel<K, A> {
  * its ancestors set; a new fiber copies each stack it changes (a creation
  * changes those two), with room to grow, and an `acquireRelease` item keeps
  * its creating fiber's refs until its release. Starting those two stacks
- * empty saves ~250 B an item; the pool's fibers are joined by nobody, so the
+ * empty saves ~300 B an item; the pool's fibers are joined by nobody, so the
  * history serves nothing.
  *
  * @internal
