@@ -8,7 +8,8 @@
  * the generator (a wake, a creation's or a check's outcome, a finalizer, a
  * refill). So fast-check explores the orders the shell may produce,
  * including those the fiber-level model cannot reach: "a waiter was granted
- * a creation" → "it was interrupted" → "its fiber would have started it".
+ * a creation" → "it was interrupted" → "its fiber would have started it",
+ * and a shared item being validated while other callers queue for its key.
  *
  * After every step the kernel is checked against a ledger kept outside it:
  * reservations (granted but not started, plus running creations) equal
@@ -29,13 +30,16 @@ import { resolve } from "../src/internal/settings.js"
 type K = string
 type A = number
 
-/** A caller's fiber: parked in the queue, runnable (woken or just admitted), holding a lease, or done. */
+/**
+ * A caller's fiber: parked in the queue, runnable (woken or just admitted), validating the item it was
+ * admitted to (taken from idle, in a pool with `validate`), holding a lease, or done.
+ */
 interface Caller {
   readonly id: number
   readonly key: K
   waiter: Waiter<K, A> | undefined
   lease: Lease<K, A> | undefined
-  state: "parked" | "runnable" | "holding" | "done"
+  state: "parked" | "runnable" | "validating" | "holding" | "done"
 }
 
 /** A creation the shell started (Started): for a caller's waiter (`owner`) or a refill. */
@@ -75,6 +79,8 @@ interface Shape {
   readonly lifetime: boolean
   /** Keys carry a credential version (`fingerprint`) that `Rotate` moves on. */
   readonly credentials: boolean
+  /** Items taken from idle are validated before the caller gets them (`Validated` ends it). */
+  readonly validate: boolean
 }
 
 type Command =
@@ -91,6 +97,7 @@ type Command =
   | { readonly _tag: "InvalidateIdle"; readonly pick: number }
   | { readonly _tag: "Check"; readonly pick: number }
   | { readonly _tag: "Checked"; readonly pick: number; readonly ok: boolean }
+  | { readonly _tag: "Validated"; readonly pick: number; readonly ok: boolean }
   | { readonly _tag: "Advance"; readonly millis: number }
   | { readonly _tag: "Cleanup" }
   | { readonly _tag: "Shutdown" }
@@ -146,6 +153,10 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   },
   {
     weight: 2,
+    arbitrary: fc.record({ _tag: fc.constant("Validated" as const), pick: fc.nat(), ok: fc.boolean() })
+  },
+  {
+    weight: 2,
     arbitrary: fc.record({ _tag: fc.constant("Advance" as const), millis: fc.integer({ min: 1, max: 1500 }) })
   },
   { weight: 1, arbitrary: fc.constant({ _tag: "Cleanup" as const }) },
@@ -164,7 +175,8 @@ const shape: fc.Arbitrary<Shape> = fc.record({
   maxKeys: fc.constantFrom(2, 3, 3),
   forceClose: fc.boolean(),
   lifetime: fc.boolean(),
-  credentials: fc.boolean()
+  credentials: fc.boolean(),
+  validate: fc.boolean()
 })
 
 const pick = <X>(xs: ReadonlyArray<X>, n: number): X | undefined => (xs.length === 0 ? undefined : xs[n % xs.length])
@@ -207,7 +219,9 @@ class Harness {
       maxLifetime: s.lifetime ? 2500 : Number.POSITIVE_INFINITY,
       fingerprint: s.credentials ? (key: K) => `${key}@${this.versions.get(key) ?? 0}` : undefined,
       createBackoff: s.backoff ? { initial: 100, max: 400 } : undefined,
-      validate: undefined,
+      // The kernel only asks whether a validation is due; the harness plays its outcome (`Validated`).
+      validate: s.validate ? () => undefined as never : undefined,
+      validateAfter: 0,
       maxKeys: s.maxKeys,
       group: s.maxPerGroup === undefined ? undefined : (key: K) => (key === "c" ? "g2" : "g1"),
       maxPerGroup: () => s.maxPerGroup ?? Number.POSITIVE_INFINITY,
@@ -277,7 +291,9 @@ class Harness {
     this.flush()
     if (admitted instanceof SharedLease || isItem(admitted)) {
       caller.lease = admitted as Lease<K, A>
-      caller.state = "holding"
+      // The shell validates an item `admit` took from idle (a shared one only when `admit` marked it).
+      const validating = admitted instanceof SharedLease ? admitted.validating : this.s.validate
+      caller.state = validating ? "validating" : "holding"
     } else if (isWaiter(admitted)) {
       caller.waiter = admitted
       this.byWaiter.set(admitted, caller)
@@ -317,6 +333,29 @@ class Harness {
         caller.waiter = undefined
         caller.state = "done"
     }
+  }
+
+  /**
+   * A validation ends (the shell's `validate`): passed, a shared item takes
+   * other leases (`openShared`) and the caller holds it; failed, the item is
+   * destroyed as broken with no verdict and the caller is admitted again;
+   * interrupted, the item goes back with no verdict.
+   */
+  validated(caller: Caller, outcome: "passed" | "failed" | "interrupted"): void {
+    const lease = caller.lease!
+    if (outcome === "passed") {
+      if (lease instanceof SharedLease) this.kernel.openShared(lease)
+      this.flush()
+      caller.state = "holding"
+      return
+    }
+    caller.lease = undefined
+    caller.state = "done"
+    if (lease instanceof SharedLease ? lease.done : lease.state !== "leased") return
+    if (outcome === "failed") this.kernel.markBroken(lease)
+    this.kernel.endLease(lease, undefined)
+    this.flush()
+    if (outcome === "failed") this.get(caller.key)
   }
 
   release(caller: Caller, outcome: Outcome | undefined): void {
@@ -515,12 +554,23 @@ class Harness {
         return
       }
       case "Interrupt": {
-        // A queued caller is interrupted: parked, or woken and not run yet (the window between a grant and its start).
+        // A queued caller is interrupted: parked, or woken and not run yet (the window between a grant and
+        // its start); or one validating the item it was admitted to.
         const caller = pick(
-          live.filter((c) => c.state === "parked" || c.state === "runnable"),
+          live.filter((c) => c.state === "parked" || c.state === "runnable" || c.state === "validating"),
           cmd.pick
         )
-        if (caller !== undefined) this.resume(caller, true)
+        if (caller === undefined) return
+        if (caller.state === "validating") this.validated(caller, "interrupted")
+        else this.resume(caller, true)
+        return
+      }
+      case "Validated": {
+        const caller = pick(
+          live.filter((c) => c.state === "validating"),
+          cmd.pick
+        )
+        if (caller !== undefined) this.validated(caller, cmd.ok ? "passed" : "failed")
         return
       }
       case "Run": {
@@ -600,6 +650,7 @@ class Harness {
       if (!holders.has(caller)) continue
       // Interrupted: a holder ends its lease (a no-op now), a caller handed an item but not yet run settles.
       if (caller.state === "holding") this.release(caller, "interrupted")
+      else if (caller.state === "validating") this.validated(caller, "interrupted")
       else if (caller.state === "parked" || caller.state === "runnable") this.resume(caller, true)
     }
     for (const run of [...this.running]) {
@@ -629,8 +680,10 @@ class Harness {
       } else if (this.refills.length > 0) {
         this.refillStep(this.refills.shift()!)
       } else {
+        const validating = this.callers.find((c) => c.state === "validating")
         const holder = this.callers.find((c) => c.state === "holding")
-        if (holder !== undefined) this.release(holder, "success")
+        if (validating !== undefined) this.validated(validating, "passed")
+        else if (holder !== undefined) this.release(holder, "success")
         else if (this.closing.length > 0) this.finalize(this.closing[0]!)
         else break
       }
@@ -697,11 +750,30 @@ class Harness {
     assert.strictEqual(k.inUse, leased, "leased items")
     if (!k.shares) {
       // Each leased item is held by one caller, or handed to a waiter whose caller has not run yet.
-      const held = this.callers.filter((c) => c.state === "holding" && (c.lease as Item<K, A>).state === "leased")
+      const held = this.callers.filter(
+        (c) => (c.state === "holding" || c.state === "validating") && (c.lease as Item<K, A>).state === "leased"
+      )
       const handed = waiting.filter((w) => w.state === "item")
       // (A check's item destroyed by a force-close meanwhile is no longer counted: its check ends as a no-op.)
       const checking = this.checks.filter((c) => c.item.state === "leased")
       assert.strictEqual(held.length + handed.length + checking.length, leased, "leased items ≠ holders")
+    }
+    // Shared leases: no caller waits (without a creation of its own) while an open item of its key has room.
+    if (k.shares && !k.closed) {
+      for (const slot of k.slots.values()) {
+        if (k.firstBare(slot) === undefined) continue
+        for (const item of this.alive) {
+          const open = item.slot === slot && item.state === "leased" && (item.rare?.heapIndex ?? -1) >= 0
+          if (open && item.leases < this.s.maxLeases && k.unfit(item, this.now) === undefined) {
+            assert.fail(`key ${slot.key} has a waiter and an open item with room`)
+          }
+        }
+      }
+    }
+    // An item being validated for a shared lease takes no other lease until it passes.
+    for (const c of this.callers) {
+      if (c.state !== "validating" || !(c.lease instanceof SharedLease) || c.lease.done) continue
+      assert.strictEqual(c.lease.item.leases, 1, "an item shared while it is validated")
     }
     // A waiter is parked only while it waits; a woken one runs.
     for (const c of this.callers) {
