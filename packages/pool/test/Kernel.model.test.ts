@@ -23,7 +23,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import type { Outcome } from "../src/internal/kernel/breaker.js"
 import { Kernel, type KernelIO } from "../src/internal/kernel/kernel.js"
-import { type Item, KeySlot, type Lease, SharedLease, type Waiter } from "../src/internal/kernel/model.js"
+import { type Item, itemOf, KeySlot, type Lease, SharedLease, type Waiter } from "../src/internal/kernel/model.js"
 import type { Tags } from "../src/internal/metrics.js"
 import { resolve } from "../src/internal/settings.js"
 
@@ -768,6 +768,17 @@ class Harness {
             assert.fail(`key ${slot.key} has a waiter and an open item with room`)
           }
         }
+      }
+    }
+    // A half-open circuit lets `halfOpenProbes` (1) callers through: never more probes out at once,
+    // counting leases, waiters and creations that carry one.
+    if (this.s.breaker) {
+      for (const slot of k.slots.values()) {
+        const probes =
+          this.callers.filter((c) => c.lease?.probe && itemOf(c.lease).slot === slot).length +
+          waiting.filter((w) => w.probe && w.slot === slot).length +
+          this.running.filter((r) => r.probe && r.slot === slot).length
+        assert.isTrue(probes <= 1, `key ${slot.key}: ${probes} probes out at once`)
       }
     }
     // An item being validated for a shared lease takes no other lease until it passes.
