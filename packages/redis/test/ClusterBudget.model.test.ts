@@ -310,6 +310,73 @@ describe.skipIf(!available.run)("the budget script and its model", () => {
       }),
     30_000
   )
+
+  it.scopedLive(
+    "fair shares add up to the limit: the remainder goes to instances that want more, then by id, and stays put",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* RedisServer.make()
+        const client = yield* RedisClient.make({ url: server.url, commandTimeout: "5 seconds" })
+        const budget = BudgetClient.make(client, { prefix: "test:", name: "shares", testClock: true })
+        const total = 10
+        const model = new Model()
+        const now = 1_000_000
+        const drivers = [newDriver(0), newDriver(1), newDriver(2)]
+        const [i0, i1, i2] = drivers as [Driver, Driver, Driver]
+        /** One call through the script and the model, which must agree. */
+        const run = (d: Driver, op: Op) =>
+          Effect.gen(function* () {
+            const caller: Caller = { instance: d.instance, epoch: d.epoch, leaseMillis: lease }
+            const expected = model.step(now, caller, op)
+            const actual = yield* budget.call(caller, op, now)
+            assert.deepStrictEqual(actual, strip(expected), `${JSON.stringify(op)} by ${d.instance}`)
+            observe(d, op, actual)
+            return actual
+          })
+        const take = (d: Driver, n: number) =>
+          Effect.gen(function* () {
+            for (let i = 0; i < n; i++) {
+              const id = `${d.instance}:${d.sequence++}`
+              const op: Op = {
+                _tag: "acquire",
+                id,
+                tenant: "x",
+                limit: total,
+                tenantLimit: total,
+                held: d.held.size,
+                waiting: 1
+              }
+              assert.strictEqual((yield* run(d, op)).status, "granted")
+            }
+          })
+        const over = (d: Driver, waiting: number) =>
+          Effect.map(run(d, { _tag: "heartbeat", waiting, limit: total, permits: [...d.held] }), (r) => r.over)
+
+        // 10 over three instances that all want more: shares 4, 3, 3 (the one left over to i0, the first id).
+        yield* take(i0, 4)
+        yield* take(i1, 3)
+        yield* take(i2, 3)
+        for (const d of drivers) yield* over(d, 1)
+        const overs: Array<number> = []
+        for (const d of drivers) overs.push(yield* over(d, 1))
+        assert.deepStrictEqual(overs, [0, 0, 0], "4 + 3 + 3 is everyone's share: nobody closes a connection")
+        // Held the other way round, i1 is the one above its share, and only by one.
+        const given = [...i0.held.keys()][0]!
+        yield* run(i0, { _tag: "release", id: given })
+        i0.held.delete(given)
+        yield* take(i1, 1)
+        assert.deepStrictEqual([yield* over(i0, 1), yield* over(i1, 1), yield* over(i2, 1)], [0, 1, 0])
+
+        // An instance idling on what it holds wants nothing more: the remainder goes to one that does.
+        for (const d of drivers) yield* run(d, { _tag: "leave" })
+        for (const d of drivers) d.held.clear()
+        yield* take(i0, total)
+        yield* over(i1, 4)
+        yield* over(i2, 4)
+        assert.strictEqual(yield* over(i0, 0), 7, "i0 keeps ⌊10 ÷ 3⌋ = 3; the remainder is i1's")
+      }),
+    30_000
+  )
 })
 
 if (!available.run) {

@@ -119,6 +119,9 @@ export const encodeArgs = (caller: Caller, op: Op, channel: string, clock: numbe
   }
 }
 
+/** Orders instance ids by their UTF-8 bytes, as the script does. */
+const bytesOrder = (x: string, y: string): number => Buffer.compare(Buffer.from(x), Buffer.from(y))
+
 const reclaimBatch = 16
 
 /**
@@ -303,7 +306,13 @@ export class Model {
             const demand = new Set<string>()
             for (const field of this.used.keys()) if (field.startsWith("i:")) demand.add(field.slice(2))
             for (const who of this.wants.keys()) demand.add(who)
-            const share = Math.floor(op.limit / demand.size)
+            // The remainder: one each to the instances that want more first, then to the others (see the script).
+            const wanting = (who: string) => this.wants.has(who)
+            const ranked = [...demand].sort((x, y) =>
+              wanting(x) === wanting(y) ? bytesOrder(x, y) : wanting(x) ? -1 : 1
+            )
+            const rank = ranked.indexOf(me)
+            const share = Math.floor(op.limit / demand.size) + (rank >= 0 && rank < op.limit % demand.size ? 1 : 0)
             over = Math.max(0, this.count(`i:${me}`) - share)
           }
         }

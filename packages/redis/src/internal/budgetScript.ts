@@ -35,6 +35,11 @@
  *   answered `lost` (its entry was reclaimed), unless it carries an older
  *   epoch: then Redis lost its data, and the instance hears `learning` (or
  *   `lost` once learning is over) and re-asserts with its next heartbeat.
+ * - A heartbeat while other instances want permits reports `over`: what the
+ *   caller holds above its fair share — the limit split over the instances
+ *   that hold or want permits, the remainder one each to those that want more
+ *   first, then to the others, in byte order of their ids (so shares add up
+ *   to the limit and stay put).
  * - `adopt` counts the permits it carries (those not counted yet) whatever
  *   the limits, learning or epoch: their connections exist, and counting them
  *   can only make the count truer. It renews the caller's lease.
@@ -92,6 +97,15 @@ local function drop(set)
   end
   return n
 end
+-- Byte order (Lua's < on strings follows the server's locale).
+local function bytesBefore(x, y)
+  for i = 1, math.min(#x, #y) do
+    local a, b = string.byte(x, i), string.byte(y, i)
+    if a ~= b then return a < b end
+  end
+  return #x < #y
+end
+
 local function wantsElsewhere()
   local n = 0
   local all = redis.call("HGETALL", wants)
@@ -193,6 +207,7 @@ elseif op == "heartbeat" then
     local others = wantsElsewhere()
     if others > 0 then
       local demand = {}
+      local wanting = {}
       local n = 0
       local all = redis.call("HGETALL", used)
       for i = 1, #all, 2 do
@@ -201,9 +216,22 @@ elseif op == "heartbeat" then
       end
       all = redis.call("HGETALL", wants)
       for i = 1, #all, 2 do
+        wanting[all[i]] = true
         if not demand[all[i]] then demand[all[i]] = true; n = n + 1 end
       end
+      -- The remainder goes one each to the instances that want more first, then to the others, in
+      -- byte order of their ids: shares add up to the limit and stay put, so an instance at the larger
+      -- share is not told to close a connection that another then takes, round after round.
+      local ids = {}
+      for who in pairs(demand) do ids[#ids + 1] = who end
+      table.sort(ids, function(x, y)
+        if (wanting[x] == true) ~= (wanting[y] == true) then return wanting[x] == true end
+        return bytesBefore(x, y)
+      end)
       local share = math.floor(limit / n)
+      for i = 1, limit % n do
+        if ids[i] == me then share = share + 1 end
+      end
       over = count("i:" .. me) - share
       if over < 0 then over = 0 end
     end
