@@ -61,7 +61,7 @@ export class Breaker {
   constructor(
     readonly settings: BreakerSettings,
     /** Added to the breaker's times (the kernel's clock) where they leave it as epoch milliseconds. */
-    readonly origin = 0
+    readonly origin: number
   ) {
     this.outcomes = new Uint8Array(Number.isFinite(settings.failureRate) ? settings.window : 0)
   }

@@ -118,7 +118,7 @@ export const health = (slot: SlotView, now: number): KeyHealth => {
  * is given only in a pool with shared leases. `now` and the slot's times are
  * the kernel's clock; `origin` (`Core.origin`) makes them epoch milliseconds.
  */
-export const keyStats = (slot: SlotView, now: number, maxLeases: number | undefined, origin = 0): KeyStats => ({
+export const keyStats = (slot: SlotView, now: number, maxLeases: number | undefined, origin: number): KeyStats => ({
   key: slot.description,
   max: slot.max,
   ...keyOccupancy(slot),
