@@ -26,6 +26,7 @@ import { Kernel, type KernelIO } from "../src/internal/kernel/kernel.js"
 import { type Item, itemOf, KeySlot, type Lease, SharedLease, type Waiter } from "../src/internal/kernel/model.js"
 import type { Tags } from "../src/internal/metrics.js"
 import { resolve } from "../src/internal/settings.js"
+import { pick } from "./utils/model.js"
 
 type K = string
 type A = number
@@ -178,8 +179,6 @@ const shape: fc.Arbitrary<Shape> = fc.record({
   credentials: fc.boolean(),
   validate: fc.boolean()
 })
-
-const pick = <X>(xs: ReadonlyArray<X>, n: number): X | undefined => (xs.length === 0 ? undefined : xs[n % xs.length])
 
 /** When the pool starts, as the time port reads it. */
 const epoch = 1_764_000_000_000
@@ -525,20 +524,9 @@ class Harness {
           cmd.pick
         )
         if (caller === undefined) return
-        if (cmd.outcome === "broken") {
-          // A failed validation (the shell's `validated`): the item is destroyed as broken, no verdict,
-          // and the caller is admitted again.
-          const lease = caller.lease!
-          caller.lease = undefined
-          caller.state = "done"
-          if (lease instanceof SharedLease ? lease.done : lease.state !== "leased") return
-          this.kernel.markBroken(lease)
-          this.kernel.endLease(lease, undefined)
-          this.flush()
-          this.get(caller.key)
-          return
-        }
-        this.release(caller, cmd.outcome === "none" ? undefined : cmd.outcome)
+        // "broken": its validation failed (in a pool without `validate` too: a held item found broken).
+        if (cmd.outcome === "broken") this.validated(caller, "failed")
+        else this.release(caller, cmd.outcome === "none" ? undefined : cmd.outcome)
         return
       }
       case "Invalidate": {

@@ -2,6 +2,31 @@ import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Schema, Scope, TestClock } from "effect"
 import { KeyedPool, Pool, PoolRegistry } from "../src/index.js"
 
+/** A budget's stats as a `ClusterBudget` registers them. */
+const budgetStats: PoolRegistry.BudgetStats = {
+  name: "upstream",
+  instanceId: "host-1",
+  limit: 100,
+  used: 42,
+  held: 7,
+  waiters: 1,
+  wantsElsewhere: 2,
+  over: 0,
+  state: "learning",
+  granted: 9,
+  released: 2,
+  exhausted: 1,
+  unavailable: 0,
+  reclaimed: 3,
+  leasesLost: 0,
+  pendingReleases: 0,
+  mode: "local-share",
+  offline: 2,
+  instances: 3,
+  failOpen: 4,
+  reasserted: 2
+}
+
 describe("PoolRegistry", () => {
   it.effect("lists named pools while their scopes are open and forgets them after", () =>
     Effect.gen(function* () {
@@ -52,22 +77,10 @@ describe("PoolRegistry", () => {
     Effect.gen(function* () {
       const registry = yield* PoolRegistry.PoolRegistry
       const stats = (instanceId: string, held: number): PoolRegistry.BudgetStats => ({
-        name: "upstream",
+        ...budgetStats,
         instanceId,
-        limit: 10,
-        used: 3,
         held,
-        waiters: 0,
-        wantsElsewhere: 0,
-        over: 0,
-        state: "ok",
-        granted: held,
-        released: 0,
-        exhausted: 0,
-        unavailable: 0,
-        reclaimed: 0,
-        leasesLost: 0,
-        pendingReleases: 0
+        granted: held
       })
       const first = yield* Scope.make()
       const second = yield* Scope.make()
@@ -99,64 +112,12 @@ describe("PoolRegistry", () => {
   )
 
   it("BudgetStats is plain JSON: it survives encoding, a JSON round trip and decoding", () => {
-    const stats: PoolRegistry.BudgetStats = {
-      name: "upstream",
-      instanceId: "host-1",
-      limit: 100,
-      used: 42,
-      held: 7,
-      waiters: 1,
-      wantsElsewhere: 2,
-      over: 0,
-      state: "learning",
-      granted: 9,
-      released: 2,
-      exhausted: 1,
-      unavailable: 0,
-      reclaimed: 3,
-      leasesLost: 0,
-      pendingReleases: 0,
-      mode: "local-share",
-      offline: 2,
-      instances: 3,
-      failOpen: 4,
-      reasserted: 2
-    }
-    const json = JSON.stringify(Schema.encodeSync(PoolRegistry.BudgetStats)(stats))
-    assert.deepStrictEqual(Schema.decodeUnknownSync(PoolRegistry.BudgetStats)(JSON.parse(json)), stats)
+    const json = JSON.stringify(Schema.encodeSync(PoolRegistry.BudgetStats)(budgetStats))
+    assert.deepStrictEqual(Schema.decodeUnknownSync(PoolRegistry.BudgetStats)(JSON.parse(json)), budgetStats)
   })
 
   it("BudgetStats: mode, offline, instances, failOpen and reasserted are optional (a budget without them still decodes); a mode is one of three", () => {
-    const {
-      mode: _m,
-      offline: _o,
-      instances: _i,
-      failOpen: _f,
-      reasserted: _r,
-      ...older
-    } = {
-      name: "upstream",
-      instanceId: "host-1",
-      limit: 100,
-      used: 42,
-      held: 7,
-      waiters: 1,
-      wantsElsewhere: 2,
-      over: 0,
-      state: "ok" as const,
-      granted: 9,
-      released: 2,
-      exhausted: 1,
-      unavailable: 0,
-      reclaimed: 3,
-      leasesLost: 0,
-      pendingReleases: 0,
-      mode: "fail-closed" as const,
-      offline: 0,
-      instances: 2,
-      failOpen: 0,
-      reasserted: 0
-    }
+    const { mode: _m, offline: _o, instances: _i, failOpen: _f, reasserted: _r, ...older } = budgetStats
     const decoded = Schema.decodeUnknownSync(PoolRegistry.BudgetStats)(JSON.parse(JSON.stringify(older)))
     assert.deepStrictEqual(decoded, older)
     assert.notProperty(decoded, "mode")

@@ -112,6 +112,17 @@ const observe = (driver: Driver, op: Op, reply: Reply) => {
 
 const strip = ({ published: _, ...reply }: Reply) => reply
 
+/** One call of `driver` through the script and the model at `now`: both must answer the same; the driver reacts as the service does. */
+const callBoth = (budget: BudgetClient.BudgetClient, model: Model, driver: Driver, op: Op, now: number) =>
+  Effect.gen(function* () {
+    const caller: Caller = { instance: driver.instance, epoch: driver.epoch, leaseMillis: lease }
+    const expected = model.step(now, caller, op)
+    const actual = yield* budget.call(caller, op, now)
+    assert.deepStrictEqual(actual, strip(expected), `${JSON.stringify(op)} by ${driver.instance}`)
+    observe(driver, op, actual)
+    return actual
+  })
+
 const available = redisAvailable()
 
 describe.skipIf(!available.run)("the budget script and its model", () => {
@@ -242,16 +253,7 @@ describe.skipIf(!available.run)("the budget script and its model", () => {
         const model = new Model()
         let now = 1_000_000
         const a = newDriver(0)
-        /** One call through both, which must agree; the driver reacts as the service does. */
-        const run = (op: Op) =>
-          Effect.gen(function* () {
-            const caller: Caller = { instance: a.instance, epoch: a.epoch, leaseMillis: lease }
-            const expected = model.step(now, caller, op)
-            const actual = yield* budget.call(caller, op, now)
-            assert.deepStrictEqual(actual, strip(expected), JSON.stringify(op))
-            observe(a, op, actual)
-            return actual
-          })
+        const run = (op: Op) => callBoth(budget, model, a, op, now)
         const acquire = (id: string): Extract<Op, { readonly _tag: "acquire" }> => ({
           _tag: "acquire",
           id,
@@ -323,16 +325,7 @@ describe.skipIf(!available.run)("the budget script and its model", () => {
         const now = 1_000_000
         const drivers = [newDriver(0), newDriver(1), newDriver(2)]
         const [i0, i1, i2] = drivers as [Driver, Driver, Driver]
-        /** One call through the script and the model, which must agree. */
-        const run = (d: Driver, op: Op) =>
-          Effect.gen(function* () {
-            const caller: Caller = { instance: d.instance, epoch: d.epoch, leaseMillis: lease }
-            const expected = model.step(now, caller, op)
-            const actual = yield* budget.call(caller, op, now)
-            assert.deepStrictEqual(actual, strip(expected), `${JSON.stringify(op)} by ${d.instance}`)
-            observe(d, op, actual)
-            return actual
-          })
+        const run = (d: Driver, op: Op) => callBoth(budget, model, d, op, now)
         const take = (d: Driver, n: number) =>
           Effect.gen(function* () {
             for (let i = 0; i < n; i++) {
